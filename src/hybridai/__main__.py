@@ -1,0 +1,5 @@
+"""``python -m hybridai`` is the ``hybridai`` command."""
+
+from hybridai.cli.main import app
+
+app()

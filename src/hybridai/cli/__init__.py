@@ -1,0 +1,1 @@
+"""The ``hybridai`` command: the top floor, one module per command group."""

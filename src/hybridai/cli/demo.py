@@ -1,0 +1,95 @@
+"""``hybridai demo``: a whole local fleet at work, then a summary."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from hybridai.cli._api import JsonOpt, fail, print_json
+
+
+def _table(summary: dict[str, Any]) -> Table:
+    table = Table(title="hybridai demo: summary", show_lines=False)
+    table.add_column("what")
+    table.add_column("value", justify="right")
+    rows = [
+        ("records ingested at the edges", summary["records_ingested"]),
+        ("records synced to the lake (distinct)", summary["records_synced"]),
+        ("records lost", summary["records_lost"]),
+        ("duplicate rows in the lake", summary["lake_duplicates"]),
+        ("bytes synced (Parquet zstd)", f"{summary['bytes_synced']:,}"),
+        ("same records as raw JSON", f"{summary['json_bytes']:,}"),
+        ("wire bytes / JSON bytes", summary["wire_bytes_ratio_vs_json"]),
+        ("requests served at edge", summary["requests_edge"]),
+        ("requests served in cloud", summary["requests_cloud"]),
+        ("requests degraded (cloud unreachable)", summary["requests_degraded"]),
+    ]
+    for placement, lat in summary["latency"].items():
+        rows.append((f"latency at {placement} p50 / p99 (ms)", f"{lat['p50_ms']} / {lat['p99_ms']}"))
+    for device, models in summary["model_versions"].items():
+        rows.append((f"model on {device}", ", ".join(f"{n} v{v}" for n, v in models.items())))
+    outage = summary["outage"]
+    rows.append(
+        (f"outage of {outage['device']}", f"{outage['seconds']}s, backlog {outage['backlog_at_restore']} then drained")
+    )
+    for label, info in summary["versions"].items():
+        metrics = info["training_metrics"]
+        for variant in ("edge", "cloud"):
+            m = metrics.get(variant, {})
+            rows.append(
+                (f"{label} {variant} variant held-out AUC / F1",
+                 f"{m.get('roc_auc', 0):.3f} / {m.get('f1', 0):.3f}")
+            )
+        q = summary["holdout_quality_cloud_variant"][label]
+        rows.append((f"{label} cloud variant on fresh plant AUC / F1", f"{q['roc_auc']:.3f} / {q['f1']:.3f}"))
+    rows.append(("wall time (s)", summary["wall_s"]))
+    for what, value in rows:
+        table.add_row(what, str(value))
+    return table
+
+
+def demo(
+    duration: Annotated[
+        float, typer.Option(help="Seconds of sensor traffic (the whole demo takes ~1.5x).")
+    ] = 60.0,
+    seed: Annotated[int, typer.Option(help="Seed of the simulated plant.")] = 7,
+    keep: Annotated[bool, typer.Option(help="Keep the workspace (logs, stores, lake).")] = False,
+    workspace: Annotated[
+        Path | None, typer.Option(help="Use this folder instead of a temporary one.")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a cloud and 3 edge agents locally and show the whole hybrid loop at work."""
+    from hybridai.demo.launcher import ChildFailed
+    from hybridai.demo.scenario import DemoFailed, DemoOptions, Scenario
+
+    console = Console(stderr=as_json)
+    folder = workspace or Path(tempfile.mkdtemp(prefix="hybridai-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    scenario = Scenario(DemoOptions(duration_s=duration, seed=seed), folder, console)
+    try:
+        summary = scenario.run()
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted: stopping every process[/]")
+        raise typer.Exit(130) from None
+    except (DemoFailed, ChildFailed) as exc:
+        keep = True
+        raise fail(f"the demo failed: {exc}\nlogs are in {folder}") from None
+    finally:
+        scenario.stop()
+        if not keep:
+            shutil.rmtree(folder, ignore_errors=True)
+    if as_json:
+        print_json(summary)
+    else:
+        console.print(_table(summary))
+        if keep:
+            console.print(f"workspace kept in {folder}")
+    if summary["records_lost"] != 0:
+        raise fail(f"{summary['records_lost']} records lost")

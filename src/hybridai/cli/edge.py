@@ -1,0 +1,90 @@
+"""``hybridai edge``: run an edge agent, look at one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import httpx
+import typer
+from rich.table import Table
+
+from hybridai.cli._api import JsonOpt, err, fail, out, print_json
+
+app = typer.Typer(help="Run and inspect edge agents.", no_args_is_help=True)
+
+
+@app.command()
+def run(
+    cloud: Annotated[
+        str | None, typer.Option(help="Cloud API base URL [env: HYBRIDAI_EDGE_CLOUD_URL].")
+    ] = None,
+    enroll_token: Annotated[
+        str | None,
+        typer.Option(help="One-time enrollment token [env: HYBRIDAI_EDGE_ENROLL_TOKEN]."),
+    ] = None,
+    device_id: Annotated[
+        str | None, typer.Option(help="Device id [env: HYBRIDAI_EDGE_DEVICE_ID].")
+    ] = None,
+    kind: Annotated[
+        str | None,
+        typer.Option(help="sensor-gateway, edge-server, ai-pc or workstation."),
+    ] = None,
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Local store folder [env: HYBRIDAI_EDGE_DATA_DIR].")
+    ] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
+    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+) -> None:
+    """Run an edge agent: v2 inference, ingest, sync and desired state against the cloud."""
+    from pydantic import ValidationError
+
+    from hybridai.edge.agent import EdgeAgent
+    from hybridai.edge.app import create_app
+    from hybridai.edge.settings import EdgeSettings
+    from hybridai.link.transport import serve
+
+    given = {
+        "cloud_url": cloud,
+        "enroll_token": enroll_token,
+        "device_id": device_id,
+        "kind": kind,
+        "data_dir": data_dir,
+        "host": host,
+        "port": port,
+    }
+    try:
+        settings = EdgeSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise fail(f"bad edge settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+    agent = EdgeAgent(settings)
+    err.print(
+        f"[green]hybridai edge[/] {settings.device_id} on http://{settings.host}:{settings.port}"
+        f"  cloud: {settings.cloud_url}"
+    )
+    serve(create_app(agent), settings.host, settings.port, log_level=log_level)
+
+
+@app.command()
+def status(
+    url: Annotated[str, typer.Option(help="Edge agent base URL.")] = "http://127.0.0.1:8500",
+    as_json: JsonOpt = False,
+) -> None:
+    """Show an edge agent's status: models, backlog, sync, placement counts."""
+    try:
+        data = httpx.get(f"{url}/api/v1/status", timeout=5).json()
+    except httpx.HTTPError as exc:
+        raise fail(f"cannot reach the edge agent at {url}: {exc}") from None
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title=f"edge {data['device_id']}")
+    table.add_column("what")
+    table.add_column("value")
+    for m in data["models"]:
+        table.add_row(f"model {m['name']}", f"v{m['version']} {m['state']} {m.get('error') or ''}")
+    for key, value in {**data["store"], **data["inference"]}.items():
+        table.add_row(key, str(value))
+    table.add_row("cloud reachable", str(data["cloud_reachable"]))
+    out.print(table)

@@ -1,0 +1,63 @@
+"""``hybridai fleet``: enroll devices, see the fleet."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hybridai.cli._api import DEFAULT_CLOUD, CloudOpt, JsonOpt, TokenOpt, call, fail, out, print_json
+
+app = typer.Typer(help="Enroll devices and inspect the fleet.", no_args_is_help=True)
+
+
+@app.command("enroll-token")
+def enroll_token(
+    target: Annotated[str, typer.Argument(help="SITE/DEVICE, e.g. plant-a/edge-1.")],
+    ttl: Annotated[int, typer.Option(help="Seconds the token stays valid.")] = 3600,
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a one-time enrollment token for a device."""
+    site, sep, device = target.partition("/")
+    if not sep or not site or not device:
+        raise fail(f"'{target}' is not SITE/DEVICE, e.g. plant-a/edge-1")
+    data = call(
+        cloud,
+        token,
+        "POST",
+        "/api/v1/enrollment-tokens",
+        json={"site": site, "device_id": device, "ttl_s": ttl},
+    )
+    if as_json:
+        print_json(data)
+    else:
+        out.print(data["token"])
+
+
+@app.command("list")
+def list_devices(
+    cloud: CloudOpt = DEFAULT_CLOUD, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """List enrolled devices with their last report."""
+    data = call(cloud, token, "GET", "/api/v1/devices")
+    if as_json:
+        print_json(data)
+        return
+    table = Table(title="fleet")
+    for col in ("device", "site", "kind", "last seen", "models", "backlog", "synced"):
+        table.add_column(col)
+    now = time.time()
+    for d in data:
+        status = d.get("status") or {}
+        models = ", ".join(f"{m['name']} v{m['version']}" for m in status.get("models", []))
+        seen = f"{now - d['last_seen']:.0f}s ago" if d.get("last_seen") else "never"
+        store = status.get("store", {})
+        table.add_row(
+            d["device_id"], d["site"], d["kind"], seen, models or "-",
+            str(store.get("backlog_records", "-")), str(store.get("records_synced", "-")),
+        )
+    out.print(table)

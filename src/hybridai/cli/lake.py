@@ -1,0 +1,41 @@
+"""``hybridai lake``: query the central lake with SQL."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from hybridai.cli._api import DEFAULT_CLOUD, CloudOpt, JsonOpt, TokenOpt, call, out, print_json
+
+app = typer.Typer(help="Query the central Delta Lake with DuckDB SQL.", no_args_is_help=True)
+
+
+@app.command()
+def query(
+    sql: Annotated[str, typer.Argument(help="DuckDB SQL; each dataset is a view by its name.")],
+    limit: Annotated[int, typer.Option(help="Most rows to return.")] = 1000,
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run SQL over the lake, e.g. "SELECT site, count(*) FROM telemetry GROUP BY site"."""
+    data = call(cloud, token, "POST", "/api/v1/lake/query", json={"sql": sql, "limit": limit})
+    if as_json:
+        print_json(data)
+        return
+    table = Table()
+    for col in data["columns"]:
+        table.add_column(col)
+    for row in data["rows"]:
+        table.add_row(*(str(v) for v in row))
+    out.print(table)
+    if data["truncated"]:
+        out.print(f"[yellow]truncated to {limit} rows[/]")
+
+
+@app.command()
+def tables(cloud: CloudOpt = DEFAULT_CLOUD, token: TokenOpt = None) -> None:
+    """List datasets with their current Delta table version."""
+    print_json(call(cloud, token, "GET", "/api/v1/lake/tables"))

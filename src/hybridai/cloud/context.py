@@ -1,0 +1,80 @@
+"""The cloud's wiring: its stores opened once per process and handed to every service call."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from hybridai.cloud import fleet
+from hybridai.cloud.lake import Lake
+from hybridai.cloud.settings import CloudSettings
+from hybridai.storage.blobs import BlobStore, open_blob_store
+from hybridai.storage.metadata import create_engine_for, migrate, session_factory
+
+
+@dataclass
+class Cloud:
+    settings: CloudSettings
+    engine: Engine
+    sessions: sessionmaker[Session]
+    blobs: BlobStore
+    lake: Lake
+    # Training runs one at a time: the machine's cores also serve requests.
+    jobs: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "training"))
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: committed when the block ends, rolled back on error.
+
+        Service functions may commit their own steps inside it (the registry does, to retry
+        a version number taken by a concurrent writer).
+        """
+        with self.sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def close(self) -> None:
+        self.jobs.shutdown(wait=False, cancel_futures=True)
+        self.engine.dispose()
+
+
+def open_cloud(settings: CloudSettings) -> Cloud:
+    """Open (and migrate) every store; create the first admin token if there is none."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_engine_for(settings.resolved_database_url())
+    migrate(engine)
+    cloud = Cloud(
+        settings=settings,
+        engine=engine,
+        sessions=session_factory(engine),
+        blobs=open_blob_store(settings.resolved_blob_url()),
+        lake=Lake(settings.resolved_lake_url()),
+    )
+    bootstrap_admin_token(cloud)
+    return cloud
+
+
+def bootstrap_admin_token(cloud: Cloud) -> None:
+    """Write a first admin API token to DATA_DIR/admin.token (mode 0600) unless one exists.
+
+    The token is shown only through that file; the store keeps its hash.
+    """
+    path = cloud.settings.admin_token_path
+    if path.exists():
+        return
+    with cloud.session() as session:
+        token = fleet.create_api_token(session, "bootstrap-admin", "admin", time.time())
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token + "\n")

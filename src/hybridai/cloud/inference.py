@@ -1,0 +1,89 @@
+"""Cloud inference: the registry's models served over the same v2 API as the edge.
+
+Unversioned requests go to the deployed version (or the latest one when none is deployed);
+the ``cloud`` variant is preferred, the ``edge`` variant serves when it is the only one.
+Loaded sessions are cached; a version is loaded, verified and warmed up on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from starlette.concurrency import run_in_threadpool
+
+from hybridai import __version__
+from hybridai.cloud import registry
+from hybridai.cloud.context import Cloud
+from hybridai.protocol.errors import ApiError, ErrorCode
+from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata
+from hybridai.serving.onnx_runtime import OnnxModel
+from hybridai.serving.repository import ModelRepository
+
+
+class CloudBackend:
+    """An ``InferenceBackend`` over the model registry."""
+
+    def __init__(self, cloud: Cloud) -> None:
+        self._cloud = cloud
+        self._repository = ModelRepository()
+        self._loading = threading.Lock()
+
+    def _version_for(self, name: str, version: str | None) -> str:
+        if version is not None:
+            return version
+        with self._cloud.session() as session:
+            for deployment in registry.get_deployments(session):
+                if deployment.name == name:
+                    return deployment.version
+            latest = registry.latest_version(session, name)
+        if latest is None:
+            raise ApiError(
+                404,
+                ErrorCode.MODEL_NOT_FOUND,
+                f"model '{name}' is not in the registry; list models with `hybridai model list`",
+            )
+        return latest.version
+
+    def _model(self, name: str, version: str | None) -> OnnxModel:
+        resolved = self._version_for(name, version)
+        if resolved in self._repository.versions(name):
+            return self._repository.get(name, resolved)
+        with self._loading:
+            if resolved in self._repository.versions(name):
+                return self._repository.get(name, resolved)
+            with self._cloud.session() as session:
+                info = registry.get_version(session, name, resolved)
+                variants = {a.variant for a in info.artifacts}
+                variant = "cloud" if "cloud" in variants else "edge"
+                artifact = registry.read_artifact(
+                    session, self._cloud.blobs, name, resolved, variant
+                )
+            model = OnnxModel.load(name, resolved, artifact, threads=2)
+            model.warm_up()
+            self._repository.put(model, make_current=False)
+            return model
+
+    def server_metadata(self) -> ServerMetadata:
+        return ServerMetadata(name="hybridai-cloud", version=__version__)
+
+    def server_ready(self) -> bool:
+        return True
+
+    def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
+        metadata = self._model(name, version).metadata()
+        with self._cloud.session() as session:
+            versions = next((m.versions for m in registry.list_models(session) if m.name == name), [])
+        return metadata.model_copy(update={"versions": versions})
+
+    def model_ready(self, name: str, version: str | None) -> bool:
+        self._model(name, version)
+        return True
+
+    async def infer(
+        self, name: str, version: str | None, request: InferenceRequest
+    ) -> InferenceResponse:
+        model = await run_in_threadpool(self._model, name, version)
+        response = await run_in_threadpool(model.run, request)
+        parameters = dict(response.parameters or {})
+        parameters.update({"placement": "cloud", "reason": "served_by_cloud"})
+        return response.model_copy(update={"parameters": parameters})

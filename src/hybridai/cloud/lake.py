@@ -1,0 +1,203 @@
+"""The central lake: one Delta table per dataset, exactly-once commits, DuckDB queries.
+
+Every edge batch becomes one Delta commit that carries its idempotency key as an application
+transaction ``(app_id=device_id, version=batch_seq)``. A device sends its batches strictly in
+sequence, so a batch whose sequence number is not above the device's recorded transaction
+version has already been committed: the lake is exactly-once by construction, even across
+restarts, because the key lives in the table's own log. Table versions give time travel, so a
+training run can name exactly the rows it read.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from collections.abc import Mapping
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import DeltaError
+
+from hybridai.protocol.sync import DATE, DEVICE_ID, RECORD_ID, SITE, TIMESTAMP
+
+DATASET_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+REQUIRED_COLUMNS: tuple[str, ...] = (RECORD_ID, DEVICE_ID, SITE, TIMESTAMP, DATE)
+PARTITION_COLUMNS: list[str] = [SITE, DATE]
+
+
+class LakeQueryError(ValueError):
+    """A lake query failed; the message is DuckDB's (or says which version is missing)."""
+
+
+def _check_dataset(dataset: str) -> None:
+    if not DATASET_PATTERN.fullmatch(dataset):
+        raise ValueError(
+            f"dataset name {dataset!r} is invalid: use 1-63 lowercase letters, digits or "
+            "underscores, starting with a letter"
+        )
+
+
+def _is_text(column: pa.ChunkedArray) -> bool:
+    return bool(pa.types.is_string(column.type) or pa.types.is_large_string(column.type))
+
+
+def _check_batch(device_id: str, batch_seq: int, table: pa.Table) -> None:
+    if batch_seq < 1:
+        raise ValueError(f"batch_seq must be >= 1, got {batch_seq}")
+    if table.num_rows == 0:
+        raise ValueError("a batch must hold at least one record")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"batch lacks required column(s) {', '.join(missing)}; every lake row carries "
+            f"{', '.join(REQUIRED_COLUMNS)}"
+        )
+    column = table.column(DEVICE_ID)
+    same_device = _is_text(column) and pc.all(pc.equal(column, device_id)).as_py() is not False
+    if column.null_count or not same_device:
+        raise ValueError(
+            f"every row's {DEVICE_ID} must be {device_id!r}: a device commits only its own records"
+        )
+    for name in PARTITION_COLUMNS:
+        if not _is_text(table.column(name)) or table.column(name).null_count:
+            raise ValueError(f"partition column {name!r} must hold strings, never null")
+
+
+class Lake:
+    """Delta tables under ``root`` (a local folder today; object storage URLs later).
+
+    Commits to one dataset are serialised inside this process, which makes the check of the
+    device's last committed sequence and the commit that follows it atomic. Several processes
+    writing one lake rely on Delta's optimistic concurrency instead.
+    """
+
+    def __init__(self, root: str) -> None:
+        self._root = root.rstrip("/") or "/"
+        self._local = "://" not in root or root.startswith("file://")
+        if self._local:
+            self._root = self._root.removeprefix("file://")
+            os.makedirs(self._root, exist_ok=True)
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    @property
+    def root(self) -> str:
+        return self._root
+
+    # -- locations: the one place that knows how a dataset maps to storage ------------------
+
+    def _uri(self, dataset: str) -> str:
+        return os.path.join(self._root, dataset) if self._local else f"{self._root}/{dataset}"
+
+    def _list_candidates(self) -> list[str]:
+        if not self._local:
+            raise NotImplementedError("listing datasets needs a local lake for now")
+        return sorted(name for name in os.listdir(self._root) if os.path.isdir(self._uri(name)))
+
+    def _open(self, dataset: str, version: int | None = None) -> DeltaTable | None:
+        uri = self._uri(dataset)
+        if not DeltaTable.is_deltatable(uri):
+            return None
+        return DeltaTable(uri, version=version)
+
+    def _lock(self, dataset: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(dataset, threading.Lock())
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def commit_batch(
+        self, dataset: str, device_id: str, batch_seq: int, table: pa.Table
+    ) -> tuple[int, bool]:
+        """Append a device's batch as one commit; returns ``(table_version, duplicate)``.
+
+        A batch whose ``batch_seq`` is not above the device's last committed one is a repeat
+        and is answered with the current version without writing anything.
+        """
+        _check_dataset(dataset)
+        _check_batch(device_id, batch_seq, table)
+        with self._lock(dataset):
+            current = self._open(dataset)
+            if current is not None:
+                committed = current.transaction_version(device_id)
+                if committed is not None and committed >= batch_seq:
+                    return current.version(), True
+            try:
+                write_deltalake(
+                    self._uri(dataset),
+                    table,
+                    mode="append",
+                    partition_by=PARTITION_COLUMNS,
+                    schema_mode="merge",
+                    commit_properties=CommitProperties(
+                        app_transactions=[Transaction(app_id=device_id, version=batch_seq)]
+                    ),
+                )
+            except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
+                raise ValueError(f"batch does not fit dataset {dataset!r}: {error}") from error
+            written = self._open(dataset)
+            assert written is not None
+            return written.version(), False
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def datasets(self) -> list[str]:
+        """Names of the datasets that hold at least one commit."""
+        return [
+            name
+            for name in self._list_candidates()
+            if DATASET_PATTERN.fullmatch(name) and DeltaTable.is_deltatable(self._uri(name))
+        ]
+
+    def versions(self) -> dict[str, int]:
+        """Return the current table version of every dataset: what lineage records."""
+        versions: dict[str, int] = {}
+        for name in self.datasets():
+            table = self._open(name)
+            if table is not None:
+                versions[name] = table.version()
+        return versions
+
+    def count(self, dataset: str) -> int:
+        """Rows in a dataset; 0 for a dataset that does not exist yet."""
+        _check_dataset(dataset)
+        table = self._open(dataset)
+        return 0 if table is None else table.to_pyarrow_dataset().count_rows()
+
+    def query(self, sql: str, versions: Mapping[str, int] | None = None) -> pa.Table:
+        """Run DuckDB SQL in which every dataset is a view named after it.
+
+        ``versions`` pins the named datasets to those table versions (time travel); the others
+        are read at their current version. The connection cannot touch files, so a query reads
+        the lake's tables and nothing else.
+        """
+        pinned = dict(versions or {})
+        connection = duckdb.connect(config={"enable_external_access": False})
+        try:
+            for name in sorted(set(self.datasets()) | set(pinned)):
+                connection.register(name, self._arrow_dataset(name, pinned.get(name)))
+            connection.execute("SET lock_configuration = true")
+            relation = connection.sql(sql)
+            if relation is None:
+                raise LakeQueryError("the SQL ran but returned no rows: send a query")
+            return relation.to_arrow_table()
+        except duckdb.Error as error:
+            raise LakeQueryError(str(error)) from error
+        finally:
+            connection.close()
+
+    def _arrow_dataset(self, dataset: str, version: int | None) -> object:
+        if not DATASET_PATTERN.fullmatch(dataset):
+            raise LakeQueryError(f"dataset name {dataset!r} is invalid")
+        try:
+            table = self._open(dataset, version)
+        except DeltaError as error:
+            raise LakeQueryError(
+                f"dataset {dataset!r} has no version {version}: {error}"
+            ) from error
+        if table is None:
+            raise LakeQueryError(f"dataset {dataset!r} does not exist")
+        return table.to_pyarrow_dataset()

@@ -1,0 +1,403 @@
+"""Model registry: versions with edge/cloud ONNX artifacts, deployments, and desired state.
+
+Artifacts are content-addressed by sha256 in the metadata and verified on every read, so a
+corrupted or tampered blob is caught by the cloud before any device downloads it. Versions are
+``max + 1`` per model, made safe under concurrency by the primary key and a retry; rows are
+written before blobs, so a registration that loses the race never overwrites the winner's blob.
+Service functions take session, blob store and time explicitly and commit their own work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from typing import Any
+
+import onnx
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from hybridai.protocol.errors import ApiError, ErrorCode
+from hybridai.protocol.fleet import DesiredState, ModelAssignment
+from hybridai.protocol.registry import (
+    MODEL_NAME_PATTERN,
+    ArtifactInfo,
+    Deployment,
+    ModelSummary,
+    ModelVersionInfo,
+)
+from hybridai.storage.blobs import BlobStore
+from hybridai.storage.tables import DeploymentRow, ModelArtifactRow, ModelRow, ModelVersionRow
+
+VARIANTS = ("edge", "cloud")
+_REGISTER_ATTEMPTS = 5
+_NAME = re.compile(MODEL_NAME_PATTERN)
+_V2_DATATYPES: dict[int, str] = {
+    onnx.TensorProto.BOOL: "BOOL",
+    onnx.TensorProto.UINT8: "UINT8",
+    onnx.TensorProto.UINT16: "UINT16",
+    onnx.TensorProto.UINT32: "UINT32",
+    onnx.TensorProto.UINT64: "UINT64",
+    onnx.TensorProto.INT8: "INT8",
+    onnx.TensorProto.INT16: "INT16",
+    onnx.TensorProto.INT32: "INT32",
+    onnx.TensorProto.INT64: "INT64",
+    onnx.TensorProto.FLOAT16: "FP16",
+    onnx.TensorProto.FLOAT: "FP32",
+    onnx.TensorProto.DOUBLE: "FP64",
+    onnx.TensorProto.STRING: "BYTES",
+}
+
+
+def blob_key(name: str, version: int | str, variant: str) -> str:
+    return f"models/{name}/{version}/{variant}.onnx"
+
+
+def artifact_path(name: str, version: int | str, variant: str) -> str:
+    """Where devices download an artifact, relative to the cloud's base URL."""
+    return f"/api/v1/models/{name}/versions/{version}/artifacts/{variant}"
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, ErrorCode.INVALID_INPUT, message)
+
+
+def _tensors(values: Any, variant: str, role: str, skip: set[str]) -> list[dict[str, Any]]:
+    tensors: list[dict[str, Any]] = []
+    for value in values:
+        if value.name in skip:  # old exporters list initializers among the graph inputs
+            continue
+        if value.type.WhichOneof("value") != "tensor_type":
+            raise _invalid(
+                f"{role} {value.name!r} of the {variant} artifact is not a tensor: v2 serves "
+                "tensors only (for scikit-learn classifiers convert with "
+                "options={'zipmap': False})"
+            )
+        tensor = value.type.tensor_type
+        datatype = _V2_DATATYPES.get(tensor.elem_type)
+        if datatype is None:
+            element = onnx.TensorProto.DataType.Name(tensor.elem_type)
+            raise _invalid(
+                f"{role} {value.name!r} of the {variant} artifact has element type {element}, "
+                "which the Open Inference Protocol v2 cannot carry"
+            )
+        shape = (
+            [dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor.shape.dim]
+            if tensor.HasField("shape")
+            else [-1]
+        )
+        tensors.append({"name": value.name, "datatype": datatype, "shape": shape})
+    return tensors
+
+
+def inspect_onnx(data: bytes, variant: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """Return the v2 input and output tensor metadata; 400 if ``data`` is not usable ONNX."""
+    try:
+        model = onnx.load_model_from_string(data)
+    except Exception as exc:  # protobuf raises several types for garbage input
+        raise _invalid(f"the {variant} artifact is not a valid ONNX model: {exc}") from None
+    if model.ir_version <= 0 or not model.graph.output:
+        raise _invalid(
+            f"the {variant} artifact is not a valid ONNX model: no IR version or no graph "
+            "outputs (was it exported with onnx.save / skl2onnx?)"
+        )
+    initializers = {init.name for init in model.graph.initializer}
+    inputs = _tensors(model.graph.input, variant, "input", initializers)
+    outputs = _tensors(model.graph.output, variant, "output", set())
+    return inputs, outputs
+
+
+def _json_object(value: dict[str, Any], label: str) -> dict[str, Any]:
+    try:
+        loaded: dict[str, Any] = json.loads(json.dumps(value, allow_nan=False))
+    except (TypeError, ValueError) as exc:
+        raise _invalid(
+            f"{label} must be plain JSON (str, int, float, bool, None, lists, dicts; "
+            f"no NaN or infinity): {exc}"
+        ) from None
+    return loaded
+
+
+def register_version(
+    session: Session,
+    blobs: BlobStore,
+    name: str,
+    artifacts: dict[str, bytes],
+    metrics: dict[str, Any],
+    lineage: dict[str, Any],
+    registered_by: str,
+    now: float,
+) -> ModelVersionInfo:
+    """Validate and store a new version of ``name``; on any error nothing is stored."""
+    if not _NAME.match(name):
+        raise _invalid(
+            f"model name {name!r} is not valid: use 1-63 lowercase letters, digits, '_' or "
+            "'-', starting with a letter or digit"
+        )
+    unknown = sorted(set(artifacts) - set(VARIANTS))
+    if not artifacts or unknown:
+        raise _invalid(
+            f"artifacts must be keyed by variant 'edge' and/or 'cloud' (got {sorted(artifacts)})"
+        )
+    metrics = _json_object(metrics, "metrics")
+    lineage = _json_object(lineage, "lineage")
+    described = {variant: inspect_onnx(data, variant) for variant, data in artifacts.items()}
+
+    for _ in range(_REGISTER_ATTEMPTS):
+        try:  # claim the model and the version number before any blob is written
+            if session.get(ModelRow, name) is None:
+                session.add(ModelRow(name=name, created_at=now))
+                session.flush()
+            current = session.scalar(
+                select(func.max(ModelVersionRow.version)).where(ModelVersionRow.name == name)
+            )
+            version = (current or 0) + 1
+            row = ModelVersionRow(
+                name=name,
+                version=version,
+                stage="candidate",
+                metrics=metrics,
+                lineage=lineage,
+                registered_by=registered_by,
+                created_at=now,
+            )
+            session.add(row)
+            session.flush()
+        except IntegrityError:  # another registration won the race: retry with fresh state
+            session.rollback()
+            continue
+        for variant, data in artifacts.items():
+            inputs, outputs = described[variant]
+            session.add(
+                ModelArtifactRow(
+                    name=name,
+                    version=version,
+                    variant=variant,
+                    sha256=hashlib.sha256(data).hexdigest(),
+                    size=len(data),
+                    blob_key=blob_key(name, version, variant),
+                    inputs=inputs,
+                    outputs=outputs,
+                )
+            )
+        try:
+            session.flush()
+            for variant, data in artifacts.items():
+                blobs.put(blob_key(name, version, variant), data)
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        return _version_info(session, row)
+    raise ApiError(
+        409,
+        ErrorCode.CONFLICT,
+        f"could not assign a version to model {name!r}: too many concurrent registrations; retry",
+    )
+
+
+def _version_info(session: Session, row: ModelVersionRow) -> ModelVersionInfo:
+    artifacts = session.scalars(
+        select(ModelArtifactRow)
+        .where(ModelArtifactRow.name == row.name, ModelArtifactRow.version == row.version)
+        .order_by(ModelArtifactRow.variant)
+    )
+    return ModelVersionInfo.model_validate(
+        {
+            "name": row.name,
+            "version": str(row.version),
+            "stage": row.stage,
+            "artifacts": [
+                ArtifactInfo.model_validate(
+                    {
+                        "variant": art.variant,
+                        "sha256": art.sha256,
+                        "size": art.size,
+                        "inputs": art.inputs,
+                        "outputs": art.outputs,
+                    }
+                )
+                for art in artifacts
+            ],
+            "metrics": row.metrics,
+            "lineage": row.lineage,
+            "registered_by": row.registered_by,
+            "created_at": row.created_at,
+        }
+    )
+
+
+def _version_row(session: Session, name: str, version: str | int) -> ModelVersionRow:
+    if session.get(ModelRow, name) is None:
+        raise ApiError(
+            404,
+            ErrorCode.MODEL_NOT_FOUND,
+            f"model {name!r} is not registered: see `hybridai model list`",
+        )
+    number = int(version) if str(version).isdecimal() else None
+    row = session.get(ModelVersionRow, (name, number)) if number is not None else None
+    if row is None:
+        known = session.scalars(
+            select(ModelVersionRow.version)
+            .where(ModelVersionRow.name == name)
+            .order_by(ModelVersionRow.version)
+        ).all()
+        raise ApiError(
+            404,
+            ErrorCode.VERSION_NOT_FOUND,
+            f"model {name!r} has no version {str(version)!r}; it has "
+            f"{', '.join(map(str, known)) or 'none'}",
+        )
+    return row
+
+
+def list_models(session: Session) -> list[ModelSummary]:
+    versions: dict[str, list[str]] = {
+        name: [] for name in session.scalars(select(ModelRow.name).order_by(ModelRow.name))
+    }
+    for name, version in session.execute(
+        select(ModelVersionRow.name, ModelVersionRow.version).order_by(ModelVersionRow.version)
+    ):
+        versions[name].append(str(version))
+    deployed = {row.name: str(row.version) for row in session.scalars(select(DeploymentRow))}
+    return [
+        ModelSummary(name=name, versions=found, deployed_version=deployed.get(name))
+        for name, found in versions.items()
+    ]
+
+
+def get_version(session: Session, name: str, version: str | int) -> ModelVersionInfo:
+    return _version_info(session, _version_row(session, name, version))
+
+
+def latest_version(session: Session, name: str) -> ModelVersionInfo | None:
+    row = session.scalars(
+        select(ModelVersionRow)
+        .where(ModelVersionRow.name == name)
+        .order_by(ModelVersionRow.version.desc())
+        .limit(1)
+    ).first()
+    return None if row is None else _version_info(session, row)
+
+
+def read_artifact(
+    session: Session, blobs: BlobStore, name: str, version: str | int, variant: str
+) -> bytes:
+    """Return the artifact, verified against its registered sha256 before anyone gets it."""
+    row = _version_row(session, name, version)
+    artifact = session.get(ModelArtifactRow, (row.name, row.version, variant))
+    if artifact is None:
+        have = session.scalars(
+            select(ModelArtifactRow.variant).where(
+                ModelArtifactRow.name == row.name, ModelArtifactRow.version == row.version
+            )
+        ).all()
+        raise ApiError(
+            404,
+            ErrorCode.NOT_FOUND,
+            f"model {name!r} version {row.version} has no {variant!r} artifact; "
+            f"it has {', '.join(sorted(have))}",
+        )
+    try:
+        data = blobs.get(artifact.blob_key)
+    except KeyError:
+        raise ApiError(
+            500,
+            ErrorCode.INTERNAL,
+            f"artifact {artifact.blob_key!r} is missing from the blob store: restore it from "
+            "backup or register the model again",
+        ) from None
+    digest = hashlib.sha256(data).hexdigest()
+    if digest != artifact.sha256:
+        raise ApiError(
+            500,
+            ErrorCode.DIGEST_MISMATCH,
+            f"artifact {artifact.blob_key!r} is corrupted in the blob store (sha256 {digest}, "
+            f"registered {artifact.sha256}): restore it from backup or register the model again",
+        )
+    return data
+
+
+def set_deployment(
+    session: Session, name: str, version: str | int, actor: str, now: float
+) -> Deployment:
+    """Make ``version`` the one the fleet runs; the previous production version is archived."""
+    row = _version_row(session, name, version)
+    session.execute(
+        update(ModelVersionRow)
+        .where(
+            ModelVersionRow.name == row.name,
+            ModelVersionRow.stage == "production",
+            ModelVersionRow.version != row.version,
+        )
+        .values(stage="archived")
+    )
+    row.stage = "production"
+    deployment = session.get(DeploymentRow, row.name)
+    if deployment is None:
+        session.add(
+            DeploymentRow(name=row.name, version=row.version, updated_at=now, updated_by=actor)
+        )
+    else:
+        deployment.version = row.version
+        deployment.updated_at = now
+        deployment.updated_by = actor
+    try:
+        session.commit()
+    except IntegrityError:
+        session.rollback()
+        raise ApiError(
+            409,
+            ErrorCode.CONFLICT,
+            f"model {name!r} was deployed concurrently; check `hybridai model list` and retry",
+        ) from None
+    return Deployment(name=row.name, version=str(row.version))
+
+
+def get_deployments(session: Session) -> list[Deployment]:
+    rows = session.scalars(select(DeploymentRow).order_by(DeploymentRow.name))
+    return [Deployment(name=row.name, version=str(row.version)) for row in rows]
+
+
+def desired_state(session: Session, device_id: str, settings: dict[str, Any]) -> DesiredState:
+    """Compute what ``device_id`` should run: every deployed model, edge variant preferred.
+
+    ``generation`` is a digest of the content, so it serves as an ETag that changes exactly
+    when the models or settings change, whichever replica computes it.
+    """
+    models: list[ModelAssignment] = []
+    for deployment in session.scalars(select(DeploymentRow).order_by(DeploymentRow.name)):
+        artifacts = {
+            art.variant: art
+            for art in session.scalars(
+                select(ModelArtifactRow).where(
+                    ModelArtifactRow.name == deployment.name,
+                    ModelArtifactRow.version == deployment.version,
+                )
+            )
+        }
+        artifact = artifacts.get("edge") or artifacts.get("cloud")
+        if artifact is None:
+            continue
+        models.append(
+            ModelAssignment.model_validate(
+                {
+                    "name": artifact.name,
+                    "version": str(artifact.version),
+                    "variant": artifact.variant,
+                    "sha256": artifact.sha256,
+                    "size": artifact.size,
+                    "artifact_path": artifact_path(
+                        artifact.name, artifact.version, artifact.variant
+                    ),
+                }
+            )
+        )
+    content = {"models": [m.model_dump(mode="json") for m in models], "settings": settings}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    generation = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
+    return DesiredState(
+        device_id=device_id, generation=generation, models=models, settings=settings
+    )

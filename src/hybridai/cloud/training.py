@@ -1,0 +1,231 @@
+"""The training job: lake query -> split -> edge and cloud models -> ONNX -> metrics, lineage.
+
+Metrics are computed by running the exported ONNX models with ONNX Runtime, because that is
+what the fleet and the cloud serve; the export is refused if it disagrees with scikit-learn.
+Lineage records the table versions the query read, so the exact rows can be read again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+import pyarrow as pa
+import sklearn
+from skl2onnx import convert_sklearn
+from skl2onnx.common.data_types import FloatTensorType
+from sklearn.base import ClassifierMixin
+from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import (
+    accuracy_score,
+    f1_score,
+    precision_score,
+    recall_score,
+    roc_auc_score,
+)
+from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.tree import DecisionTreeClassifier
+from sklearn.utils.class_weight import compute_sample_weight
+
+from hybridai.cloud.lake import Lake, LakeQueryError
+from hybridai.protocol.registry import TrainingSpec
+
+MIN_ROWS = 50
+INPUT_NAME = "input"
+OUTPUT_NAMES = ("label", "probabilities")
+# Conservative opsets, so edges with an older ONNX Runtime can load what the cloud trains.
+TARGET_OPSET = {"": 17, "ai.onnx.ml": 3}
+MAX_PROBABILITY_DIFF = 1e-4
+_GROUP_SPLIT_TRIES = 20
+
+Array = np.ndarray[Any, Any]
+
+
+class TrainingError(ValueError):
+    """The run cannot produce a trustworthy model; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class TrainingResult:
+    """ONNX bytes per variant ("edge", "cloud"), their ONNX-measured metrics, and lineage."""
+
+    artifacts: dict[str, bytes]
+    metrics: dict[str, dict[str, float]]
+    lineage: dict[str, Any]
+
+
+def _model(family: str, seed: int) -> ClassifierMixin:
+    """Build a fresh estimator, weighting class imbalance wherever it is supported."""
+    if family == "logistic":
+        return Pipeline(
+            [
+                ("scale", StandardScaler()),
+                ("model", LogisticRegression(class_weight="balanced", max_iter=2000)),
+            ]
+        )
+    if family == "tree":  # small enough for a sensor gateway
+        return DecisionTreeClassifier(max_depth=4, class_weight="balanced", random_state=seed)
+    if family == "forest":
+        return RandomForestClassifier(
+            n_estimators=100, min_samples_leaf=5, class_weight="balanced", random_state=seed
+        )
+    if family == "gbm":
+        # HistGradientBoosting does not export with this skl2onnx/onnx pair; this one does.
+        return GradientBoostingClassifier(n_estimators=150, max_depth=3, random_state=seed)
+    raise TrainingError(f"unknown model family {family!r}")
+
+
+def _fit(model: ClassifierMixin, x: Array, y: Array) -> None:
+    if isinstance(model, GradientBoostingClassifier):  # no class_weight: weigh the samples
+        model.fit(x, y, sample_weight=compute_sample_weight("balanced", y))
+    else:
+        model.fit(x, y)
+
+
+def _to_onnx(model: ClassifierMixin, n_features: int) -> bytes:
+    onnx_model = convert_sklearn(
+        model,
+        initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
+        options={id(model): {"zipmap": False}},
+        target_opset=TARGET_OPSET,
+    )
+    return bytes(onnx_model.SerializeToString())
+
+
+def _run_onnx(artifact: bytes, x: Array) -> tuple[Array, Array]:
+    session = ort.InferenceSession(artifact, providers=["CPUExecutionProvider"])
+    label, probabilities = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+    return np.asarray(label), np.asarray(probabilities)
+
+
+def _metrics(y: Array, label: Array, positive: Array, size: int) -> dict[str, float]:
+    return {
+        "accuracy": float(accuracy_score(y, label)),
+        "f1": float(f1_score(y, label, zero_division=0)),
+        "roc_auc": float(roc_auc_score(y, positive)),
+        "precision": float(precision_score(y, label, zero_division=0)),
+        "recall": float(recall_score(y, label, zero_division=0)),
+        "n_test": float(len(y)),
+        "positive_rate": float(np.mean(y)),
+        "size_bytes": float(size),
+    }
+
+
+def _load(table: pa.Table, spec: TrainingSpec) -> tuple[Array, Array, Array | None, int]:
+    """Features (float32), labels (0/1) and groups; rows with a null anywhere are dropped."""
+    needed = [*spec.features, spec.label] + ([spec.group] if spec.group else [])
+    missing = [c for c in needed if c not in table.column_names]
+    if missing:
+        raise TrainingError(
+            f"the query does not return column(s) {', '.join(missing)}; "
+            f"it returns {', '.join(table.column_names)}"
+        )
+    table = table.select(needed)
+    kept = table.drop_null()
+    dropped = table.num_rows - kept.num_rows
+    try:
+        x = np.column_stack(
+            [kept.column(f).to_numpy().astype(np.float32) for f in spec.features]
+        ).reshape(kept.num_rows, len(spec.features))
+        y = kept.column(spec.label).to_numpy().astype(np.int64)
+    except (TypeError, ValueError, pa.ArrowException) as error:
+        raise TrainingError(f"features and label must be numeric: {error}") from error
+    groups = kept.column(spec.group).to_numpy(zero_copy_only=False) if spec.group else None
+    return x, y, groups, dropped
+
+
+def _check_rows(y: Array) -> None:
+    if len(y) < MIN_ROWS:
+        raise TrainingError(
+            f"the query yields {len(y)} usable rows; at least {MIN_ROWS} are needed"
+        )
+    classes = set(np.unique(y).tolist())
+    if len(classes) < 2:
+        raise TrainingError(
+            f"every row has label {classes.pop()}: both classes are needed to train"
+        )
+    if not classes <= {0, 1}:
+        raise TrainingError(f"labels must be 0 or 1, got {sorted(classes)}")
+
+
+def _split(
+    y: Array, groups: Array | None, spec: TrainingSpec
+) -> tuple[Array, Array, dict[str, Any]]:
+    """Train/test indices; both sides must hold both classes so every metric is defined."""
+    if groups is None:
+        splitter = StratifiedShuffleSplit(
+            n_splits=1, test_size=spec.test_share, random_state=spec.seed
+        )
+        try:
+            train, test = next(splitter.split(np.zeros(len(y)), y))
+        except ValueError as error:
+            raise TrainingError(f"cannot split the rows: {error}") from error
+        return train, test, {"kind": "stratified", "seed": spec.seed}
+    if len(np.unique(groups)) < 2:
+        raise TrainingError(f"a split on {spec.group!r} needs at least two distinct groups")
+    for attempt in range(_GROUP_SPLIT_TRIES):
+        seed = spec.seed + attempt
+        splitter_g = GroupShuffleSplit(n_splits=1, test_size=spec.test_share, random_state=seed)
+        train, test = next(splitter_g.split(np.zeros(len(y)), y, groups))
+        if len(np.unique(y[train])) == 2 and len(np.unique(y[test])) == 2:
+            held_out = sorted(str(g) for g in np.unique(groups[test]))
+            split = {"kind": "group", "group": spec.group, "seed": seed, "test_groups": held_out}
+            return train, test, split
+    raise TrainingError(
+        f"no split on {spec.group!r} puts both classes on both sides: add data from more groups"
+    )
+
+
+def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
+    """Train the edge and cloud variants of ``spec`` on the lake as it is now."""
+    versions = lake.versions()
+    try:
+        table = lake.query(spec.query, versions=versions)
+    except LakeQueryError as error:
+        raise TrainingError(f"the training query failed: {error}") from error
+    x, y, groups, dropped = _load(table, spec)
+    _check_rows(y)
+    train_idx, test_idx, split = _split(y, groups, spec)
+    x_test, y_test = x[test_idx], y[test_idx]
+
+    artifacts: dict[str, bytes] = {}
+    metrics: dict[str, dict[str, float]] = {}
+    for variant, family in (("edge", spec.edge_family), ("cloud", spec.cloud_family)):
+        model = _model(family, spec.seed)
+        _fit(model, x[train_idx], y[train_idx])
+        artifact = _to_onnx(model, x.shape[1])
+        label, probabilities = _run_onnx(artifact, x_test)
+        diff = float(np.max(np.abs(probabilities - model.predict_proba(x_test))))
+        if diff >= MAX_PROBABILITY_DIFF:
+            raise TrainingError(
+                f"the {variant} ONNX export disagrees with scikit-learn by {diff:.2e}"
+            )
+        artifacts[variant] = artifact
+        metrics[variant] = _metrics(y_test, label, probabilities[:, 1], len(artifact))
+
+    lineage: dict[str, Any] = {
+        "query": spec.query,
+        "table_versions": versions,
+        "rows": {
+            "total": len(y),
+            "train": len(train_idx),
+            "test": len(test_idx),
+            "dropped_null": int(dropped),
+        },
+        "split": split,
+        "families": {"edge": spec.edge_family, "cloud": spec.cloud_family},
+        "onnx": {
+            "input": INPUT_NAME,
+            "outputs": list(OUTPUT_NAMES),
+            "n_features": int(x.shape[1]),
+            "opset": dict(TARGET_OPSET),
+        },
+        "sklearn_version": sklearn.__version__,
+        "spec": spec.model_dump(),
+    }
+    return TrainingResult(artifacts=artifacts, metrics=metrics, lineage=lineage)

@@ -1,0 +1,352 @@
+"""The predictive-maintenance story behind ``hybridai demo``, from empty fleet to summary.
+
+A cloud and three edges start as separate processes; sensors stream into the edges; data syncs
+to the lake; the cloud trains v1 and the fleet pulls it; one edge loses its uplink for a while
+and keeps serving and buffering; the cloud retrains v2 on more data and rolls it out; every
+backlog drains; the summary is computed from what the producers saw, what the edges report
+and what the lake holds.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from hybridai.demo.launcher import Child, Launcher, free_port
+from hybridai.demo.netlink import NetLink
+from hybridai.demo.simulator import labelled_holdout, pm_training_spec
+from hybridai.demo.traffic import Traffic
+
+EDGES = (("edge-1", "plant-a", "edge-server"), ("edge-2", "plant-a", "sensor-gateway"),
+         ("edge-3", "plant-b", "ai-pc"))
+MODEL = "pm"
+
+
+@dataclass(frozen=True)
+class DemoOptions:
+    duration_s: float = 60.0
+    seed: int = 7
+    outage_s: float | None = None  # default: a fifth of the duration
+
+
+class DemoFailed(RuntimeError):
+    pass
+
+
+def _wait(what: str, check: Callable[[], bool], timeout_s: float, every_s: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(every_s)
+    raise DemoFailed(f"timed out after {timeout_s:.0f}s waiting for {what}")
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    return round(float(np.percentile(values, q)), 2) if values else None
+
+
+class Scenario:
+    def __init__(self, options: DemoOptions, workspace: Path, console: Console) -> None:
+        self.options = options
+        self.workspace = workspace
+        self.console = console
+        self.launcher = Launcher(workspace)
+        self.links: dict[str, NetLink] = {}
+        self.edges: dict[str, Child] = {}
+        self.traffic: Traffic | None = None
+        self.cloud: Child | None = None
+        self.api: httpx.Client | None = None
+        self.phase_times: dict[str, float] = {}
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        assert self.api is not None
+        response = self.api.request(method, path, **kwargs)
+        if response.status_code >= 400:
+            raise DemoFailed(f"{method} {path}: HTTP {response.status_code}: {response.text}")
+        return response.json() if response.content else None
+
+    def _edge_status(self, device: str) -> dict[str, Any]:
+        response = httpx.get(f"{self.edges[device].url}/api/v1/status", timeout=5)
+        data: dict[str, Any] = response.json()
+        return data
+
+    def _serving(self, version: str) -> bool:
+        for device in self.edges:
+            models = {m["name"]: m for m in self._edge_status(device)["models"]}
+            m = models.get(MODEL)
+            if not m or m["version"] != version or m["state"] != "ready":
+                return False
+        return True
+
+    def _lake_count(self, sql: str) -> int:
+        try:
+            result = self._call("POST", "/api/v1/lake/query", json={"sql": sql})
+        except DemoFailed:
+            return 0
+        return int(result["rows"][0][0])
+
+    # -- phases ---------------------------------------------------------------------------
+
+    def start_fleet(self) -> None:
+        port = free_port()
+        env = {"HYBRIDAI_CLOUD_SYNC_INTERVAL_S": "1", "HYBRIDAI_CLOUD_HEARTBEAT_INTERVAL_S": "1"}
+        self.cloud = self.launcher.spawn(
+            "cloud", ["cloud", "serve", "--data-dir", "cloud", "--port", str(port)], port, env
+        )
+        self.launcher.wait_ready(self.cloud)
+        token = (self.workspace / "cloud" / "admin.token").read_text().strip()
+        self.api = httpx.Client(
+            base_url=self.cloud.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+        )
+        for device, site, kind in EDGES:
+            enroll = self._call(
+                "POST",
+                "/api/v1/enrollment-tokens",
+                json={"site": site, "device_id": device, "ttl_s": 600},
+            )
+            link = NetLink("127.0.0.1", port)
+            link_port = link.start()
+            self.links[device] = link
+            edge_port = free_port()
+            self.edges[device] = self.launcher.spawn(
+                device,
+                [
+                    "edge", "run",
+                    "--cloud", f"http://127.0.0.1:{link_port}",
+                    "--enroll-token", enroll["token"],
+                    "--device-id", device,
+                    "--kind", kind,
+                    "--data-dir", device,
+                    "--port", str(edge_port),
+                ],
+                edge_port,
+                {"HYBRIDAI_EDGE_POLL_WAIT_S": "2"},
+            )
+        for child in self.edges.values():
+            self.launcher.wait_ready(child)
+        _wait(
+            "every edge to enroll",
+            lambda: len(self._call("GET", "/api/v1/devices")) == len(EDGES),
+            30,
+        )
+
+    def start_traffic(self) -> Traffic:
+        self.traffic = Traffic({d: c.url for d, c in self.edges.items()}, seed=self.options.seed)
+        self.traffic.start()
+        return self.traffic
+
+    def train(self, label: str) -> dict[str, Any]:
+        spec = pm_training_spec(MODEL, seed=self.options.seed).model_dump()
+        run = self._call("POST", "/api/v1/training-runs", json=spec)
+        deadline = time.monotonic() + 300
+        while run["status"] == "running":
+            if time.monotonic() > deadline:
+                raise DemoFailed(f"training {label} did not finish in 300s")
+            time.sleep(0.5)
+            run = self._call("GET", f"/api/v1/training-runs/{run['run_id']}")
+        if run["status"] != "succeeded":
+            raise DemoFailed(f"training {label} failed: {run['error']}")
+        return dict(run)
+
+    def wait_rollout(self, version: str) -> None:
+        _wait(f"every edge to serve {MODEL} v{version}", lambda: self._serving(version), 60)
+
+    def outage(self, device: str, seconds: float, on_tick: Callable[[], None]) -> dict[str, Any]:
+        link = self.links[device]
+        link.cut()
+        cut_at = time.monotonic()
+        while time.monotonic() - cut_at < seconds:
+            on_tick()
+            time.sleep(0.25)
+        backlog = self._edge_status(device)["store"]["backlog_records"]
+        link.restore()
+        return {"device": device, "seconds": round(seconds, 1), "backlog_at_restore": backlog}
+
+    def drain(self) -> None:
+        def drained() -> bool:
+            return all(self._edge_status(d)["store"]["backlog_records"] == 0 for d in self.edges)
+
+        _wait("every edge to drain its backlog", drained, 90)
+
+    def quality(self, version: str) -> dict[str, float]:
+        """The cloud variant of ``version`` on plant data no training run has seen."""
+        from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
+        features, labels = labelled_holdout(seed=self.options.seed + 99, machines=8, ticks=800)
+        probabilities: list[float] = []
+        for start in range(0, len(features), 2000):
+            chunk = features[start : start + 2000]
+            result = self._call(
+                "POST",
+                f"/v2/models/{MODEL}/versions/{version}/infer",
+                json={
+                    "inputs": [
+                        {
+                            "name": "input",
+                            "shape": list(chunk.shape),
+                            "datatype": "FP32",
+                            "data": chunk.reshape(-1).tolist(),
+                        }
+                    ],
+                    "outputs": [{"name": "probabilities"}],
+                },
+            )
+            out = result["outputs"][0]
+            probabilities += np.asarray(out["data"]).reshape(out["shape"])[:, 1].tolist()
+        scores = np.asarray(probabilities)
+        predicted = (scores >= 0.5).astype(int)
+        return {
+            "roc_auc": round(float(roc_auc_score(labels, scores)), 4),
+            "f1": round(float(f1_score(labels, predicted)), 4),
+            "accuracy": round(float(accuracy_score(labels, predicted)), 4),
+        }
+
+    def lake_totals(self) -> dict[str, int]:
+        totals = {}
+        for dataset in ("telemetry", "failures"):
+            totals[f"{dataset}_rows"] = self._lake_count(f"SELECT count(*) FROM {dataset}")
+            totals[f"{dataset}_distinct"] = self._lake_count(
+                f"SELECT count(DISTINCT record_id) FROM {dataset}"
+            )
+        return totals
+
+    def stop(self) -> None:
+        if self.traffic is not None:
+            self.traffic.stop()
+        self.launcher.stop_all()
+        for link in self.links.values():
+            link.close()
+        if self.api is not None:
+            self.api.close()
+
+    # -- the story ------------------------------------------------------------------------
+
+    def run(self) -> dict[str, Any]:
+        started = time.monotonic()
+        d = self.options.duration_s
+        warmup_s, serve_s, tail_s = 0.3 * d, 0.5 * d, 0.2 * d
+        outage_s = self.options.outage_s if self.options.outage_s is not None else 0.2 * d
+        steps = 9
+        with Progress(
+            SpinnerColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            TextColumn("{task.fields[detail]}"),
+            TimeElapsedColumn(),
+            console=self.console,
+            transient=False,
+        ) as progress:
+            task = progress.add_task("starting", total=steps, detail="")
+
+            def phase(description: str) -> None:
+                self.phase_times[description] = round(time.monotonic() - started, 1)
+                progress.update(task, description=description, advance=1)
+
+            def tick() -> None:
+                if self.traffic is not None:
+                    t = self.traffic.tally
+                    progress.update(
+                        task,
+                        detail=f"{t.records_acked} records, "
+                        f"{sum(t.placements.values())} inferences",
+                    )
+
+            def hold(seconds: float) -> None:
+                until = time.monotonic() + seconds
+                while time.monotonic() < until:
+                    tick()
+                    time.sleep(0.25)
+
+            progress.update(task, description="starting cloud and 3 edges")
+            self.start_fleet()
+            phase("sensors streaming; edges buffering and syncing")
+            traffic = self.start_traffic()
+            hold(warmup_s)
+            _wait(
+                "failures in the lake to learn from",
+                lambda: (tick(), self._lake_count("SELECT count(*) FROM failures"))[1] >= 3,
+                60,
+            )
+            phase("cloud training v1 on lake data")
+            v1 = self.train("v1")
+            phase(f"rolling out v{v1['version']} to the fleet")
+            self.wait_rollout(v1["version"])
+            traffic.infer_enabled.set()
+            phase("edges serving; edge-3 loses its uplink")
+            hold(serve_s * 0.3)
+            outage = self.outage("edge-3", outage_s, tick)
+            phase("uplink restored; edge-3 drains its backlog")
+            hold(max(serve_s * 0.7 - outage_s, 2.0))
+            phase("cloud retraining v2 on more data")
+            v2 = self.train("v2")
+            phase(f"rolling out v{v2['version']}")
+            self.wait_rollout(v2["version"])
+            hold(tail_s)
+            phase("draining every backlog")
+            traffic.stop()
+            self.drain()
+            phase("summary")
+            totals = self.lake_totals()
+            quality = {"v1": self.quality(v1["version"]), "v2": self.quality(v2["version"])}
+            statuses = {dev: self._edge_status(dev) for dev in self.edges}
+        return self._summary(traffic, totals, statuses, outage, v1, v2, quality, started)
+
+    def _summary(
+        self,
+        traffic: Traffic,
+        totals: dict[str, int],
+        statuses: dict[str, dict[str, Any]],
+        outage: dict[str, Any],
+        v1: dict[str, Any],
+        v2: dict[str, Any],
+        quality: dict[str, dict[str, float]],
+        started: float,
+    ) -> dict[str, Any]:
+        t = traffic.tally
+        synced = totals["telemetry_distinct"] + totals["failures_distinct"]
+        lake_rows = totals["telemetry_rows"] + totals["failures_rows"]
+        wire = sum(s["store"]["bytes_synced"] for s in statuses.values())
+        latency = {
+            p: {"p50_ms": _percentile(v, 50), "p99_ms": _percentile(v, 99), "n": len(v)}
+            for p, v in sorted(t.latency_ms.items())
+        }
+        return {
+            "records_ingested": t.records_acked,
+            "records_synced": synced,
+            "records_lost": t.records_acked - synced,
+            "lake_duplicates": lake_rows - synced,
+            "records_deduplicated_at_edge": sum(
+                s["store"]["records_deduplicated"] for s in statuses.values()
+            ),
+            "bytes_synced": wire,
+            "json_bytes": t.json_bytes,
+            "wire_bytes_ratio_vs_json": round(wire / t.json_bytes, 4) if t.json_bytes else None,
+            "requests_edge": t.placements.get("edge", 0),
+            "requests_cloud": t.placements.get("cloud", 0),
+            "requests_degraded": t.degraded,
+            "request_errors": dict(t.infer_errors),
+            "reasons": dict(t.reasons),
+            "latency": latency,
+            "model_versions": {
+                dev: {m["name"]: m["version"] for m in s["models"]} for dev, s in statuses.items()
+            },
+            "outage": outage,
+            "versions": {
+                "v1": {"version": v1["version"], "training_metrics": v1["metrics"]},
+                "v2": {"version": v2["version"], "training_metrics": v2["metrics"]},
+            },
+            "holdout_quality_cloud_variant": quality,
+            "phases_s": self.phase_times,
+            "wall_s": round(time.monotonic() - started, 1),
+        }

@@ -1,0 +1,5 @@
+"""The edge layer: the agent that runs next to the data and keeps working offline.
+
+Model host, router, local store, ingest, sync uploader and desired-state reconciler live here.
+The edge meets the cloud only through ``hybridai.protocol`` over the wire, never by import.
+"""

@@ -1,0 +1,114 @@
+"""The sync uploader: moves the store's backlog to the cloud, one batch at a time, in order.
+
+Delivery is at-least-once on the wire: a batch is marked synced only after the sink returned
+the cloud's acknowledgement for that very sequence number; until then the same bytes are sent
+again (after a failure, a restart or a crash). The cloud makes it exactly-once in the lake.
+The sink hides the transport (HTTP client, simulator, test double).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from typing import Protocol
+
+from hybridai.edge.batches import EncodedBatch, encode_batch
+from hybridai.edge.store import EdgeStore
+from hybridai.link.retry import Backoff
+from hybridai.protocol.sync import BatchAck
+
+log = logging.getLogger(__name__)
+_DEFAULT_BACKOFF = Backoff()
+
+
+class SyncError(Exception):
+    """A transient failure to deliver a batch: retry later with the same bytes."""
+
+
+class BatchSink(Protocol):
+    async def put_batch(self, batch: EncodedBatch) -> BatchAck:
+        """Deliver one batch and return the cloud's ack; raise SyncError on any failure."""
+        ...
+
+
+class Uploader:
+    """Drains an ``EdgeStore`` into a ``BatchSink``, strictly in batch sequence."""
+
+    def __init__(
+        self,
+        store: EdgeStore,
+        sink: BatchSink,
+        device_id: str,
+        site: str,
+        *,
+        max_records: int = 5000,
+        backoff: Backoff = _DEFAULT_BACKOFF,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.device_id = device_id
+        self.site = site
+        self.max_records = max_records
+        self.backoff = backoff
+        self.rng = rng or random.Random()
+        self.last_error: str | None = None  # the most recent failure, kept for operators
+        self.consecutive_failures = 0
+
+    async def drain(self) -> int:
+        """Send batches until the backlog is empty; return how many were acknowledged.
+
+        Raises SyncError at the first failure, leaving that batch pending for the next try.
+        """
+        sent = 0
+        try:
+            while True:
+                pending = await asyncio.to_thread(self.store.next_batch, self.max_records)
+                if pending is None:
+                    break
+                encoded = await asyncio.to_thread(encode_batch, pending, self.device_id, self.site)
+                ack = await self.sink.put_batch(encoded)
+                if ack.batch_seq != encoded.seq or ack.device_id != self.device_id:
+                    raise SyncError(
+                        f"ack for {ack.device_id}:{ack.batch_seq} answered batch "
+                        f"{self.device_id}:{encoded.seq}"
+                    )
+                await asyncio.to_thread(self.store.mark_synced, encoded.seq, len(encoded.body))
+                sent += 1
+        except SyncError as exc:
+            self.last_error = str(exc) or type(exc).__name__
+            self.consecutive_failures += 1
+            raise
+        self.consecutive_failures = 0
+        return sent
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+        """Drain until ``stop`` is set: poll every ``interval_s``, back off after failures.
+
+        Unexpected errors (a bug, a full disk) are logged and retried like transient ones, so
+        the loop outlives them; cancellation ends it.
+        """
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await self.drain()
+            except SyncError as exc:
+                log.warning("sync failed (attempt %d): %s", attempt + 1, exc)
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.consecutive_failures += 1
+                log.exception("sync failed unexpectedly (attempt %d)", attempt + 1)
+            else:
+                attempt = 0
+                await _wait(stop, interval_s)
+                continue
+            await _wait(stop, self.backoff.delay(attempt, self.rng))
+            attempt += 1
+
+
+async def _wait(stop: asyncio.Event, timeout_s: float) -> None:
+    """Sleep ``timeout_s`` or until ``stop`` is set, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout_s)

@@ -1,0 +1,205 @@
+"""The Open Inference Protocol v2 REST routes, over any ``InferenceBackend``.
+
+The edge agent and the cloud mount the same router over different backends, so any v2 client
+(and any v2 server in the cloud's place) works against either. Health answers are in the status
+code, as the specification says; failures are ``ErrorBody`` JSON (see ``serving.errors``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import anyio.to_thread
+from fastapi import APIRouter, Request, Response
+from pydantic import BaseModel, ValidationError
+
+from hybridai.protocol.errors import ApiError, ErrorBody, ErrorCode
+from hybridai.protocol.v2 import (
+    InferenceRequest,
+    InferenceResponse,
+    ModelMetadata,
+    ModelReady,
+    ServerMetadata,
+)
+from hybridai.serving.errors import validation_error
+from hybridai.serving.repository import ModelRepository
+
+
+class InferenceBackend(Protocol):
+    """What serves v2 requests; unknown models and versions raise ``ApiError`` 404."""
+
+    def server_metadata(self) -> ServerMetadata: ...
+
+    def server_ready(self) -> bool: ...
+
+    def model_metadata(self, name: str, version: str | None) -> ModelMetadata: ...
+
+    def model_ready(self, name: str, version: str | None) -> bool: ...
+
+    async def infer(
+        self, name: str, version: str | None, request: InferenceRequest
+    ) -> InferenceResponse: ...
+
+
+class RepositoryBackend:
+    """Serves the models of a ``ModelRepository``; inference runs in a worker thread.
+
+    ``ready`` lets the owner hold readiness down (e.g. until the first desired state is
+    loaded); without it the server is ready as soon as it runs.
+    """
+
+    def __init__(
+        self,
+        repository: ModelRepository,
+        server_name: str,
+        server_version: str,
+        *,
+        ready: Callable[[], bool] | None = None,
+    ) -> None:
+        self.repository = repository
+        self._metadata = ServerMetadata(name=server_name, version=server_version)
+        self._ready = ready
+
+    def server_metadata(self) -> ServerMetadata:
+        return self._metadata
+
+    def server_ready(self) -> bool:
+        return self._ready() if self._ready is not None else True
+
+    def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
+        metadata = self.repository.get(name, version).metadata()
+        return metadata.model_copy(update={"versions": self.repository.versions(name)})
+
+    def model_ready(self, name: str, version: str | None) -> bool:
+        self.repository.get(name, version)  # only loaded, warmed-up models are in it
+        return True
+
+    async def infer(
+        self, name: str, version: str | None, request: InferenceRequest
+    ) -> InferenceResponse:
+        model = self.repository.get(name, version)  # pinned: a swap now does not affect us
+        return await anyio.to_thread.run_sync(model.run, request)
+
+
+class ServerLive(BaseModel):
+    live: bool
+
+
+class ServerReady(BaseModel):
+    ready: bool
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "Bad request, or not ready"},
+    404: {"model": ErrorBody, "description": "Unknown model or version"},
+    500: {"model": ErrorBody, "description": "Internal error (see the server log)"},
+}
+
+
+def _json(model: BaseModel, status: int = 200) -> Response:
+    """Serialize without null fields: v2 clients expect absent optionals to be absent."""
+    content = model.model_dump_json(exclude_none=True)
+    return Response(content, status_code=status, media_type="application/json")
+
+
+def _inline_refs(schema: dict[str, Any]) -> dict[str, Any]:
+    """Inline ``$defs`` so the schema can sit inside an OpenAPI operation."""
+    defs = schema.pop("$defs", {})
+
+    def resolve(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref")
+            if isinstance(ref, str) and ref.startswith("#/$defs/"):
+                return resolve(defs[ref.removeprefix("#/$defs/")])
+            return {key: resolve(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [resolve(item) for item in node]
+        return node
+
+    resolved: dict[str, Any] = resolve(schema)
+    return resolved
+
+
+_INFER_OPENAPI: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {"schema": _inline_refs(InferenceRequest.model_json_schema())}
+        },
+    }
+}
+
+
+def v2_router(backend: InferenceBackend) -> APIRouter:
+    """Build the v2 routes; mount with ``app.include_router`` plus ``install_error_handlers``."""
+    router = APIRouter(tags=["Open Inference Protocol v2"], responses=_ERRORS)
+
+    @router.get("/v2/health/live", response_model=ServerLive)
+    async def server_live() -> Response:
+        return _json(ServerLive(live=True))
+
+    @router.get("/v2/health/ready", response_model=ServerReady)
+    def server_ready() -> Response:
+        if not backend.server_ready():
+            raise ApiError(
+                400,
+                ErrorCode.MODEL_NOT_READY,
+                "the server is not ready yet (models still loading); retry shortly",
+            )
+        return _json(ServerReady(ready=True))
+
+    @router.get("/v2", response_model=ServerMetadata)
+    def server_metadata() -> Response:
+        return _json(backend.server_metadata())
+
+    def metadata(name: str, version: str | None) -> Response:
+        return _json(backend.model_metadata(name, version))
+
+    def ready(name: str, version: str | None) -> Response:
+        if not backend.model_ready(name, version):
+            which = f"model '{name}'" + (f" version '{version}'" if version else "")
+            raise ApiError(400, ErrorCode.MODEL_NOT_READY, f"{which} is loading; retry shortly")
+        return _json(ModelReady(name=name, ready=True))
+
+    async def infer(request: Request, name: str, version: str | None) -> Response:
+        body = await request.body()
+        try:
+            parsed = InferenceRequest.model_validate_json(body)
+        except ValidationError as exc:
+            raise validation_error(exc.errors(include_url=False)) from None
+        return _json(await backend.infer(name, version, parsed))
+
+    @router.get("/v2/models/{name}", response_model=ModelMetadata)
+    def model_metadata(name: str) -> Response:
+        return metadata(name, None)
+
+    @router.get("/v2/models/{name}/versions/{version}", response_model=ModelMetadata)
+    def model_version_metadata(name: str, version: str) -> Response:
+        return metadata(name, version)
+
+    @router.get("/v2/models/{name}/ready", response_model=ModelReady)
+    def model_ready(name: str) -> Response:
+        return ready(name, None)
+
+    @router.get("/v2/models/{name}/versions/{version}/ready", response_model=ModelReady)
+    def model_version_ready(name: str, version: str) -> Response:
+        return ready(name, version)
+
+    @router.post(
+        "/v2/models/{name}/infer",
+        response_model=InferenceResponse,
+        openapi_extra=_INFER_OPENAPI,
+    )
+    async def model_infer(request: Request, name: str) -> Response:
+        return await infer(request, name, None)
+
+    @router.post(
+        "/v2/models/{name}/versions/{version}/infer",
+        response_model=InferenceResponse,
+        openapi_extra=_INFER_OPENAPI,
+    )
+    async def model_version_infer(request: Request, name: str, version: str) -> Response:
+        return await infer(request, name, version)
+
+    return router

@@ -1,0 +1,19 @@
+"""Storage backends, each an interface with an embedded default and a production backend.
+
+Metadata lives in SQLAlchemy (SQLite or PostgreSQL, schema managed by Alembic); blobs live in
+a blob store chosen by URL (a local folder, or S3 with the ``[s3]`` extra).
+"""
+
+from __future__ import annotations
+
+from hybridai.storage.blobs import BlobStore, LocalBlobStore, open_blob_store
+from hybridai.storage.metadata import create_engine_for, migrate, session_factory
+
+__all__ = [
+    "BlobStore",
+    "LocalBlobStore",
+    "create_engine_for",
+    "migrate",
+    "open_blob_store",
+    "session_factory",
+]

@@ -1,0 +1,147 @@
+"""The metadata store's tables, as typed ORM classes.
+
+Timestamps are float epoch seconds, passed in by the service layer (which has no clock of its
+own), so the same value round-trips through SQLite and PostgreSQL unchanged. Secrets are never
+stored, only their sha256 (see ``hybridai.cloud.secrets``). Model versions are integers here so
+"the next version" is ``max + 1``; the wire shows them as strings.
+
+The initial Alembic migration (``migrations/versions/0001_initial.py``) creates exactly these
+tables; a test compares the two so they cannot drift.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Integer,
+    MetaData,
+    String,
+    Text,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+ID_LENGTH = 63  # DEVICE_ID_PATTERN / MODEL_NAME_PATTERN allow at most 63 characters
+HASH_LENGTH = 64  # sha256 hex
+
+# Named constraints keep migrations portable: both backends get the same, predictable names.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every metadata table; ``Base.metadata`` is the schema."""
+
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+class DeviceRow(Base):
+    __tablename__ = "devices"
+
+    device_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    site: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    capabilities: Mapped[dict[str, Any]] = mapped_column(JSON)
+    credential_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)
+    enrolled_at: Mapped[float] = mapped_column(Double)
+    last_seen: Mapped[float | None] = mapped_column(Double)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+    status: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class EnrollmentTokenRow(Base):
+    __tablename__ = "enrollment_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), primary_key=True)
+    site: Mapped[str] = mapped_column(String(ID_LENGTH))
+    device_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    expires_at: Mapped[float] = mapped_column(Double)
+    used_at: Mapped[float | None] = mapped_column(Double)
+
+
+class ApiTokenRow(Base):
+    __tablename__ = "api_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), index=True)
+    role: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[float] = mapped_column(Double)
+    revoked: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ModelRow(Base):
+    __tablename__ = "models"
+
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class ModelVersionRow(Base):
+    __tablename__ = "model_versions"
+
+    name: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("models.name"), primary_key=True
+    )
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    stage: Mapped[str] = mapped_column(String(16), default="candidate")
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    lineage: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    registered_by: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[float] = mapped_column(Double)
+
+
+class ModelArtifactRow(Base):
+    __tablename__ = "model_artifacts"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["name", "version"], ["model_versions.name", "model_versions.version"]
+        ),
+    )
+
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    variant: Mapped[str] = mapped_column(String(16), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    size: Mapped[int] = mapped_column(BigInteger)
+    blob_key: Mapped[str] = mapped_column(String(512))
+    inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+
+
+class DeploymentRow(Base):
+    __tablename__ = "deployments"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["name", "version"], ["model_versions.name", "model_versions.version"]
+        ),
+    )
+
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[float] = mapped_column(Double)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class TrainingRunRow(Base):
+    __tablename__ = "training_runs"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    model_name: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    status: Mapped[str] = mapped_column(String(16))
+    version: Mapped[int | None] = mapped_column(Integer)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    started_at: Mapped[float] = mapped_column(Double)
+    finished_at: Mapped[float | None] = mapped_column(Double)

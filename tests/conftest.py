@@ -1,0 +1,25 @@
+"""Fixtures shared across test suites; model builders live in ``tests/_models.py``."""
+
+from __future__ import annotations
+
+import pytest
+
+from _models import add_vectors_onnx, identity_all_types_onnx, train_classifier_onnx
+
+
+@pytest.fixture(scope="session")
+def classifier_onnx() -> bytes:
+    """A tree classifier: input "input" FP32 [-1, 4] -> "label" INT64, "probabilities" FP32."""
+    return train_classifier_onnx()
+
+
+@pytest.fixture(scope="session")
+def identity_onnx() -> bytes:
+    """Identity for every v2 datatype ("in_<DT>" -> "out_<DT>", [-1, 2]) and "fixed" [2, 3]."""
+    return identity_all_types_onnx()
+
+
+@pytest.fixture(scope="session")
+def add_onnx() -> bytes:
+    """ "sum" = "a" + "b" (FP32 [-1] each): mismatched lengths fail inside ONNX Runtime."""
+    return add_vectors_onnx()

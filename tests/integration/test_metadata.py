@@ -1,0 +1,241 @@
+"""The metadata store and blob store, on every backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import Engine, inspect, select, text
+from sqlalchemy.exc import IntegrityError
+
+from hybridai.storage import (
+    BlobStore,
+    LocalBlobStore,
+    create_engine_for,
+    migrate,
+    open_blob_store,
+    session_factory,
+)
+from hybridai.storage.tables import Base, ModelRow, ModelVersionRow, TrainingRunRow
+
+TABLES = {
+    "devices",
+    "enrollment_tokens",
+    "api_tokens",
+    "models",
+    "model_versions",
+    "model_artifacts",
+    "deployments",
+    "training_runs",
+}
+
+
+def _revision(engine: Engine) -> str | None:
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def test_migrate_creates_exactly_the_tables(metadata_url: str) -> None:
+    engine = create_engine_for(metadata_url)
+    try:
+        migrate(engine)
+        assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
+        assert _revision(engine) == "0001"
+    finally:
+        engine.dispose()
+
+
+def test_migration_matches_the_orm(metadata_engine: Engine) -> None:
+    with metadata_engine.connect() as connection:
+        diffs = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert diffs == []
+
+
+def test_migrate_twice_is_a_no_op_and_keeps_data(metadata_engine: Engine) -> None:
+    with session_factory(metadata_engine)() as session:
+        session.add(ModelRow(name="pm", created_at=1.5))
+        session.commit()
+
+    migrate(metadata_engine)
+
+    assert _revision(metadata_engine) == "0001"
+    with session_factory(metadata_engine)() as session:
+        assert session.scalars(select(ModelRow.created_at)).all() == [1.5]
+
+
+def test_two_processes_can_migrate_at_once(metadata_url: str) -> None:
+    script = textwrap.dedent(
+        """
+        import sys
+        from hybridai.storage import create_engine_for, migrate
+        engine = create_engine_for(sys.argv[1])
+        migrate(engine)
+        engine.dispose()
+        """
+    )
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script, metadata_url],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+        )
+        for _ in range(2)
+    ]
+    outputs = [run.communicate(timeout=60)[0].decode() for run in runs]
+
+    assert [run.returncode for run in runs] == [0, 0], outputs
+    engine = create_engine_for(metadata_url)
+    try:
+        assert _revision(engine) == "0001"
+        assert set(inspect(engine).get_table_names()) >= TABLES
+    finally:
+        engine.dispose()
+
+
+def test_foreign_keys_are_enforced_on_every_backend(metadata_engine: Engine) -> None:
+    with session_factory(metadata_engine)() as session:
+        session.add(ModelVersionRow(name="ghost", version=1, registered_by="t", created_at=0.0))
+        with pytest.raises(IntegrityError):
+            session.commit()
+
+
+def test_json_and_float_timestamps_round_trip(metadata_engine: Engine) -> None:
+    started = 1_733_000_000.123456
+    spec = {"query": "SELECT 1", "features": ["a", "b"], "nested": {"x": [1, 2.5, None]}}
+    with session_factory(metadata_engine)() as session:
+        session.add(
+            TrainingRunRow(
+                run_id="r1", model_name="pm", status="running", spec=spec, started_at=started
+            )
+        )
+        session.commit()
+
+    with session_factory(metadata_engine)() as session:
+        run = session.get(TrainingRunRow, "r1")
+        assert run is not None
+        assert (run.spec, run.started_at, run.metrics, run.version) == (spec, started, {}, None)
+
+
+def test_sqlite_is_configured_for_concurrent_use(tmp_path: Path) -> None:
+    engine = create_engine_for(f"sqlite:///{tmp_path / 'nested' / 'dir' / 'm.db'}")
+    try:
+        with engine.connect() as connection:
+            pragmas = {
+                name: connection.exec_driver_sql(f"PRAGMA {name}").scalar()
+                for name in ("journal_mode", "foreign_keys", "busy_timeout")
+            }
+        assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 30000}
+    finally:
+        engine.dispose()
+
+
+def test_in_memory_sqlite_is_shared_by_all_sessions() -> None:
+    engine = create_engine_for("sqlite://")
+    try:
+        migrate(engine)
+        make_session = session_factory(engine)
+        with make_session() as session:
+            session.add(ModelRow(name="pm", created_at=0.0))
+            session.commit()
+        with make_session() as session:
+            assert session.scalars(select(ModelRow.name)).all() == ["pm"]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+psycopg"])
+def test_postgres_urls_use_psycopg3(scheme: str) -> None:
+    engine = create_engine_for(f"{scheme}://user:pw@db.example:5433/meta")
+    assert engine.url.drivername == "postgresql+psycopg"
+    assert (engine.url.host, engine.url.port, engine.url.database) == ("db.example", 5433, "meta")
+
+
+def test_unsupported_database_url_is_refused() -> None:
+    with pytest.raises(ValueError, match="sqlite:///PATH or postgresql://"):
+        create_engine_for("mysql://root@localhost/x")
+
+
+def test_objects_stay_readable_after_commit(metadata_engine: Engine) -> None:
+    with session_factory(metadata_engine)() as session:
+        row = ModelRow(name="pm", created_at=2.0)
+        session.add(row)
+        session.commit()
+    assert row.created_at == 2.0  # detached, not expired
+
+
+def test_each_test_gets_its_own_database(metadata_url: str, tmp_path: Path) -> None:
+    engine = create_engine_for(metadata_url)
+    try:
+        with engine.connect() as connection:
+            if engine.dialect.name == "postgresql":
+                where = connection.execute(text("SELECT current_schema()")).scalar()
+                assert isinstance(where, str) and where.startswith("hai_test_")
+            else:
+                assert engine.url.database == str(tmp_path / "metadata.db")
+    finally:
+        engine.dispose()
+
+
+# --- blobs -------------------------------------------------------------------------------
+
+
+def test_local_blob_store_round_trip_and_overwrite(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path / "blobs")
+    assert isinstance(store, BlobStore)
+    assert not store.exists("models/pm/1/edge.onnx")
+
+    store.put("models/pm/1/edge.onnx", b"one")
+    store.put("models/pm/1/edge.onnx", b"two")
+
+    assert store.exists("models/pm/1/edge.onnx")
+    assert store.get("models/pm/1/edge.onnx") == b"two"
+    leftovers = [p.name for p in (tmp_path / "blobs/models/pm/1").iterdir()]
+    assert leftovers == ["edge.onnx"]  # the temporary file was renamed, not left behind
+
+
+def test_missing_blob_raises_key_error(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    with pytest.raises(KeyError):
+        store.get("models/none.onnx")
+    (tmp_path / "models" / "dir").mkdir(parents=True)
+    with pytest.raises(KeyError):
+        store.get("models/dir")
+
+
+@pytest.mark.parametrize("key", ["", "/abs", "../escape", "a/../b", "a//b", "a\\b", "./a"])
+def test_blob_keys_cannot_escape_the_root(tmp_path: Path, key: str) -> None:
+    store = LocalBlobStore(tmp_path / "root")
+    with pytest.raises(ValueError, match="invalid blob key"):
+        store.put(key, b"x")
+
+
+def test_failed_put_leaves_no_temporary_file(tmp_path: Path) -> None:
+    store = LocalBlobStore(tmp_path)
+    with pytest.raises(TypeError):
+        store.put("a/b.bin", "not bytes")  # type: ignore[arg-type]
+    assert list((tmp_path / "a").iterdir()) == []
+
+
+def test_open_blob_store_by_url(tmp_path: Path) -> None:
+    by_url = open_blob_store(f"file://{tmp_path}/blobs")
+    by_path = open_blob_store(str(tmp_path / "blobs"))
+    by_url.put("k/v", b"data")
+
+    assert isinstance(by_path, LocalBlobStore)
+    assert by_path.get("k/v") == b"data"
+
+
+def test_s3_blob_store_names_the_extra() -> None:
+    with pytest.raises(NotImplementedError, match=r"\[s3\] extra"):
+        open_blob_store("s3://bucket/prefix")
+
+
+@pytest.mark.parametrize("url", ["ftp://host/x", "file://otherhost/x"])
+def test_unsupported_blob_urls_are_refused(url: str) -> None:
+    with pytest.raises(ValueError):
+        open_blob_store(url)
