@@ -39,7 +39,8 @@ def _onnx_classifier(seed: int, zipmap: bool = False) -> bytes:
         initial_types=[("input", FloatTensorType([None, 4]))],
         options={id(model): {"zipmap": zipmap}},
     )
-    return onnx_model.SerializeToString()
+    data: bytes = onnx_model.SerializeToString()
+    return data
 
 
 @pytest.fixture(scope="module")

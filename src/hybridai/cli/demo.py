@@ -31,23 +31,35 @@ def _table(summary: dict[str, Any]) -> Table:
         ("requests degraded (cloud unreachable)", summary["requests_degraded"]),
     ]
     for placement, lat in summary["latency"].items():
-        rows.append((f"latency at {placement} p50 / p99 (ms)", f"{lat['p50_ms']} / {lat['p99_ms']}"))
+        rows.append(
+            (f"latency at {placement} p50 / p99 (ms)", f"{lat['p50_ms']} / {lat['p99_ms']}")
+        )
     for device, models in summary["model_versions"].items():
         rows.append((f"model on {device}", ", ".join(f"{n} v{v}" for n, v in models.items())))
     outage = summary["outage"]
     rows.append(
-        (f"outage of {outage['device']}", f"{outage['seconds']}s, backlog {outage['backlog_at_restore']} then drained")
+        (
+            f"outage of {outage['device']}",
+            f"{outage['seconds']}s, backlog {outage['backlog_at_restore']} then drained",
+        )
     )
     for label, info in summary["versions"].items():
         metrics = info["training_metrics"]
         for variant in ("edge", "cloud"):
             m = metrics.get(variant, {})
             rows.append(
-                (f"{label} {variant} variant held-out AUC / F1",
-                 f"{m.get('roc_auc', 0):.3f} / {m.get('f1', 0):.3f}")
+                (
+                    f"{label} {variant} variant held-out AUC / F1",
+                    f"{m.get('roc_auc', 0):.3f} / {m.get('f1', 0):.3f}",
+                )
             )
         q = summary["holdout_quality_cloud_variant"][label]
-        rows.append((f"{label} cloud variant on fresh plant AUC / F1", f"{q['roc_auc']:.3f} / {q['f1']:.3f}"))
+        rows.append(
+            (
+                f"{label} cloud variant on fresh plant AUC / F1",
+                f"{q['roc_auc']:.3f} / {q['f1']:.3f}",
+            )
+        )
     rows.append(("wall time (s)", summary["wall_s"]))
     for what, value in rows:
         table.add_row(what, str(value))

@@ -57,7 +57,9 @@ def run(
     try:
         settings = EdgeSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
     except ValidationError as exc:
-        raise fail(f"bad edge settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+        raise fail(
+            f"bad edge settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+        ) from None
     agent = EdgeAgent(settings)
     err.print(
         f"[green]hybridai edge[/] {settings.device_id} on http://{settings.host}:{settings.port}"

@@ -8,7 +8,16 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from hybridai.cli._api import DEFAULT_CLOUD, CloudOpt, JsonOpt, TokenOpt, call, fail, out, print_json
+from hybridai.cli._api import (
+    DEFAULT_CLOUD,
+    CloudOpt,
+    JsonOpt,
+    TokenOpt,
+    call,
+    fail,
+    out,
+    print_json,
+)
 
 app = typer.Typer(help="Enroll devices and inspect the fleet.", no_args_is_help=True)
 
@@ -57,7 +66,12 @@ def list_devices(
         seen = f"{now - d['last_seen']:.0f}s ago" if d.get("last_seen") else "never"
         store = status.get("store", {})
         table.add_row(
-            d["device_id"], d["site"], d["kind"], seen, models or "-",
-            str(store.get("backlog_records", "-")), str(store.get("records_synced", "-")),
+            d["device_id"],
+            d["site"],
+            d["kind"],
+            seen,
+            models or "-",
+            str(store.get("backlog_records", "-")),
+            str(store.get("records_synced", "-")),
         )
     out.print(table)

@@ -107,7 +107,10 @@ def upload(
     if not files:
         raise fail("give --edge FILE and/or --cloud-variant FILE")
     info = call(
-        cloud, token, "POST", f"/api/v1/models/{name}/versions",
+        cloud,
+        token,
+        "POST",
+        f"/api/v1/models/{name}/versions",
         files={v: (f"{v}.onnx", data, "application/octet-stream") for v, data in files.items()},
         data={"metrics": metrics},
     )
@@ -153,5 +156,7 @@ def deploy(
     token: TokenOpt = None,
 ) -> None:
     """Make VERSION the version every edge runs (edges pull it within seconds)."""
-    call(cloud, token, "PUT", f"/api/v1/deployments/{name}", json={"name": name, "version": version})
+    call(
+        cloud, token, "PUT", f"/api/v1/deployments/{name}", json={"name": name, "version": version}
+    )
     out.print(f"{name}: fleet desired version is now v{version}")

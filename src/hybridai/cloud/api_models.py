@@ -72,7 +72,9 @@ def download_artifact(name: str, version: str, variant: Variant, request: Reques
     with ctx.session() as session:
         if who.kind == "device":
             assigned = registry.desired_state(session, who.name, {}).models
-            if not any((m.name, m.version, m.variant) == (name, version, variant) for m in assigned):
+            if not any(
+                (m.name, m.version, m.variant) == (name, version, variant) for m in assigned
+            ):
                 raise ApiError(
                     403,
                     ErrorCode.FORBIDDEN,

@@ -72,7 +72,9 @@ class CloudBackend:
     def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
         metadata = self._model(name, version).metadata()
         with self._cloud.session() as session:
-            versions = next((m.versions for m in registry.list_models(session) if m.name == name), [])
+            versions = next(
+                (m.versions for m in registry.list_models(session) if m.name == name), []
+            )
         return metadata.model_copy(update={"versions": versions})
 
     def model_ready(self, name: str, version: str | None) -> bool:

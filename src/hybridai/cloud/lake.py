@@ -127,7 +127,7 @@ class Lake:
                     return current.version(), True
             try:
                 write_deltalake(
-                    self._uri(dataset),
+                    self._uri(dataset) if current is None else current,
                     table,
                     mode="append",
                     partition_by=PARTITION_COLUMNS,
@@ -138,8 +138,8 @@ class Lake:
                 )
             except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
                 raise ValueError(f"batch does not fit dataset {dataset!r}: {error}") from error
-            written = self._open(dataset)
-            assert written is not None
+            written = current if current is not None else self._open(dataset)
+            assert written is not None  # the write above created the table
             return written.version(), False
 
     # -- reads ------------------------------------------------------------------------------

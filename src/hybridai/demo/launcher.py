@@ -91,7 +91,7 @@ class Launcher:
                 child.process.wait()
 
     def kill(self, child: Child) -> None:
-        """kill -9: no chance to flush or say goodbye."""
+        """Kill -9: no chance to flush or say goodbye."""
         if child.alive():
             child.process.kill()
             child.process.wait()

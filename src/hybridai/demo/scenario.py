@@ -15,19 +15,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from hybridai.demo.launcher import Child, Launcher, free_port
-from hybridai.demo.netlink import NetLink
+from hybridai.demo.fleet import FleetError, LocalFleet, wait_for
 from hybridai.demo.simulator import labelled_holdout, pm_training_spec
 from hybridai.demo.traffic import Traffic
 
-EDGES = (("edge-1", "plant-a", "edge-server"), ("edge-2", "plant-a", "sensor-gateway"),
-         ("edge-3", "plant-b", "ai-pc"))
+EDGES = (
+    ("edge-1", "plant-a", "edge-server"),
+    ("edge-2", "plant-a", "sensor-gateway"),
+    ("edge-3", "plant-b", "ai-pc"),
+)
 MODEL = "pm"
+DemoFailed = FleetError
 
 
 @dataclass(frozen=True)
@@ -37,170 +39,76 @@ class DemoOptions:
     outage_s: float | None = None  # default: a fifth of the duration
 
 
-class DemoFailed(RuntimeError):
-    pass
-
-
-def _wait(what: str, check: Callable[[], bool], timeout_s: float, every_s: float = 0.25) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(every_s)
-    raise DemoFailed(f"timed out after {timeout_s:.0f}s waiting for {what}")
-
-
 def _percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 2) if values else None
+
+
+def _infer_body(chunk: np.ndarray[Any, Any]) -> dict[str, Any]:
+    return {
+        "inputs": [
+            {
+                "name": "input",
+                "shape": list(chunk.shape),
+                "datatype": "FP32",
+                "data": chunk.reshape(-1).tolist(),
+            }
+        ],
+        "outputs": [{"name": "probabilities"}],
+    }
 
 
 class Scenario:
     def __init__(self, options: DemoOptions, workspace: Path, console: Console) -> None:
         self.options = options
-        self.workspace = workspace
         self.console = console
-        self.launcher = Launcher(workspace)
-        self.links: dict[str, NetLink] = {}
-        self.edges: dict[str, Child] = {}
+        self.fleet = LocalFleet(workspace)
         self.traffic: Traffic | None = None
-        self.cloud: Child | None = None
-        self.api: httpx.Client | None = None
         self.phase_times: dict[str, float] = {}
 
-    # -- plumbing -----------------------------------------------------------------------------
-
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        assert self.api is not None
-        response = self.api.request(method, path, **kwargs)
-        if response.status_code >= 400:
-            raise DemoFailed(f"{method} {path}: HTTP {response.status_code}: {response.text}")
-        return response.json() if response.content else None
-
-    def _edge_status(self, device: str) -> dict[str, Any]:
-        response = httpx.get(f"{self.edges[device].url}/api/v1/status", timeout=5)
-        data: dict[str, Any] = response.json()
-        return data
-
-    def _serving(self, version: str) -> bool:
-        for device in self.edges:
-            models = {m["name"]: m for m in self._edge_status(device)["models"]}
-            m = models.get(MODEL)
-            if not m or m["version"] != version or m["state"] != "ready":
-                return False
-        return True
-
-    def _lake_count(self, sql: str) -> int:
-        try:
-            result = self._call("POST", "/api/v1/lake/query", json={"sql": sql})
-        except DemoFailed:
-            return 0
-        return int(result["rows"][0][0])
-
-    # -- phases ---------------------------------------------------------------------------
-
     def start_fleet(self) -> None:
-        port = free_port()
-        env = {"HYBRIDAI_CLOUD_SYNC_INTERVAL_S": "1", "HYBRIDAI_CLOUD_HEARTBEAT_INTERVAL_S": "1"}
-        self.cloud = self.launcher.spawn(
-            "cloud", ["cloud", "serve", "--data-dir", "cloud", "--port", str(port)], port, env
-        )
-        self.launcher.wait_ready(self.cloud)
-        token = (self.workspace / "cloud" / "admin.token").read_text().strip()
-        self.api = httpx.Client(
-            base_url=self.cloud.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
-        )
+        self.fleet.start_cloud()
         for device, site, kind in EDGES:
-            enroll = self._call(
-                "POST",
-                "/api/v1/enrollment-tokens",
-                json={"site": site, "device_id": device, "ttl_s": 600},
-            )
-            link = NetLink("127.0.0.1", port)
-            link_port = link.start()
-            self.links[device] = link
-            edge_port = free_port()
-            self.edges[device] = self.launcher.spawn(
-                device,
-                [
-                    "edge", "run",
-                    "--cloud", f"http://127.0.0.1:{link_port}",
-                    "--enroll-token", enroll["token"],
-                    "--device-id", device,
-                    "--kind", kind,
-                    "--data-dir", device,
-                    "--port", str(edge_port),
-                ],
-                edge_port,
-                {"HYBRIDAI_EDGE_POLL_WAIT_S": "2"},
-            )
-        for child in self.edges.values():
-            self.launcher.wait_ready(child)
-        _wait(
-            "every edge to enroll",
-            lambda: len(self._call("GET", "/api/v1/devices")) == len(EDGES),
-            30,
-        )
+            self.fleet.start_edge(device, site, kind)
+        self.fleet.wait_enrolled(len(EDGES))
 
     def start_traffic(self) -> Traffic:
-        self.traffic = Traffic({d: c.url for d, c in self.edges.items()}, seed=self.options.seed)
+        edges = {d: c.url for d, c in self.fleet.edges.items()}
+        self.traffic = Traffic(edges, seed=self.options.seed)
         self.traffic.start()
         return self.traffic
 
-    def train(self, label: str) -> dict[str, Any]:
-        spec = pm_training_spec(MODEL, seed=self.options.seed).model_dump()
-        run = self._call("POST", "/api/v1/training-runs", json=spec)
-        deadline = time.monotonic() + 300
-        while run["status"] == "running":
-            if time.monotonic() > deadline:
-                raise DemoFailed(f"training {label} did not finish in 300s")
-            time.sleep(0.5)
-            run = self._call("GET", f"/api/v1/training-runs/{run['run_id']}")
-        if run["status"] != "succeeded":
-            raise DemoFailed(f"training {label} failed: {run['error']}")
-        return dict(run)
+    def train(self) -> dict[str, Any]:
+        return self.fleet.train(pm_training_spec(MODEL, seed=self.options.seed).model_dump())
 
     def wait_rollout(self, version: str) -> None:
-        _wait(f"every edge to serve {MODEL} v{version}", lambda: self._serving(version), 60)
+        wait_for(
+            f"every edge to serve {MODEL} v{version}",
+            lambda: self.fleet.serving(MODEL, version),
+            60,
+        )
 
     def outage(self, device: str, seconds: float, on_tick: Callable[[], None]) -> dict[str, Any]:
-        link = self.links[device]
+        link = self.fleet.links[device]
         link.cut()
         cut_at = time.monotonic()
         while time.monotonic() - cut_at < seconds:
             on_tick()
             time.sleep(0.25)
-        backlog = self._edge_status(device)["store"]["backlog_records"]
+        backlog = self.fleet.edge_status(device)["store"]["backlog_records"]
         link.restore()
         return {"device": device, "seconds": round(seconds, 1), "backlog_at_restore": backlog}
 
-    def drain(self) -> None:
-        def drained() -> bool:
-            return all(self._edge_status(d)["store"]["backlog_records"] == 0 for d in self.edges)
-
-        _wait("every edge to drain its backlog", drained, 90)
-
     def quality(self, version: str) -> dict[str, float]:
-        """The cloud variant of ``version`` on plant data no training run has seen."""
+        """Score the cloud variant of ``version`` on plant data no training run has seen."""
         from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
         features, labels = labelled_holdout(seed=self.options.seed + 99, machines=8, ticks=800)
         probabilities: list[float] = []
         for start in range(0, len(features), 2000):
-            chunk = features[start : start + 2000]
-            result = self._call(
+            result = self.fleet.call(
                 "POST",
                 f"/v2/models/{MODEL}/versions/{version}/infer",
-                json={
-                    "inputs": [
-                        {
-                            "name": "input",
-                            "shape": list(chunk.shape),
-                            "datatype": "FP32",
-                            "data": chunk.reshape(-1).tolist(),
-                        }
-                    ],
-                    "outputs": [{"name": "probabilities"}],
-                },
+                json=_infer_body(features[start : start + 2000]),
             )
             out = result["outputs"][0]
             probabilities += np.asarray(out["data"]).reshape(out["shape"])[:, 1].tolist()
@@ -213,10 +121,11 @@ class Scenario:
         }
 
     def lake_totals(self) -> dict[str, int]:
+        count = self.fleet.lake_count
         totals = {}
         for dataset in ("telemetry", "failures"):
-            totals[f"{dataset}_rows"] = self._lake_count(f"SELECT count(*) FROM {dataset}")
-            totals[f"{dataset}_distinct"] = self._lake_count(
+            totals[f"{dataset}_rows"] = count(f"SELECT count(*) FROM {dataset}")
+            totals[f"{dataset}_distinct"] = count(
                 f"SELECT count(DISTINCT record_id) FROM {dataset}"
             )
         return totals
@@ -224,11 +133,7 @@ class Scenario:
     def stop(self) -> None:
         if self.traffic is not None:
             self.traffic.stop()
-        self.launcher.stop_all()
-        for link in self.links.values():
-            link.close()
-        if self.api is not None:
-            self.api.close()
+        self.fleet.close()
 
     # -- the story ------------------------------------------------------------------------
 
@@ -273,13 +178,13 @@ class Scenario:
             phase("sensors streaming; edges buffering and syncing")
             traffic = self.start_traffic()
             hold(warmup_s)
-            _wait(
+            wait_for(
                 "failures in the lake to learn from",
-                lambda: (tick(), self._lake_count("SELECT count(*) FROM failures"))[1] >= 3,
+                lambda: self.fleet.lake_count("SELECT count(*) FROM failures") >= 3,
                 60,
             )
             phase("cloud training v1 on lake data")
-            v1 = self.train("v1")
+            v1 = self.train()
             phase(f"rolling out v{v1['version']} to the fleet")
             self.wait_rollout(v1["version"])
             traffic.infer_enabled.set()
@@ -289,17 +194,17 @@ class Scenario:
             phase("uplink restored; edge-3 drains its backlog")
             hold(max(serve_s * 0.7 - outage_s, 2.0))
             phase("cloud retraining v2 on more data")
-            v2 = self.train("v2")
+            v2 = self.train()
             phase(f"rolling out v{v2['version']}")
             self.wait_rollout(v2["version"])
             hold(tail_s)
             phase("draining every backlog")
             traffic.stop()
-            self.drain()
+            self.fleet.wait_drained()
             phase("summary")
             totals = self.lake_totals()
             quality = {"v1": self.quality(v1["version"]), "v2": self.quality(v2["version"])}
-            statuses = {dev: self._edge_status(dev) for dev in self.edges}
+            statuses = {dev: self.fleet.edge_status(dev) for dev in self.fleet.edges}
         return self._summary(traffic, totals, statuses, outage, v1, v2, quality, started)
 
     def _summary(

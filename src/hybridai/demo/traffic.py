@@ -78,7 +78,9 @@ class Traffic:
         async with httpx.AsyncClient(timeout=10.0) as http:
             await asyncio.gather(*(self._edge(http, d, url) for d, url in self.edges.items()))
 
-    async def _ingest(self, http: httpx.AsyncClient, url: str, stream: str, records: list[dict[str, Any]]) -> None:
+    async def _ingest(
+        self, http: httpx.AsyncClient, url: str, stream: str, records: list[dict[str, Any]]
+    ) -> None:
         """Send until acknowledged; only then do the records count as produced."""
         body = json.dumps({"records": records}, separators=(",", ":"))
         while True:
@@ -148,4 +150,3 @@ class Traffic:
             pause = self._interval - (time.monotonic() - tick_started)
             if pause > 0:
                 await asyncio.sleep(pause)
-

@@ -8,6 +8,7 @@ offline serves its cached models and buffers data until the cloud answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import platform
@@ -109,10 +110,8 @@ class EdgeAgent:
     # -- loops ----------------------------------------------------------------------------
 
     async def _sleep(self, seconds: float) -> None:
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-        except TimeoutError:
-            pass
 
     async def _loop(
         self, name: str, step: Callable[[], Awaitable[float]], until_enrolled: bool = False

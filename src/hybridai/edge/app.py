@@ -65,9 +65,13 @@ def create_app(agent: EdgeAgent) -> FastAPI:
             batch = IngestBatch.model_validate_json(body)
         except ValidationError as exc:
             first = exc.errors()[0]
-            code = ErrorCode.MALFORMED_JSON if first["type"] == "json_invalid" else ErrorCode.BAD_REQUEST
+            code = (
+                ErrorCode.MALFORMED_JSON
+                if first["type"] == "json_invalid"
+                else ErrorCode.BAD_REQUEST
+            )
             raise ApiError(
-                400, code, f"send {{\"records\": [{{...}}, ...]}}: {first['msg']} at {first['loc']}"
+                400, code, f'send {{"records": [{{...}}, ...]}}: {first["msg"]} at {first["loc"]}'
             ) from None
         try:
             result = await run_in_threadpool(agent.store.append, stream, batch.records)

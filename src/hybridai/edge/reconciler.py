@@ -125,5 +125,3 @@ class Reconciler:
 
     def loaded(self) -> list[LoadedModel]:
         return list(self.models.values())
-
-

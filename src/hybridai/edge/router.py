@@ -175,9 +175,7 @@ class EdgeBackend:
             ) from None
         elapsed_ms = (time.perf_counter() - started) * 1000
         self.link.success()
-        self.estimates.cloud_ms[name] = self.estimates.cloud_ms.get(name, Ewma()).update(
-            elapsed_ms
-        )
+        self.estimates.cloud_ms[name] = self.estimates.cloud_ms.get(name, Ewma()).update(elapsed_ms)
         self.stats.requests_cloud += 1
         return self._explain(response, "cloud", decision, elapsed_ms)
 

@@ -7,12 +7,12 @@ elements; anything else is refused with an ``ApiError`` that names the tensor an
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
 from hybridai.protocol.errors import ApiError, ErrorCode
-from hybridai.protocol.v2 import RequestInput, ResponseOutput
+from hybridai.protocol.v2 import Datatype, RequestInput, ResponseOutput
 
 _TO_NUMPY: dict[str, np.dtype[Any]] = {
     "BOOL": np.dtype(np.bool_),
@@ -29,9 +29,7 @@ _TO_NUMPY: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(object),
 }
-_FROM_NUMPY: dict[str, str] = {
-    dt.str: name for name, dt in _TO_NUMPY.items() if name != "BYTES"
-}
+_FROM_NUMPY: dict[str, str] = {dt.str: name for name, dt in _TO_NUMPY.items() if name != "BYTES"}
 
 
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
@@ -107,8 +105,9 @@ def decode(tensor: RequestInput) -> np.ndarray[Any, Any]:
         array = np.array(flat, dtype=object)
     else:
         try:
-            array = np.array(flat, dtype=dtype)
-        except OverflowError:
+            with np.errstate(over="raise", invalid="raise"):
+                array = np.array(flat, dtype=dtype)
+        except (OverflowError, FloatingPointError):
             raise ApiError(
                 400,
                 ErrorCode.DATATYPE_MISMATCH,
@@ -128,4 +127,6 @@ def encode(name: str, array: np.ndarray[Any, Any]) -> ResponseOutput:
         data = array.astype(np.float32).reshape(-1).tolist()
     else:
         data = array.reshape(-1).tolist()
-    return ResponseOutput(name=name, shape=list(array.shape), datatype=datatype, data=data)
+    return ResponseOutput(
+        name=name, shape=list(array.shape), datatype=cast(Datatype, datatype), data=data
+    )
