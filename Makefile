@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/mypy
 
 docs: $(STAMP)
-	$(BIN)/python -m hybridai.cli.docs > docs/cli.md
+	$(BIN)/python -m hybridai.cli.docs > docs/settings.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -1,0 +1,286 @@
+"""A real cloud and real edges as separate processes on loopback, driven over HTTP only.
+
+The hybrid loop end to end (enroll, ingest, sync, train, roll out, place inference, retrain,
+roll out again) on each metadata backend, and the clear 4xx answers every API owes a client
+that gets something wrong.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from _fleet import (
+    MODEL,
+    Feeder,
+    assert_lake_exactly,
+    assert_probabilities,
+    error_of,
+    infer,
+    infer_body,
+    ingest,
+    local_fleet,
+    upload_and_deploy,
+)
+
+from hybridai.demo.fleet import LocalFleet, wait_for
+from hybridai.demo.simulator import pm_training_spec
+
+pytestmark = pytest.mark.slow
+
+EDGES = (("edge-a", "site-north", "edge-server"), ("edge-b", "site-south", "sensor-gateway"))
+
+
+@pytest.fixture
+def fleet(tmp_path: Path, metadata_url: str) -> Iterator[LocalFleet]:
+    with local_fleet(tmp_path / "fleet", {"HYBRIDAI_DATABASE_URL": metadata_url}) as f:
+        yield f
+
+
+@pytest.fixture
+def small_fleet(tmp_path: Path) -> Iterator[LocalFleet]:
+    """One cloud on SQLite and one edge."""
+    with local_fleet(tmp_path / "fleet") as f:
+        f.start_edge("edge-a", "site-north")
+        f.wait_enrolled(1)
+        yield f
+
+
+def _wait_serving(fleet: LocalFleet, version: str) -> None:
+    wait_for(f"every edge to serve {MODEL} v{version}", lambda: fleet.serving(MODEL, version), 60)
+
+
+def _desired_state(
+    fleet: LocalFleet, device: str, etag: str | None = None, wait: float = 0
+) -> httpx.Response:
+    assert fleet.api is not None
+    headers = {"If-None-Match": etag} if etag else {}
+    return fleet.api.get(
+        f"/api/v1/devices/{device}/desired-state", params={"wait": wait}, headers=headers
+    )
+
+
+def test_hybrid_loop(fleet: LocalFleet) -> None:
+    # Prepare: two edges at two sites, each with its own plant.
+    for device, site, kind in EDGES:
+        fleet.start_edge(device, site, kind)
+    fleet.wait_enrolled(2)
+
+    # Enrollment: the registry knows where each device is, what it is and what it can do.
+    devices = {d["device_id"]: d for d in fleet.call("GET", "/api/v1/devices")}
+    assert sorted(devices) == ["edge-a", "edge-b"]
+    for device, site, kind in EDGES:
+        assert (devices[device]["site"], devices[device]["kind"]) == (site, kind)
+        capabilities = devices[device]["capabilities"]
+        assert capabilities["cores"] >= 1 and capabilities["memory_mb"] >= 1
+        assert "CPUExecutionProvider" in capabilities["execution_providers"]
+        assert devices[device]["revoked"] is False
+
+    feeders = {
+        device: Feeder(fleet.edges[device].url, device, machines=8, seed=11 + n)
+        for n, (device, _, _) in enumerate(EDGES)
+    }
+    for _ in range(10):  # 10 chunks of 40 ticks x 8 machines: 3200 readings per edge
+        for feeder in feeders.values():
+            feeder.feed(ticks=40)
+    assert all(f.acked["failures"] > 0 for f in feeders.values()), "the plants never failed"
+
+    # Sync: every acknowledged record is in the lake exactly once, under its device and site.
+    fleet.wait_drained()
+    acked = {d: sum(f.acked[d] for f in feeders.values()) for d in ("telemetry", "failures")}
+    assert_lake_exactly(fleet, acked)
+    per_device = fleet.call(
+        "POST",
+        "/api/v1/lake/query",
+        json={
+            "sql": "SELECT device_id, site, count(*) FROM telemetry "
+            "GROUP BY device_id, site ORDER BY device_id"
+        },
+    )["rows"]
+    assert per_device == [
+        [device, site, feeders[device].acked["telemetry"]] for device, site, _ in EDGES
+    ]
+    for device in feeders:
+        store = fleet.edge_status(device)["store"]
+        assert store["records_synced"] == store["records_ingested"] == feeders[device].total
+
+    # Train v1 on the lake; the cloud deploys it and both edges load it.
+    v1 = fleet.train(pm_training_spec(MODEL).model_dump())
+    assert v1["version"] == "1"
+    assert {"edge", "cloud"} <= set(v1["metrics"])
+    _wait_serving(fleet, "1")
+
+    # Placement at the edge, per request.
+    edge_url, cloud_url = fleet.edges["edge-a"].url, fleet.cloud.url  # type: ignore[union-attr]
+    params = assert_probabilities(infer(edge_url))
+    assert (params["placement"], params["degraded"]) == ("edge", False)
+    assert params["device_id"] == "edge-a"
+    params = assert_probabilities(infer(edge_url, {"placement": "cloud"}))
+    assert (params["placement"], params["reason"]) == ("cloud", "placement_hint_cloud")
+    assert params["degraded"] is False
+    restricted = {"data_class": "restricted", "placement": "cloud"}
+    params = assert_probabilities(infer(edge_url, restricted))
+    assert (params["placement"], params["reason"]) == ("edge", "restricted_data_stays_on_site")
+    # Any v2 client can ask the cloud directly, with the same request.
+    params = assert_probabilities(infer(cloud_url, restricted))
+    assert params["placement"] == "cloud"
+
+    # Desired state: ETag, and a conditional GET that finds nothing new answers 304.
+    first = _desired_state(fleet, "edge-a")
+    assert first.status_code == 200, first.text
+    etag = first.headers["etag"]
+    desired = first.json()
+    assert etag == f'"{desired["generation"]}"'
+    assert [(m["name"], m["version"], m["variant"]) for m in desired["models"]] == [
+        (MODEL, "1", "edge")
+    ]
+    unchanged = _desired_state(fleet, "edge-a", etag, wait=0)
+    assert unchanged.status_code == 304
+    assert unchanged.headers["etag"] == etag and not unchanged.content
+
+    # Retrain on more data: v2 is deployed and the edges move to it, keeping v1.
+    for feeder in feeders.values():
+        feeder.feed(ticks=40)
+    fleet.wait_drained()
+    v2 = fleet.train(pm_training_spec(MODEL).model_dump())
+    assert v2["version"] == "2"
+    models = {m["name"]: m for m in fleet.call("GET", "/api/v1/models")}
+    assert models[MODEL]["deployed_version"] == "2"
+    assert models[MODEL]["versions"] == ["1", "2"]
+    _wait_serving(fleet, "2")
+
+    changed = _desired_state(fleet, "edge-a", etag, wait=0)
+    assert changed.status_code == 200
+    assert changed.headers["etag"] != etag
+    assert [m["version"] for m in changed.json()["models"]] == ["2"]
+
+    for device in feeders:
+        url = fleet.edges[device].url
+        latest = infer(url, {"placement": "edge"})
+        assert_probabilities(latest)
+        assert latest.json()["model_version"] == "2"
+        previous = infer(url, {"placement": "edge"}, path=f"/v2/models/{MODEL}/versions/1")
+        params = assert_probabilities(previous)
+        assert previous.json()["model_version"] == "1"
+        assert params["placement"] == "edge"
+        metadata = httpx.get(f"{url}/v2/models/{MODEL}", timeout=10).json()
+        assert sorted(metadata["versions"]) == ["1", "2"]
+
+    # Nothing was lost or doubled along the way.
+    fleet.wait_drained()
+    acked = {d: sum(f.acked[d] for f in feeders.values()) for d in ("telemetry", "failures")}
+    assert_lake_exactly(fleet, acked)
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+def _enroll_probe(fleet: LocalFleet, device: str, site: str) -> str:
+    """Enroll a device by hand, as an agent would; return its credential."""
+    token = fleet.call(
+        "POST", "/api/v1/enrollment-tokens", json={"site": site, "device_id": device}
+    )["token"]
+    response = httpx.post(
+        f"{fleet.cloud.url}/api/v1/enroll",  # type: ignore[union-attr]
+        json=_enroll_request(token, device),
+        timeout=10,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert (body["device_id"], body["site"]) == (device, site)
+    credential: str = body["credential"]
+    return credential
+
+
+def _enroll_request(token: str, device: str) -> dict[str, Any]:
+    return {
+        "token": token,
+        "device_id": device,
+        "kind": "sensor-gateway",
+        "capabilities": {"cores": 1, "memory_mb": 256},
+        "agent_version": "test",
+    }
+
+
+def _status_report(device: str) -> dict[str, Any]:
+    return {"device_id": device, "agent_version": "test", "uptime_s": 1.0}
+
+
+def test_errors_are_clear_4xx(small_fleet: LocalFleet, classifier_onnx: bytes) -> None:
+    fleet = small_fleet
+    assert fleet.cloud is not None
+    edge, cloud = fleet.edges["edge-a"].url, fleet.cloud.url
+    upload_and_deploy(fleet, classifier_onnx)
+    _wait_serving(fleet, "1")
+
+    def post(url: str, **kwargs: Any) -> httpx.Response:
+        return httpx.post(url, timeout=10, **kwargs)
+
+    # Unknown model: the edge has no copy, asks the cloud, and passes its 404 on.
+    for base in (edge, cloud):
+        assert error_of(infer(base, path="/v2/models/nope")) == (404, "model_not_found")
+    # ... unless the data may not leave the site: then nowhere can serve it, for now.
+    restricted = infer(edge, {"data_class": "restricted"}, path="/v2/models/nope")
+    assert error_of(restricted) == (503, "model_not_ready")
+
+    # Tensors that do not fit the model: the same answer at the edge and at the cloud.
+    wrong_shape = infer_body(3)
+    wrong_shape["inputs"][0].update(shape=[3, 5], data=[0.5] * 15)
+    wrong_datatype = infer_body(3)
+    wrong_datatype["inputs"][0]["datatype"] = "FP64"
+    for base in (edge, cloud):
+        url = f"{base}/v2/models/{MODEL}/infer"
+        assert error_of(post(url, json=wrong_shape)) == (400, "shape_mismatch")
+        assert error_of(post(url, json=wrong_datatype)) == (400, "datatype_mismatch")
+        malformed = post(url, content=b'{"inputs": [', headers={"Content-Type": "application/json"})
+        assert error_of(malformed) == (400, "malformed_json")
+
+    # Ingest: malformed JSON and a record without ts are refused, and nothing is stored.
+    before = fleet.edge_status("edge-a")["store"]["records_ingested"]
+    records_url = f"{edge}/api/v1/streams/telemetry/records"
+    malformed = post(records_url, content=b'{"records": [{"ts": 1', headers={})
+    assert error_of(malformed) == (400, "malformed_json")
+    good = {"ts": 1_700_000_000.0, "machine_id": "m1", "vibration": 1.0}
+    no_ts = {"machine_id": "m1", "vibration": 2.0}
+    refused = ingest(edge, "telemetry", [good, no_ts])
+    assert error_of(refused) == (400, "invalid_input")
+    assert "ts" in refused.json()["error"]
+    assert fleet.edge_status("edge-a")["store"]["records_ingested"] == before
+    accepted = ingest(edge, "telemetry", [good])  # not a duplicate: it was never stored
+    assert accepted.json() == {"stream": "telemetry", "accepted": 1, "duplicates": 0}
+    assert fleet.edge_status("edge-a")["store"]["records_ingested"] == before + 1
+
+    # Enrollment with a token the cloud never issued.
+    bad = post(f"{cloud}/api/v1/enroll", json=_enroll_request("not-a-token", "probe-0"))
+    assert error_of(bad) == (401, "bad_enrollment_token")
+
+    # A device sees only its own state.
+    credential = _enroll_probe(fleet, "probe-1", "site-north")
+    as_probe = {"Authorization": f"Bearer {credential}"}
+    own = httpx.get(f"{cloud}/api/v1/devices/probe-1/desired-state", headers=as_probe)
+    assert own.status_code == 200
+    assert [(m["name"], m["version"]) for m in own.json()["models"]] == [(MODEL, "1")]
+    other = httpx.get(f"{cloud}/api/v1/devices/edge-a/desired-state", headers=as_probe)
+    assert error_of(other) == (403, "forbidden")
+    as_ghost = post(
+        f"{cloud}/api/v1/devices/ghost/status", json=_status_report("ghost"), headers=as_probe
+    )
+    assert error_of(as_ghost) == (403, "forbidden")
+    # An operator may act for any device, but one that never enrolled does not exist.
+    assert fleet.api is not None
+    unknown = fleet.api.post("/api/v1/devices/ghost/status", json=_status_report("ghost"))
+    assert error_of(unknown) == (404, "unknown_device")
+
+    # No credentials, or made-up ones.
+    assert error_of(httpx.get(f"{cloud}/api/v1/devices")) == (401, "unauthenticated")
+    made_up = httpx.get(f"{cloud}/api/v1/devices", headers={"Authorization": "Bearer nope"})
+    assert error_of(made_up) == (401, "unauthenticated")
+
+    # Both processes took all of this in their stride.
+    assert all(child.alive() for child in (fleet.cloud, fleet.edges["edge-a"]))
+    for base in (edge, cloud):
+        assert httpx.get(f"{base}/v2/health/live", timeout=5).json() == {"live": True}
+    assert assert_probabilities(infer(edge, {"placement": "edge"}))["placement"] == "edge"
