@@ -39,10 +39,25 @@ class NetLink:
 
     def close(self) -> None:
         if self._server is not None:
-            self._server.close()
-            asyncio.run_coroutine_threadsafe(self._reset_all(), self._loop).result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=5)
+            asyncio.run_coroutine_threadsafe(self._shutdown(), self._loop).result()
+        if self._thread.is_alive():
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)
+        if not self._loop.is_running():
+            self._loop.close()
+        if not self._thread.is_alive():
+            self._loop.close()  # frees its selector and self-pipe sockets
+
+    async def _shutdown(self) -> None:
+        """Stop listening, drop every connection and let the relay tasks finish."""
+        assert self._server is not None
+        self._server.close()
+        await self._reset_all()
+        current = asyncio.current_task()
+        tasks = [t for t in asyncio.all_tasks() if t is not current]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _reset_all(self) -> None:
         for writer in list(self._writers):
