@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
@@ -21,7 +23,13 @@ from hybridai.storage import (
     open_blob_store,
     session_factory,
 )
+from hybridai.storage.metadata import MIGRATIONS
 from hybridai.storage.tables import Base, ModelRow, ModelVersionRow, TrainingRunRow
+
+_config = Config()
+_config.set_main_option("script_location", str(MIGRATIONS))
+HEAD = ScriptDirectory.from_config(_config).get_current_head()
+
 
 TABLES = {
     "devices",
@@ -45,7 +53,7 @@ def test_migrate_creates_exactly_the_tables(metadata_url: str) -> None:
     try:
         migrate(engine)
         assert set(inspect(engine).get_table_names()) == TABLES | {"alembic_version"}
-        assert _revision(engine) == "0001"
+        assert _revision(engine) == HEAD
     finally:
         engine.dispose()
 
@@ -63,7 +71,7 @@ def test_migrate_twice_is_a_no_op_and_keeps_data(metadata_engine: Engine) -> Non
 
     migrate(metadata_engine)
 
-    assert _revision(metadata_engine) == "0001"
+    assert _revision(metadata_engine) == HEAD
     with session_factory(metadata_engine)() as session:
         assert session.scalars(select(ModelRow.created_at)).all() == [1.5]
 
@@ -91,7 +99,7 @@ def test_two_processes_can_migrate_at_once(metadata_url: str) -> None:
     assert [run.returncode for run in runs] == [0, 0], outputs
     engine = create_engine_for(metadata_url)
     try:
-        assert _revision(engine) == "0001"
+        assert _revision(engine) == HEAD
         assert set(inspect(engine).get_table_names()) >= TABLES
     finally:
         engine.dispose()
