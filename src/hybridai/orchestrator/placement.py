@@ -2,17 +2,25 @@
 
 Hard rules come first (data class, explicit hints, model presence, cloud reachability); only
 then do latency estimates decide. Every decision names its reason so operators can audit it.
+
+``decide`` is the two-tier (this edge or the cloud) rule the edge router has used since v1;
+``hybridai.orchestrator.policy.place`` is its generalisation to any number of candidates (site
+peers, several clouds) and per-model policies, and agrees with ``decide`` on two tiers.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from hybridai.orchestrator.candidates import Exclusion
+
 
 class Placement(StrEnum):
-    EDGE = "edge"
+    EDGE = "edge"  # this node
+    PEER = "peer"  # another node of the same site (``place`` only)
     CLOUD = "cloud"
     NONE = "none"  # nowhere can serve it under the rules: the caller answers 503
 
@@ -32,6 +40,20 @@ class Reason(StrEnum):
     ONLY_EDGE_IN_BUDGET = "only_edge_meets_budget"
     ONLY_CLOUD_IN_BUDGET = "only_cloud_meets_budget"
     NO_CLOUD_ESTIMATE = "no_cloud_estimate_yet"
+    # ``place`` (multi-candidate, per-model policy) adds these.
+    EDGE_INCAPABLE = "edge_cannot_run_model"
+    POLICY_EDGE_ONLY = "policy_edge_only"
+    POLICY_EDGE_ONLY_NO_MODEL = "policy_edge_only_but_no_model_on_site"
+    POLICY_CLOUD_ONLY = "policy_cloud_only"
+    POLICY_CLOUD_ONLY_UNREACHABLE = "policy_cloud_only_but_cloud_unavailable"
+    OFFLOAD_OVERLOADED = "edge_overloaded_offloaded"
+    OVERLOADED_NO_OFFLOAD = "edge_overloaded_but_nowhere_else_allowed"
+    FASTEST = "fastest_estimate_no_budget"
+    CHEAPEST_IN_BUDGET = "cheapest_meeting_budget"
+    NONE_IN_BUDGET = "none_meets_budget_fastest_chosen"
+    CASCADE = "cascade_edge_first"
+    CASCADE_NO_ESCALATION = "cascade_edge_answer_final_no_escalation_possible"
+    CASCADE_NO_EDGE_MODEL = "cascade_but_no_model_on_site"
 
 
 @dataclass(frozen=True)
@@ -55,12 +77,24 @@ class Snapshot:
 
 @dataclass(frozen=True)
 class Decision:
+    """Where a request runs, why, and what the choice was based on.
+
+    The fields after ``degraded`` are filled by ``place``; ``decide`` leaves them empty.
+    """
+
     placement: Placement
     reason: Reason
     # Where to go if the chosen placement fails mid-request (cloud call errors): the edge
     # answers instead, flagged degraded. None when there is no safe fallback.
     fallback: Placement | None = None
     degraded: bool = False
+    target: str | None = None  # the chosen candidate's id
+    fallback_target: str | None = None  # the fallback candidate's id
+    # Cascade: run at ``target``, ask this candidate when the answer's confidence is too low.
+    escalate_to: str | None = None
+    budget_ms: float | None = None  # the latency budget applied (request's, else policy's)
+    estimates_ms: Mapping[str, float | None] = field(default_factory=dict)  # per candidate id
+    excluded: Mapping[str, Exclusion] = field(default_factory=dict)  # why others were not used
 
 
 def _edge_fallback(snapshot: Snapshot) -> Placement | None:
