@@ -25,9 +25,13 @@ test-fast: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/infer.py
+	$(BIN)/python bench/router.py
+	$(BIN)/python bench/tls.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/infer.py --quick
+	$(BIN)/python bench/router.py --quick
+	$(BIN)/python bench/tls.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
@@ -36,6 +40,7 @@ lint: $(STAMP)
 
 docs: $(STAMP)
 	$(BIN)/python -m hybridai.cli.docs > docs/settings.md
+	$(BIN)/python -m hybridai.governance.rbac > docs/rbac.md
 
 clean:
 	rm -rf $(VENV) build dist src/*.egg-info .pytest_cache .ruff_cache .mypy_cache

@@ -125,3 +125,44 @@ def reshape_onnx() -> bytes:
     out = helper.make_tensor_value_info("reshaped", TensorProto.FLOAT, [None])
     node = helper.make_node("Reshape", ["data", "shape"], ["reshaped"], allowzero=1)
     return _finish(helper.make_graph([node], "reshape", [data, shape], [out]))
+
+
+@cache
+def slow_classifier_onnx(layers: int = 900, width: int = 512) -> bytes:
+    """A deliberately slow classifier (tens of ms per call) with the classifier's signature.
+
+    Input "input" FP32 [None, 4]; outputs "label" INT64 [None] and "probabilities" FP32
+    [None, 2]: a stand-in for a model too heavy for its node, so placement tests can make the
+    cloud the faster place on loopback.
+    """
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(0)
+    weights = [
+        ("w_in", rng.standard_normal((4, width)) * 0.5),
+        ("w", rng.standard_normal((width, width)) / np.sqrt(width)),
+        ("w_out", rng.standard_normal((width, 2))),
+    ]
+    inits = [numpy_helper.from_array(w.astype(np.float32), name) for name, w in weights]
+    nodes = [helper.make_node("MatMul", ["input", "w_in"], ["h0"])]
+    for i in range(layers):
+        nodes.append(helper.make_node("MatMul", [f"h{i}", "w"], [f"m{i}"]))
+        nodes.append(helper.make_node("Tanh", [f"m{i}"], [f"h{i + 1}"]))
+    nodes += [
+        helper.make_node("MatMul", [f"h{layers}", "w_out"], ["logits"]),
+        helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "slow",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [None, 4])],
+        [
+            helper.make_tensor_value_info("label", TensorProto.INT64, [None]),
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, [None, 2]),
+        ],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
+    model.ir_version = _IR_VERSION
+    return bytes(model.SerializeToString())

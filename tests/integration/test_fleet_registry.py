@@ -10,16 +10,23 @@ from typing import Any
 
 import numpy as np
 import pytest
+from cryptography import x509
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from hybridai.cloud import fleet, registry
+from hybridai.cloud import certificates, fleet, registry
+from hybridai.cloud.certificates import DeviceAuthority
 from hybridai.cloud.secrets import hash_token, new_token, token_matches
+from hybridai.link import pki
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import Capabilities, EnrollRequest, StatusReport
 from hybridai.storage.blobs import LocalBlobStore
 from hybridai.storage.metadata import session_factory
-from hybridai.storage.tables import ApiTokenRow, DeviceRow, EnrollmentTokenRow
+from hybridai.storage.tables import (
+    ApiTokenRow,
+    DeviceCertificateRow,
+    EnrollmentTokenRow,
+)
 
 NOW = 1_733_000_000.0
 
@@ -60,6 +67,10 @@ def _api_error(code: ErrorCode, status: int, call: Callable[[], object]) -> ApiE
     return caught.value
 
 
+_CA, _CA_KEY = pki.create_ca(NOW)
+AUTHORITY = DeviceAuthority(_CA, _CA_KEY, lifetime_s=3600)
+
+
 def _enroll_request(token: str, device_id: str = "gw-1") -> EnrollRequest:
     return EnrollRequest(
         token=token,
@@ -67,12 +78,14 @@ def _enroll_request(token: str, device_id: str = "gw-1") -> EnrollRequest:
         kind="sensor-gateway",
         capabilities=Capabilities(cores=4, memory_mb=2048, execution_providers=["cpu"]),
         agent_version="0.1.0",
+        csr=pki.device_csr(pki.new_key(), device_id),
     )
 
 
-def _enrolled(db: Session, device_id: str = "gw-1") -> str:
+def _enrolled(db: Session, device_id: str = "gw-1") -> x509.Certificate:
     token = fleet.create_enrollment_token(db, "plant-a", device_id, 600, NOW)
-    return fleet.enroll(db, _enroll_request(token.token, device_id), NOW + 1).credential
+    response = fleet.enroll(db, _enroll_request(token.token, device_id), NOW + 1, AUTHORITY)
+    return pki.load_cert(response.certificate)
 
 
 # --- secrets -----------------------------------------------------------------------------
@@ -92,18 +105,24 @@ def test_tokens_are_prefixed_random_and_hashed() -> None:
 def test_enrollment_happy_path(db: Session) -> None:
     token = fleet.create_enrollment_token(db, "plant-a", "gw-1", 600, NOW)
 
-    response = fleet.enroll(db, _enroll_request(token.token), NOW + 10)
+    response = fleet.enroll(db, _enroll_request(token.token), NOW + 10, AUTHORITY)
 
     assert (response.device_id, response.site) == ("gw-1", "plant-a")
     assert token.expires_at == NOW + 600
-    assert fleet.authenticate_device(db, response.credential) == "gw-1"
+    cert = pki.load_cert(response.certificate)
+    assert certificates.authenticate(db, cert, NOW + 11) == "gw-1"
+    assert response.ca_certificate == AUTHORITY.ca_pem
     device = fleet.get_device(db, "gw-1")
     assert (device.kind, device.enrolled_at, device.revoked) == ("sensor-gateway", NOW + 10, False)
     assert device.capabilities.memory_mb == 2048
     assert [d.device_id for d in fleet.list_devices(db)] == ["gw-1"]
     # Only hashes are stored.
     assert db.scalars(select(EnrollmentTokenRow.token_hash)).all() == [hash_token(token.token)]
-    assert db.scalars(select(DeviceRow.credential_hash)).all() == [hash_token(response.credential)]
+    rows = db.scalars(select(DeviceCertificateRow)).all()
+    assert [(r.serial, r.device_id, r.revoked_at) for r in rows] == [
+        (pki.serial_hex(cert), "gw-1", None)
+    ]
+    assert rows[0].not_after == pytest.approx(NOW + 10 + 3600)
 
 
 def test_expired_token_is_refused(db: Session) -> None:
@@ -111,7 +130,7 @@ def test_expired_token_is_refused(db: Session) -> None:
     error = _api_error(
         ErrorCode.BAD_ENROLLMENT_TOKEN,
         401,
-        lambda: fleet.enroll(db, _enroll_request(token.token), NOW + 600),
+        lambda: fleet.enroll(db, _enroll_request(token.token), NOW + 600, AUTHORITY),
     )
     assert "expired" in error.message
     assert "hybridai fleet enroll-token plant-a/gw-1" in error.message
@@ -120,12 +139,12 @@ def test_expired_token_is_refused(db: Session) -> None:
 
 def test_used_token_is_refused(db: Session) -> None:
     token = fleet.create_enrollment_token(db, "plant-a", "gw-1", 600, NOW)
-    fleet.enroll(db, _enroll_request(token.token), NOW + 1)
+    fleet.enroll(db, _enroll_request(token.token), NOW + 1, AUTHORITY)
 
     error = _api_error(
         ErrorCode.BAD_ENROLLMENT_TOKEN,
         401,
-        lambda: fleet.enroll(db, _enroll_request(token.token), NOW + 2),
+        lambda: fleet.enroll(db, _enroll_request(token.token), NOW + 2, AUTHORITY),
     )
     assert "already used" in error.message
 
@@ -135,18 +154,21 @@ def test_token_for_another_device_is_refused(db: Session) -> None:
     error = _api_error(
         ErrorCode.BAD_ENROLLMENT_TOKEN,
         401,
-        lambda: fleet.enroll(db, _enroll_request(token.token, "gw-2"), NOW + 1),
+        lambda: fleet.enroll(db, _enroll_request(token.token, "gw-2"), NOW + 1, AUTHORITY),
     )
     assert "'gw-1'" in error.message and "enroll-token" in error.message
     # The refused attempt did not spend the token.
-    assert fleet.enroll(db, _enroll_request(token.token, "gw-1"), NOW + 2).device_id == "gw-1"
+    assert (
+        fleet.enroll(db, _enroll_request(token.token, "gw-1"), NOW + 2, AUTHORITY).device_id
+        == "gw-1"
+    )
 
 
 def test_unknown_token_is_refused(db: Session) -> None:
     error = _api_error(
         ErrorCode.BAD_ENROLLMENT_TOKEN,
         401,
-        lambda: fleet.enroll(db, _enroll_request("hai_enr_made-up"), NOW),
+        lambda: fleet.enroll(db, _enroll_request("hai_enr_made-up"), NOW, AUTHORITY),
     )
     assert "hybridai fleet enroll-token" in error.message
 
@@ -165,34 +187,61 @@ def test_enrollment_token_arguments_are_validated(
     assert db.scalars(select(EnrollmentTokenRow)).all() == []
 
 
-def test_re_enrollment_replaces_the_credential_and_lifts_revocation(db: Session) -> None:
+def test_re_enrollment_replaces_the_certificate_and_lifts_revocation(db: Session) -> None:
     old = _enrolled(db)
-    fleet.revoke_device(db, "gw-1")
+    fleet.revoke_device(db, "gw-1", NOW + 50)
     token = fleet.create_enrollment_token(db, "plant-b", "gw-1", 600, NOW + 100)
 
-    new = fleet.enroll(db, _enroll_request(token.token), NOW + 101)
+    new = fleet.enroll(db, _enroll_request(token.token), NOW + 101, AUTHORITY)
 
-    assert new.credential != old and new.site == "plant-b"
-    assert fleet.authenticate_device(db, old) is None
-    assert fleet.authenticate_device(db, new.credential) == "gw-1"
+    assert new.site == "plant-b"
+    _api_error(
+        ErrorCode.CERTIFICATE_REJECTED, 401, lambda: certificates.authenticate(db, old, NOW + 102)
+    )
+    assert certificates.authenticate(db, pki.load_cert(new.certificate), NOW + 102) == "gw-1"
     device = fleet.get_device(db, "gw-1")
     assert (device.site, device.revoked, device.enrolled_at) == ("plant-b", False, NOW + 101)
     assert len(fleet.list_devices(db)) == 1
 
 
 def test_revoked_device_fails_authentication(db: Session) -> None:
-    credential = _enrolled(db)
+    cert = _enrolled(db)
 
-    revoked = fleet.revoke_device(db, "gw-1")
+    revoked = fleet.revoke_device(db, "gw-1", NOW + 5)
 
     assert revoked.revoked
-    assert fleet.authenticate_device(db, credential) is None
+    error = _api_error(
+        ErrorCode.CERTIFICATE_REJECTED, 401, lambda: certificates.authenticate(db, cert, NOW + 6)
+    )
+    assert "revoked" in error.message
 
 
-@pytest.mark.parametrize("credential", ["", "hai_dev_unknown", "hai_adm_x", "garbage"])
-def test_unknown_credentials_fail_authentication(db: Session, credential: str) -> None:
-    _enrolled(db)
-    assert fleet.authenticate_device(db, credential) is None
+def test_expired_or_unknown_certificates_fail_authentication(db: Session) -> None:
+    cert = _enrolled(db)
+    expired = _api_error(
+        ErrorCode.CERTIFICATE_REJECTED,
+        401,
+        lambda: certificates.authenticate(db, cert, NOW + 1 + 3600),
+    )
+    assert "expired" in expired.message
+    # Signed by the right CA but never recorded (a stolen CA key would be needed): refused.
+    stray = pki.sign_device(_CA, _CA_KEY, pki.device_csr(pki.new_key(), "gw-1"), "gw-1", NOW, 3600)
+    _api_error(
+        ErrorCode.CERTIFICATE_REJECTED, 401, lambda: certificates.authenticate(db, stray, NOW + 2)
+    )
+
+
+def test_a_bad_csr_is_refused_before_the_token_is_spent(db: Session) -> None:
+    token = fleet.create_enrollment_token(db, "plant-a", "gw-1", 600, NOW)
+    other = _enroll_request(token.token).model_copy(
+        update={"csr": pki.device_csr(pki.new_key(), "gw-2")}
+    )
+    _api_error(
+        ErrorCode.CSR_DEVICE_MISMATCH, 403, lambda: fleet.enroll(db, other, NOW + 1, AUTHORITY)
+    )
+    garbage = other.model_copy(update={"csr": "not a csr"})
+    _api_error(ErrorCode.INVALID_CSR, 400, lambda: fleet.enroll(db, garbage, NOW + 1, AUTHORITY))
+    assert fleet.enroll(db, _enroll_request(token.token), NOW + 2, AUTHORITY).device_id == "gw-1"
 
 
 def test_status_reports_are_kept(db: Session) -> None:
@@ -212,7 +261,7 @@ def test_unknown_devices_are_404(db: Session) -> None:
     error = _api_error(ErrorCode.UNKNOWN_DEVICE, 404, lambda: fleet.record_status(db, report, NOW))
     assert "enroll-token" in error.message
     _api_error(ErrorCode.UNKNOWN_DEVICE, 404, lambda: fleet.get_device(db, "ghost"))
-    _api_error(ErrorCode.UNKNOWN_DEVICE, 404, lambda: fleet.revoke_device(db, "ghost"))
+    _api_error(ErrorCode.UNKNOWN_DEVICE, 404, lambda: fleet.revoke_device(db, "ghost", NOW))
 
 
 def test_api_tokens(db: Session) -> None:

@@ -33,6 +33,7 @@ HEAD = ScriptDirectory.from_config(_config).get_current_head()
 
 TABLES = {
     "devices",
+    "device_certificates",
     "enrollment_tokens",
     "api_tokens",
     "models",
@@ -40,6 +41,11 @@ TABLES = {
     "model_artifacts",
     "deployments",
     "training_runs",
+    "users",
+    "revoked_access_tokens",
+    "audit_log",
+    "audit_head",
+    "data_policies",
 }
 
 

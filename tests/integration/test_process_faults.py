@@ -12,9 +12,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from _fleet import (
     DATASETS,
     MODEL,
+    PATIENT_EDGE,
     Feeder,
     assert_lake_exactly,
     assert_probabilities,
@@ -23,7 +25,6 @@ from _fleet import (
     local_fleet,
     upload_and_deploy,
 )
-
 from hybridai.demo.fleet import LocalFleet, wait_for
 
 pytestmark = pytest.mark.slow
@@ -31,7 +32,10 @@ pytestmark = pytest.mark.slow
 # Small batches sent back to back: the edges are nearly always mid-sync, so a kill at a
 # random moment often lands between the cloud's commit and the edge's record of the ack.
 SYNC_OFTEN_S = "0.1"
-SMALL_BATCHES = {"HYBRIDAI_EDGE_BATCH_MAX_RECORDS": "200", "HYBRIDAI_EDGE_SYNC_INTERVAL_S": SYNC_OFTEN_S}
+SMALL_BATCHES = {
+    "HYBRIDAI_EDGE_BATCH_MAX_RECORDS": "200",
+    "HYBRIDAI_EDGE_SYNC_INTERVAL_S": SYNC_OFTEN_S,
+}
 
 
 @pytest.fixture
@@ -75,7 +79,7 @@ def test_cloud_outage_edge_keeps_serving_and_drains(
 ) -> None:
     # Prepare: an edge that serves a model and has synced everything so far.
     device = "edge-o"
-    fleet.start_edge(device, "site-o")
+    fleet.start_edge(device, "site-o", env=PATIENT_EDGE)
     fleet.wait_enrolled(1)
     upload_and_deploy(fleet, classifier_onnx)
     wait_for("the edge to serve the model", lambda: fleet.serving(MODEL, "1"), 60)
@@ -112,6 +116,9 @@ def test_cloud_outage_edge_keeps_serving_and_drains(
     assert lake_totals(fleet) == before, "records crossed a cut link"
 
     # Restore: the backlog drains and the lake has everything, once.
+    assert fleet.cloud is not None  # warm the cloud's copy of the model for the last request
+    assert fleet.api is not None
+    assert fleet.api.get(f"/v2/models/{MODEL}/ready", timeout=60).status_code == 200
     fleet.links[device].restore()
     fleet.wait_drained()
     assert_lake_exactly(fleet, feeder.acked)
@@ -134,18 +141,20 @@ def test_cloud_killed_and_restarted(fleet: LocalFleet) -> None:
         for n, (device, _) in enumerate(edges)
     ]
 
-    # Execute: a backlog big enough that both edges are mid-sync when the cloud dies.
-    for _ in range(3):
+    # Execute, twice: kill -9 the cloud while both edges are mid-sync, keep ingesting while it
+    # is down, bring it back on the same port and data.
+    for _ in range(2):
+        for _ in range(3):
+            for feeder in feeders:
+                feeder.feed(ticks=80)
+        fleet.kill("cloud")
+        backlogs = [fleet.edge_status(d)["store"]["backlog_records"] for d, _ in edges]
+        assert any(backlogs), "the edges had synced everything before the kill"
         for feeder in feeders:
             feeder.feed(ticks=40)
-    fleet.kill("cloud")
-    backlogs = [fleet.edge_status(device)["store"]["backlog_records"] for device, _ in edges]
-    assert any(backlogs), "the edges had synced everything before the kill"
-    for feeder in feeders:  # the edges keep ingesting while the cloud is down
-        feeder.feed(ticks=40)
-    fleet.start_cloud()
-    for feeder in feeders:
-        feeder.feed(ticks=40)
+        fleet.start_cloud()
+        for feeder in feeders:
+            feeder.feed(ticks=40)
 
     # Assert: everything acknowledged arrives, exactly once, and both edges are still known.
     fleet.wait_drained()

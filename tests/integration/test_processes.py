@@ -7,17 +7,22 @@ that gets something wrong.
 
 from __future__ import annotations
 
+import ssl
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
 from _fleet import (
     MODEL,
+    PATIENT_EDGE,
     Feeder,
     assert_lake_exactly,
     assert_probabilities,
+    cloud_client,
     error_of,
     infer,
     infer_body,
@@ -25,9 +30,9 @@ from _fleet import (
     local_fleet,
     upload_and_deploy,
 )
-
 from hybridai.demo.fleet import LocalFleet, wait_for
 from hybridai.demo.simulator import pm_training_spec
+from hybridai.edge.identity import DeviceIdentity
 
 pytestmark = pytest.mark.slow
 
@@ -44,7 +49,7 @@ def fleet(tmp_path: Path, metadata_url: str) -> Iterator[LocalFleet]:
 def small_fleet(tmp_path: Path) -> Iterator[LocalFleet]:
     """One cloud on SQLite and one edge."""
     with local_fleet(tmp_path / "fleet") as f:
-        f.start_edge("edge-a", "site-north")
+        f.start_edge("edge-a", "site-north", env=PATIENT_EDGE)
         f.wait_enrolled(1)
         yield f
 
@@ -66,7 +71,7 @@ def _desired_state(
 def test_hybrid_loop(fleet: LocalFleet) -> None:
     # Prepare: two edges at two sites, each with its own plant.
     for device, site, kind in EDGES:
-        fleet.start_edge(device, site, kind)
+        fleet.start_edge(device, site, kind, env=PATIENT_EDGE)
     fleet.wait_enrolled(2)
 
     # Enrollment: the registry knows where each device is, what it is and what it can do.
@@ -113,8 +118,11 @@ def test_hybrid_loop(fleet: LocalFleet) -> None:
     assert {"edge", "cloud"} <= set(v1["metrics"])
     _wait_serving(fleet, "1")
 
-    # Placement at the edge, per request.
-    edge_url, cloud_url = fleet.edges["edge-a"].url, fleet.cloud.url  # type: ignore[union-attr]
+    # Placement at the edge, per request (the cloud loads its model first, as a warm-up, so
+    # that a slow first load cannot exceed the edge's cloud timeout).
+    edge_url = fleet.edges["edge-a"].url
+    assert fleet.api is not None
+    assert fleet.api.get(f"/v2/models/{MODEL}/ready", timeout=60).status_code == 200
     params = assert_probabilities(infer(edge_url))
     assert (params["placement"], params["degraded"]) == ("edge", False)
     assert params["device_id"] == "edge-a"
@@ -124,8 +132,9 @@ def test_hybrid_loop(fleet: LocalFleet) -> None:
     restricted = {"data_class": "restricted", "placement": "cloud"}
     params = assert_probabilities(infer(edge_url, restricted))
     assert (params["placement"], params["reason"]) == ("edge", "restricted_data_stays_on_site")
-    # Any v2 client can ask the cloud directly, with the same request.
-    params = assert_probabilities(infer(cloud_url, restricted))
+    # Any v2 client can ask the cloud directly (over TLS), with the same request.
+    direct = fleet.api.post(f"/v2/models/{MODEL}/infer", json=infer_body(3, restricted))
+    params = assert_probabilities(direct)
     assert params["placement"] == "cloud"
 
     # Desired state: ETag, and a conditional GET that finds nothing new answers 304.
@@ -178,30 +187,29 @@ def test_hybrid_loop(fleet: LocalFleet) -> None:
 # -- errors ------------------------------------------------------------------------------
 
 
-def _enroll_probe(fleet: LocalFleet, device: str, site: str) -> str:
-    """Enroll a device by hand, as an agent would; return its credential."""
+def _enroll_probe(fleet: LocalFleet, workspace: Path, device: str, site: str) -> ssl.SSLContext:
+    """Enroll a device by hand, as an agent would; return a TLS context presenting its cert."""
     token = fleet.call(
         "POST", "/api/v1/enrollment-tokens", json={"site": site, "device_id": device}
     )["token"]
-    response = httpx.post(
-        f"{fleet.cloud.url}/api/v1/enroll",  # type: ignore[union-attr]
-        json=_enroll_request(token, device),
-        timeout=10,
-    )
+    identity = DeviceIdentity(workspace, device, ca_file=fleet.ca_file)
+    with cloud_client(fleet) as anonymous:
+        response = anonymous.post("/api/v1/enroll", json=_enroll_request(token, identity))
     assert response.status_code == 200, response.text
     body = response.json()
     assert (body["device_id"], body["site"]) == (device, site)
-    credential: str = body["credential"]
-    return credential
+    identity.store(body["certificate"], body["ca_certificate"])
+    return identity.context(time.time())
 
 
-def _enroll_request(token: str, device: str) -> dict[str, Any]:
+def _enroll_request(token: str, identity: DeviceIdentity) -> dict[str, Any]:
     return {
         "token": token,
-        "device_id": device,
+        "device_id": identity.device_id,
         "kind": "sensor-gateway",
         "capabilities": {"cores": 1, "memory_mb": 256},
         "agent_version": "test",
+        "csr": identity.csr(),
     }
 
 
@@ -209,19 +217,22 @@ def _status_report(device: str) -> dict[str, Any]:
     return {"device_id": device, "agent_version": "test", "uptime_s": 1.0}
 
 
-def test_errors_are_clear_4xx(small_fleet: LocalFleet, classifier_onnx: bytes) -> None:
+def test_errors_are_clear_4xx(
+    small_fleet: LocalFleet, classifier_onnx: bytes, tmp_path: Path
+) -> None:
     fleet = small_fleet
-    assert fleet.cloud is not None
-    edge, cloud = fleet.edges["edge-a"].url, fleet.cloud.url
+    assert fleet.cloud is not None and fleet.api is not None
+    edge, admin = fleet.edges["edge-a"].url, fleet.api
+    anonymous = cloud_client(fleet)
     upload_and_deploy(fleet, classifier_onnx)
     _wait_serving(fleet, "1")
 
-    def post(url: str, **kwargs: Any) -> httpx.Response:
-        return httpx.post(url, timeout=10, **kwargs)
-
-    # Unknown model: the edge has no copy, asks the cloud, and passes its 404 on.
-    for base in (edge, cloud):
-        assert error_of(infer(base, path="/v2/models/nope")) == (404, "model_not_found")
+    # Unknown model: the cloud says 404. The edge has no copy and asks the cloud: it either
+    # passes the 404 on or answers 503 upstream_unavailable, carrying the cloud's reason.
+    assert error_of(infer(admin, path="/v2/models/nope")) == (404, "model_not_found")
+    at_edge = infer(edge, path="/v2/models/nope")
+    assert error_of(at_edge) in {(404, "model_not_found"), (503, "upstream_unavailable")}
+    assert "'nope' is not in the registry" in at_edge.json()["error"]
     # ... unless the data may not leave the site: then nowhere can serve it, for now.
     restricted = infer(edge, {"data_class": "restricted"}, path="/v2/models/nope")
     assert error_of(restricted) == (503, "model_not_ready")
@@ -231,17 +242,19 @@ def test_errors_are_clear_4xx(small_fleet: LocalFleet, classifier_onnx: bytes) -
     wrong_shape["inputs"][0].update(shape=[3, 5], data=[0.5] * 15)
     wrong_datatype = infer_body(3)
     wrong_datatype["inputs"][0]["datatype"] = "FP64"
-    for base in (edge, cloud):
-        url = f"{base}/v2/models/{MODEL}/infer"
-        assert error_of(post(url, json=wrong_shape)) == (400, "shape_mismatch")
-        assert error_of(post(url, json=wrong_datatype)) == (400, "datatype_mismatch")
-        malformed = post(url, content=b'{"inputs": [', headers={"Content-Type": "application/json"})
-        assert error_of(malformed) == (400, "malformed_json")
+    as_json = {"Content-Type": "application/json"}
+    edge_client = httpx.Client(base_url=edge, timeout=10)
+    for client in (edge_client, admin):
+        path = f"/v2/models/{MODEL}/infer"
+        assert error_of(client.post(path, json=wrong_shape)) == (400, "shape_mismatch")
+        assert error_of(client.post(path, json=wrong_datatype)) == (400, "datatype_mismatch")
+        not_json = client.post(path, content=b'{"inputs": [', headers=as_json)
+        assert error_of(not_json) == (400, "malformed_json")
 
     # Ingest: malformed JSON and a record without ts are refused, and nothing is stored.
     before = fleet.edge_status("edge-a")["store"]["records_ingested"]
-    records_url = f"{edge}/api/v1/streams/telemetry/records"
-    malformed = post(records_url, content=b'{"records": [{"ts": 1', headers={})
+    records = "/api/v1/streams/telemetry/records"
+    malformed = edge_client.post(records, content=b'{"records": [{"ts": 1')
     assert error_of(malformed) == (400, "malformed_json")
     good = {"ts": 1_700_000_000.0, "machine_id": "m1", "vibration": 1.0}
     no_ts = {"machine_id": "m1", "vibration": 2.0}
@@ -254,33 +267,38 @@ def test_errors_are_clear_4xx(small_fleet: LocalFleet, classifier_onnx: bytes) -
     assert fleet.edge_status("edge-a")["store"]["records_ingested"] == before + 1
 
     # Enrollment with a token the cloud never issued.
-    bad = post(f"{cloud}/api/v1/enroll", json=_enroll_request("not-a-token", "probe-0"))
+    stranger = DeviceIdentity(tmp_path / "stranger", "probe-0", ca_file=fleet.ca_file)
+    bad = anonymous.post("/api/v1/enroll", json=_enroll_request("not-a-token", stranger))
     assert error_of(bad) == (401, "bad_enrollment_token")
 
     # A device sees only its own state.
-    credential = _enroll_probe(fleet, "probe-1", "site-north")
-    as_probe = {"Authorization": f"Bearer {credential}"}
-    own = httpx.get(f"{cloud}/api/v1/devices/probe-1/desired-state", headers=as_probe)
-    assert own.status_code == 200
+    probe_tls = _enroll_probe(fleet, tmp_path / "probe", "probe-1", "site-north")
+    probe = cloud_client(fleet, verify=probe_tls)
+    own = probe.get("/api/v1/devices/probe-1/desired-state")
+    assert own.status_code == 200, own.text
     assert [(m["name"], m["version"]) for m in own.json()["models"]] == [(MODEL, "1")]
-    other = httpx.get(f"{cloud}/api/v1/devices/edge-a/desired-state", headers=as_probe)
+    other = probe.get("/api/v1/devices/edge-a/desired-state")
     assert error_of(other) == (403, "forbidden")
-    as_ghost = post(
-        f"{cloud}/api/v1/devices/ghost/status", json=_status_report("ghost"), headers=as_probe
-    )
+    as_ghost = probe.post("/api/v1/devices/ghost/status", json=_status_report("ghost"))
     assert error_of(as_ghost) == (403, "forbidden")
     # An operator may act for any device, but one that never enrolled does not exist.
-    assert fleet.api is not None
-    unknown = fleet.api.post("/api/v1/devices/ghost/status", json=_status_report("ghost"))
+    unknown = admin.post("/api/v1/devices/ghost/status", json=_status_report("ghost"))
     assert error_of(unknown) == (404, "unknown_device")
 
     # No credentials, or made-up ones.
-    assert error_of(httpx.get(f"{cloud}/api/v1/devices")) == (401, "unauthenticated")
-    made_up = httpx.get(f"{cloud}/api/v1/devices", headers={"Authorization": "Bearer nope"})
-    assert error_of(made_up) == (401, "unauthenticated")
+    assert error_of(anonymous.get("/api/v1/devices")) == (401, "unauthenticated")
+    assert error_of(anonymous.post(f"/v2/models/{MODEL}/infer", json=infer_body())) == (
+        401,
+        "unauthenticated",
+    )
+    made_up = cloud_client(fleet, token="nope")
+    assert error_of(made_up.get("/api/v1/devices")) == (401, "unauthenticated")
+    for client in (anonymous, probe, made_up, edge_client):
+        client.close()
 
     # Both processes took all of this in their stride.
     assert all(child.alive() for child in (fleet.cloud, fleet.edges["edge-a"]))
-    for base in (edge, cloud):
-        assert httpx.get(f"{base}/v2/health/live", timeout=5).json() == {"live": True}
+    assert httpx.get(f"{edge}/v2/health/live", timeout=5).json() == {"live": True}
+    assert admin.get("/v2/health/live").json() == {"live": True}
     assert assert_probabilities(infer(edge, {"placement": "edge"}))["placement"] == "edge"
+    assert assert_probabilities(infer(admin))["placement"] == "cloud"

@@ -130,7 +130,11 @@ def test_lineage_rereads_the_same_rows_after_more_data(
 def test_lineage_describes_the_run(result: TrainingResult) -> None:
     lineage = result.lineage
 
-    assert lineage["rows"]["train"] + lineage["rows"]["test"] == lineage["rows"]["total"]
+    rows = lineage["rows"]
+    assert rows["train"] + rows["validation"] + rows["test"] == rows["total"]
+    assert rows["validation"] > 0
+    validation_groups = set(lineage["validation_split"]["validation_groups"])
+    assert validation_groups and not validation_groups & set(lineage["split"]["test_groups"])
     assert lineage["rows"]["dropped_null"] == 0
     assert lineage["sklearn_version"] == sklearn.__version__
     assert lineage["spec"] == pm_training_spec(seed=0).model_dump()
@@ -163,7 +167,13 @@ def test_every_family_trains_with_a_stratified_split(tmp_path: Path, family: str
     outcome = train(Lake(str(tmp_path)), spec)
 
     assert outcome.lineage["split"] == {"kind": "stratified", "seed": 0}
-    assert outcome.lineage["rows"] == {"total": 400, "train": 300, "test": 100, "dropped_null": 0}
+    assert outcome.lineage["rows"] == {
+        "total": 400,
+        "train": 240,
+        "validation": 60,
+        "test": 100,
+        "dropped_null": 0,
+    }
     assert outcome.metrics["edge"]["positive_rate"] == 0.25
     assert outcome.metrics["edge"] == outcome.metrics["cloud"]
 

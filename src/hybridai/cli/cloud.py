@@ -26,6 +26,7 @@ def serve(
     from hybridai.cloud.app import create_app
     from hybridai.cloud.context import open_cloud
     from hybridai.cloud.settings import CloudSettings
+    from hybridai.link.tls import ServerTls
     from hybridai.link.transport import serve as serve_app
 
     overrides = {k: v for k, v in {"data_dir": data_dir, "host": host, "port": port}.items() if v}
@@ -35,8 +36,41 @@ def serve(
     except Exception as exc:
         raise fail(f"cannot open the cloud's stores: {exc}") from None
     err.print(
-        f"[green]hybridai cloud[/] on http://{settings.host}:{settings.port}  "
+        f"[green]hybridai cloud[/] on https://{settings.host}:{settings.port} (mTLS, TLS 1.3)  "
         f"metadata: {settings.resolved_database_url().split('@')[-1]}  "
-        f"admin token: {settings.admin_token_path}"
+        f"admin token: {settings.admin_token_path}  CA: {settings.pki_dir / 'ca.crt'}"
     )
-    serve_app(create_app(cloud), settings.host, settings.port, log_level=log_level)
+    pki_dir = settings.pki_dir
+    tls = ServerTls(pki_dir / "server.crt", pki_dir / "server.key", pki_dir / "ca.crt")
+    serve_app(create_app(cloud), settings.host, settings.port, log_level=log_level, tls=tls)
+
+
+@app.command()
+def init(
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder for the embedded stores [env: HYBRIDAI_CLOUD_DATA_DIR]."),
+    ] = None,
+) -> None:
+    """Create the platform CA and the cloud's server certificate (kept if they exist).
+
+    The CA key is written mode 0600, encrypted when HYBRIDAI_CLOUD_CA_PASSPHRASE is set;
+    extra server names come from HYBRIDAI_CLOUD_TLS_NAMES. `cloud serve` does this too.
+    """
+    import time
+
+    from hybridai.cloud.settings import CloudSettings
+    from hybridai.link.pki import PkiError, init_cloud_pki
+
+    settings = CloudSettings(**({"data_dir": data_dir} if data_dir else {}))  # type: ignore[arg-type]
+    try:
+        pki, created = init_cloud_pki(
+            settings.pki_dir, settings.tls_names, time.time(), settings.passphrase()
+        )
+    except PkiError as exc:
+        raise fail(str(exc)) from None
+    for path in created:
+        err.print(f"[green]created[/] {path}")
+    if not created:
+        err.print(f"PKI already in place in {settings.pki_dir}; nothing created")
+    err.print(f"edges and the CLI trust {pki.ca_cert} (--ca-file)")

@@ -23,6 +23,13 @@ def run(
         str | None,
         typer.Option(help="One-time enrollment token [env: HYBRIDAI_EDGE_ENROLL_TOKEN]."),
     ] = None,
+    ca_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Platform CA to trust, the cloud's DATA_DIR/pki/ca.crt "
+            "[env: HYBRIDAI_EDGE_CA_FILE]."
+        ),
+    ] = None,
     device_id: Annotated[
         str | None, typer.Option(help="Device id [env: HYBRIDAI_EDGE_DEVICE_ID].")
     ] = None,
@@ -35,6 +42,13 @@ def run(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
     port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
+    signing_key_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Public key model signatures must verify under (default: pin the cloud's key "
+            "on first use) [env: HYBRIDAI_EDGE_SIGNING_KEY_FILE]."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Run an edge agent: v2 inference, ingest, sync and desired state against the cloud."""
@@ -48,11 +62,13 @@ def run(
     given = {
         "cloud_url": cloud,
         "enroll_token": enroll_token,
+        "ca_file": ca_file,
         "device_id": device_id,
         "kind": kind,
         "data_dir": data_dir,
         "host": host,
         "port": port,
+        "signing_key_file": signing_key_file,
     }
     try:
         settings = EdgeSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
@@ -60,7 +76,12 @@ def run(
         raise fail(
             f"bad edge settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
         ) from None
-    agent = EdgeAgent(settings)
+    from hybridai.edge.store_crypto import StoreKeyError
+
+    try:
+        agent = EdgeAgent(settings)
+    except (StoreKeyError, ValueError, OSError) as exc:
+        raise fail(f"cannot start the edge agent: {exc}") from None
     err.print(
         f"[green]hybridai edge[/] {settings.device_id} on http://{settings.host}:{settings.port}"
         f"  cloud: {settings.cloud_url}"
@@ -90,3 +111,22 @@ def status(
         table.add_row(key, str(value))
     table.add_row("cloud reachable", str(data["cloud_reachable"]))
     out.print(table)
+
+
+@app.command("store-key")
+def store_key(
+    path: Annotated[Path, typer.Argument(help="Key file to create (never overwritten).")],
+) -> None:
+    """Create a key file (mode 0600) that encrypts an edge store's payloads at rest.
+
+    Pass it as HYBRIDAI_EDGE_STORE_KEY_FILE. Keep a copy: without it the store cannot be read.
+    """
+    from hybridai.edge.store_crypto import write_key_file
+
+    try:
+        write_key_file(path)
+    except FileExistsError:
+        raise fail(f"{path} exists: pick another path (keys are never overwritten)") from None
+    except OSError as exc:
+        raise fail(f"cannot write {path}: {exc}") from None
+    err.print(f"[green]wrote[/] {path}; start the edge with HYBRIDAI_EDGE_STORE_KEY_FILE={path}")

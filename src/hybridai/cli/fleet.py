@@ -20,12 +20,28 @@ from hybridai.cli._api import (
 )
 
 app = typer.Typer(help="Enroll devices and inspect the fleet.", no_args_is_help=True)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(text: str) -> int:
+    """Seconds in ``3600``, ``90s``, ``30m``, ``1h`` or ``7d``."""
+    value = text.strip().lower()
+    unit = _UNITS.get(value[-1:]) if value else None
+    number = value[:-1] if unit else value
+    if not number.isdigit() or int(number) <= 0:
+        raise typer.BadParameter(f"{text!r} is not a duration: use e.g. 3600, 90s, 30m, 1h or 7d")
+    return int(number) * (unit or 1)
 
 
 @app.command("enroll-token")
 def enroll_token(
     target: Annotated[str, typer.Argument(help="SITE/DEVICE, e.g. plant-a/edge-1.")],
-    ttl: Annotated[int, typer.Option(help="Seconds the token stays valid.")] = 3600,
+    ttl: Annotated[
+        int,
+        typer.Option(
+            parser=parse_duration, help="How long the token stays valid: 3600, 30m, 1h, 7d."
+        ),
+    ] = 3600,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -45,6 +61,23 @@ def enroll_token(
         print_json(data)
     else:
         out.print(data["token"])
+
+
+@app.command()
+def revoke(
+    device: Annotated[str, typer.Argument(help="The device to revoke, e.g. edge-1.")],
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a device and its certificates; its next request is refused."""
+    data = call(cloud, token, "POST", f"/api/v1/devices/{device}/revoke")
+    if as_json:
+        print_json(data)
+    else:
+        out.print(
+            f"revoked {data['device_id']} (site {data['site']}); re-enroll it with a new token"
+        )
 
 
 @app.command("list")

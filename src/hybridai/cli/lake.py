@@ -39,3 +39,18 @@ def query(
 def tables(cloud: CloudOpt = DEFAULT_CLOUD, token: TokenOpt = None) -> None:
     """List datasets with their current Delta table version."""
     print_json(call(cloud, token, "GET", "/api/v1/lake/tables"))
+
+
+@app.command()
+def retention(
+    cloud: CloudOpt = DEFAULT_CLOUD, token: TokenOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Apply each dataset's lake retention period now: delete (and vacuum) older rows."""
+    data = call(cloud, token, "POST", "/api/v1/lake/retention")
+    if as_json:
+        print_json(data)
+        return
+    if not data["deleted"]:
+        out.print("no dataset has a lake retention period (`hybridai policy set --lake-retention`)")
+    for dataset, deleted in sorted(data["deleted"].items()):
+        out.print(f"{dataset}: deleted {deleted} row(s)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -148,15 +149,115 @@ def show(
     print_json(call(cloud, token, "GET", f"/api/v1/models/{name}/versions/{version}"))
 
 
+class PolicyName(StrEnum):
+    LATENCY = "latency"
+    CASCADE = "cascade"
+    EDGE_ONLY = "edge-only"
+    CLOUD_ONLY = "cloud-only"
+
+
 @app.command()
 def deploy(
     name: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[str, typer.Argument(help="Version to run on the fleet.")],
+    policy: Annotated[
+        PolicyName | None,
+        typer.Option(help="How requests are placed (default: latency, no budget)."),
+    ] = None,
+    budget_ms: Annotated[
+        float | None, typer.Option(help="Latency budget for requests that name none.")
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(help="Cascade threshold (default: the one `model calibrate` stored)."),
+    ] = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
 ) -> None:
     """Make VERSION the version every edge runs (edges pull it within seconds)."""
-    call(
-        cloud, token, "PUT", f"/api/v1/deployments/{name}", json={"name": name, "version": version}
+    body: dict[str, Any] = {"name": name, "version": version}
+    if policy is not None or budget_ms is not None or threshold is not None:
+        kind = policy or (PolicyName.CASCADE if threshold is not None else PolicyName.LATENCY)
+        body["policy"] = {"kind": kind.value, "latency_budget_ms": budget_ms}
+        if threshold is not None:
+            body["policy"]["cascade"] = {"threshold": threshold}
+    deployed = call(cloud, token, "PUT", f"/api/v1/deployments/{name}", json=body)
+    placed = deployed.get("policy") or {"kind": "latency"}
+    cascade = placed.get("cascade") or {}
+    detail = f", threshold {cascade['threshold']:.4f} ({cascade['measure']})" if cascade else ""
+    out.print(f"{name}: fleet desired version is now v{version}, policy {placed['kind']}{detail}")
+
+
+def _version_to_calibrate(cloud: str, token: str | None, name: str) -> str:
+    for model in call(cloud, token, "GET", "/api/v1/models"):
+        if model["name"] == name and model["versions"]:
+            return str(model.get("deployed_version") or model["versions"][-1])
+    raise fail(f"model {name!r} has no versions: train one with `hybridai model train`")
+
+
+@app.command()
+def calibrate(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[
+        str | None, typer.Option(help="Version (default: the deployed one, else the latest).")
+    ] = None,
+    target_cloud_share: Annotated[
+        float | None, typer.Option(help="Share of requests the cloud may answer (0..1).")
+    ] = None,
+    target_accuracy: Annotated[
+        float | None, typer.Option(help="Accuracy to reach with the fewest cloud calls.")
+    ] = None,
+    measure: Annotated[
+        str, typer.Option(help="Confidence measure: margin, max_prob or entropy.")
+    ] = "margin",
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Fit the cascade threshold on the validation split and store it with the version."""
+    if (target_cloud_share is None) == (target_accuracy is None):
+        raise fail("give exactly one of --target-cloud-share or --target-accuracy")
+    version = version or _version_to_calibrate(cloud, token, name)
+    body = {
+        "target_cloud_share": target_cloud_share,
+        "target_accuracy": target_accuracy,
+        "measure": measure,
+    }
+    report = call(
+        cloud, token, "POST", f"/api/v1/models/{name}/versions/{version}/calibration", json=body
     )
-    out.print(f"{name}: fleet desired version is now v{version}")
+    if as_json:
+        print_json(report)
+        return
+    print_calibration(report)
+
+
+def print_calibration(report: dict[str, Any]) -> None:
+    table = Table(title=f"{report['model']} v{report['version']}: quality vs cloud share")
+    for col in ("cloud share", "accuracy", "gap recovered", "threshold"):
+        table.add_column(col, justify="right")
+    gap = report["cloud_quality"] - report["edge_quality"]
+    for point in report["curve"][:: max(1, len(report["curve"]) // 20)] + report["curve"][-1:]:
+        recovered = (point["quality"] - report["edge_quality"]) / gap if gap > 0 else float("nan")
+        table.add_row(
+            f"{point['cloud_share']:.3f}",
+            f"{point['quality']:.4f}",
+            f"{recovered:.2f}",
+            f"{point['threshold']:.4f}",
+        )
+    out.print(table)
+    val, test = report["validation"], report["test"]
+    out.print(
+        f"threshold {report['threshold']:.4f} ({report['measure']}): validation share "
+        f"{val['cloud_share']:.3f}, accuracy {val['quality']:.4f}; test share "
+        f"{test['cloud_share']:.3f}, accuracy {test['quality']:.4f}"
+        + ("" if report["met"] else " (target accuracy NOT reachable: best point chosen)")
+    )
+    out.print(
+        f"edge alone {report['edge_quality']:.4f}, cloud alone {report['cloud_quality']:.4f}, "
+        f"CPT(50%) {report['cpt50']}, CPT(80%) {report['cpt80']}, APGR {report['apgr']}"
+    )
+    out.print(
+        f"deploy it with: hybridai model deploy {report['model']} {report['version']} "
+        "--policy cascade"
+    )

@@ -8,8 +8,10 @@ import time
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hybridai.cloud import fleet, registry
+from hybridai.cloud import fleet, policies, registry, users
 from hybridai.cloud.auth import cloud_of, require, require_device
+from hybridai.cloud.site_peers import site_peers
+from hybridai.link.signing import public_key_text
 from hybridai.protocol.fleet import (
     DesiredState,
     Device,
@@ -19,6 +21,7 @@ from hybridai.protocol.fleet import (
     EnrollResponse,
     StatusReport,
 )
+from hybridai.protocol.placement import PEERS_SETTING
 
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
 MAX_WAIT_S = 30.0
@@ -35,8 +38,9 @@ def create_enrollment_token(body: EnrollmentTokenRequest, request: Request) -> E
 
 @router.post("/enroll")
 def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
-    with cloud_of(request).session() as session:
-        return fleet.enroll(session, body, time.time())
+    cloud = cloud_of(request)
+    with cloud.session() as session:
+        return fleet.enroll(session, body, time.time(), cloud.device_authority())
 
 
 @router.get("/devices")
@@ -67,10 +71,18 @@ def _desired(request: Request, device_id: str) -> DesiredState:
     settings = {
         "sync_interval_s": cloud.settings.sync_interval_s,
         "heartbeat_interval_s": cloud.settings.heartbeat_interval_s,
+        # The edge verifies admin access tokens offline with it (edge/admin.py).
+        "token_public_key": users.token_keys(cloud.settings.data_dir).public_pem,
     }
     with cloud.session() as session:
         fleet.get_device(session, device_id)
-        return registry.desired_state(session, device_id, settings)
+        stale_s = max(3 * cloud.settings.heartbeat_interval_s, 10.0)
+        peers = site_peers(session, device_id, time.time(), stale_s)
+        settings[PEERS_SETTING] = [p.model_dump(mode="json") for p in peers]
+        key = None if cloud.signing_key is None else public_key_text(cloud.signing_key)
+        return registry.desired_state(
+            session, device_id, settings, key, policies.list_policies(session)
+        )
 
 
 @router.get("/devices/{device_id}/desired-state", response_model=DesiredState)

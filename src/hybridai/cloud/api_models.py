@@ -8,10 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response, UploadFile
 
-from hybridai.cloud import registry
+from hybridai.cloud import calibration, registry
 from hybridai.cloud.auth import cloud_of, principal, require
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import Variant
+from hybridai.protocol.placement import CalibrationReport, CalibrationRequest
 from hybridai.protocol.registry import Deployment, ModelSummary, ModelVersionInfo
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
@@ -54,6 +55,7 @@ async def upload_version(
             {"source": "upload"},
             who.name,
             time.time(),
+            signing_key=ctx.signing_key,
         )
 
 
@@ -93,9 +95,22 @@ def list_deployments(request: Request) -> list[Deployment]:
 
 @router.put("/deployments/{name}")
 def deploy(name: str, body: Deployment, request: Request) -> Deployment:
-    """Make ``body.version`` the version every edge should run."""
+    """Make ``body.version`` the version every edge should run, placed by ``body.policy``."""
     who = require(request, "operate")
     if body.name != name:
         raise ApiError(400, ErrorCode.BAD_REQUEST, "the body's name must match the URL's")
     with cloud_of(request).session() as session:
-        return registry.set_deployment(session, name, body.version, who.name, time.time())
+        return registry.set_deployment(
+            session, name, body.version, who.name, time.time(), policy=body.policy
+        )
+
+
+@router.post("/models/{name}/versions/{version}/calibration")
+def calibrate(
+    name: str, version: str, body: CalibrationRequest, request: Request
+) -> CalibrationReport:
+    """Fit the cascade threshold on the version's validation split and store it with it."""
+    require(request, "train")
+    ctx = cloud_of(request)
+    with ctx.session() as session:
+        return calibration.calibrate(session, ctx.blobs, ctx.lake, name, version, body)

@@ -5,14 +5,65 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI, Request
 
 from hybridai import __version__
-from hybridai.cloud import api_fleet, api_lake, api_models, api_sync, api_training
+from hybridai.cloud import (
+    api_audit,
+    api_certificates,
+    api_compliance,
+    api_fleet,
+    api_lake,
+    api_models,
+    api_policies,
+    api_sync,
+    api_training,
+    api_users,
+)
+from hybridai.cloud.auditing import AuditMiddleware
+from hybridai.cloud.auth import principal, require_user_or_device
+from hybridai.cloud.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.inference import CloudBackend
+from hybridai.cloud.settings import CloudSettings
 from hybridai.serving.errors import install_error_handlers
 from hybridai.serving.v2_routes import v2_router
+
+MAX_INFER_BYTES = 64 * 1024 * 1024
+# Routes anyone may call: probes, the API's description, enrollment (the token is the
+# credential) and login (the password is). Every other route requires an identity.
+OPEN_PATHS = ("/v2/health/", "/docs", "/redoc", "/openapi.json")
+OPEN_ROUTES = frozenset({"/api/v1/enroll", "/api/v1/auth/login"})
+
+
+def _body_limits(settings: CloudSettings) -> LimitFor:
+    def limit(method: str, path: str) -> int:
+        if "/batches/" in path:
+            return api_sync.MAX_BATCH_BYTES
+        if path.startswith("/api/v1/models/") and path.endswith("/versions"):
+            return settings.max_upload_bytes
+        if path.startswith("/v2/"):
+            return MAX_INFER_BYTES
+        return settings.max_request_bytes
+
+    return limit
+
+
+def _identified(request: Request) -> None:
+    """Every route but the open ones needs a caller identity, checked before the body is.
+
+    Each route then asks for its action (``require``); this app-wide check makes a route that
+    forgot to do so fail closed for strangers, and answers 401 before any validation error.
+    """
+    path = request.url.path
+    if path not in OPEN_ROUTES and not path.startswith(OPEN_PATHS):
+        principal(request)
+
+
+def _v2_access(request: Request) -> None:
+    """Cloud inference: devices, and people allowed to read; health probes stay open."""
+    if not request.url.path.startswith("/v2/health/"):
+        require_user_or_device(request, "read")
 
 
 def create_app(cloud: Cloud) -> FastAPI:
@@ -27,10 +78,18 @@ def create_app(cloud: Cloud) -> FastAPI:
         description="Control plane: fleet, model registry, desired state, sync, lake, training, "
         "and Open Inference Protocol v2 inference.",
         lifespan=lifespan,
+        dependencies=[Depends(_identified)],
     )
     app.state.cloud = cloud
+    app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(cloud.settings))
+    app.add_middleware(AuditMiddleware, sessions=cloud.sessions)  # outside: sees 413s too
     install_error_handlers(app)
     for module in (api_fleet, api_sync, api_models, api_training, api_lake):
         app.include_router(module.router)
-    app.include_router(v2_router(CloudBackend(cloud)))
+    app.include_router(api_policies.router)  # data policies, lake retention
+    app.include_router(api_compliance.router)
+    app.include_router(api_certificates.router)  # device certificate renewal, revocation
+    app.include_router(api_users.router)  # login, users, MFA, API tokens
+    app.include_router(api_audit.router)
+    app.include_router(v2_router(CloudBackend(cloud)), dependencies=[Depends(_v2_access)])
     return app

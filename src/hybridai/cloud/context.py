@@ -9,12 +9,16 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from hybridai.cloud import fleet
+from hybridai.cloud.certificates import DeviceAuthority
 from hybridai.cloud.lake import Lake
 from hybridai.cloud.settings import CloudSettings
+from hybridai.link.pki import init_cloud_pki
+from hybridai.link.signing import load_or_create_key
 from hybridai.storage.blobs import BlobStore, open_blob_store
 from hybridai.storage.metadata import create_engine_for, migrate, session_factory
 
@@ -28,6 +32,8 @@ class Cloud:
     lake: Lake
     # Training runs one at a time: the machine's cores also serve requests.
     jobs: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "training"))
+    signing_key: Ed25519PrivateKey | None = None  # signs model artifacts at registration
+    authority: DeviceAuthority | None = None  # the platform CA: signs device certificates
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -44,14 +50,20 @@ class Cloud:
                 session.rollback()
                 raise
 
+    def device_authority(self) -> DeviceAuthority:
+        if self.authority is None:
+            raise RuntimeError("this cloud has no platform CA: open it with open_cloud")
+        return self.authority
+
     def close(self) -> None:
         self.jobs.shutdown(wait=False, cancel_futures=True)
         self.engine.dispose()
 
 
 def open_cloud(settings: CloudSettings) -> Cloud:
-    """Open (and migrate) every store; create the first admin token if there is none."""
+    """Open (and migrate) every store; create the PKI and a first admin token if missing."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    init_cloud_pki(settings.pki_dir, settings.tls_names, time.time(), settings.passphrase())
     engine = create_engine_for(settings.resolved_database_url())
     migrate(engine)
     cloud = Cloud(
@@ -60,6 +72,10 @@ def open_cloud(settings: CloudSettings) -> Cloud:
         sessions=session_factory(engine),
         blobs=open_blob_store(settings.resolved_blob_url()),
         lake=Lake(settings.resolved_lake_url()),
+        signing_key=load_or_create_key(settings.resolved_signing_key_file()),
+        authority=DeviceAuthority.load(
+            settings.pki_dir, settings.passphrase(), settings.device_cert_lifetime_s
+        ),
     )
     bootstrap_admin_token(cloud)
     return cloud

@@ -1,4 +1,4 @@
-"""Fleet registry: enrollment tokens, device enrollment and credentials, status, API tokens.
+"""Fleet registry: enrollment tokens, device enrollment and certificates, status, API tokens.
 
 Service functions take the session and the current time explicitly and commit their own unit
 of work; failures raise ``ApiError`` with a stable code and a message that says what to do.
@@ -14,15 +14,17 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hybridai.cloud import certificates
+from hybridai.cloud.certificates import DeviceAuthority
 from hybridai.cloud.secrets import (
     ADMIN_PREFIX,
     API_PREFIX,
-    DEVICE_PREFIX,
     ENROLLMENT_PREFIX,
     hash_token,
     new_token,
     token_matches,
 )
+from hybridai.link import pki
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import (
     DEVICE_ID_PATTERN,
@@ -71,11 +73,14 @@ def _bad_token(reason: str, site: str = "SITE", device_id: str = "DEVICE") -> Ap
     )
 
 
-def enroll(session: Session, request: EnrollRequest, now: float) -> EnrollResponse:
-    """Spend a valid enrollment token and (re-)enroll the device with a fresh credential.
+def enroll(
+    session: Session, request: EnrollRequest, now: float, authority: DeviceAuthority
+) -> EnrollResponse:
+    """Spend a valid enrollment token and (re-)enroll the device with a certificate for its CSR.
 
-    Re-enrolling replaces the credential (the old one stops working) and lifts a revocation:
-    an operator-issued token is the deliberate way back into the fleet.
+    Re-enrolling revokes the device's earlier certificates and lifts a device revocation: an
+    operator-issued token is the deliberate way back into the fleet. A bad CSR is refused
+    before the token is spent.
     """
     token_hash = hash_token(request.token)
     token = session.get(EnrollmentTokenRow, token_hash)
@@ -91,6 +96,7 @@ def enroll(session: Session, request: EnrollRequest, now: float) -> EnrollRespon
         raise _bad_token("was already used", token.site, token.device_id)
     if token.expires_at <= now:
         raise _bad_token("has expired", token.site, token.device_id)
+    certificates.check_csr(request.csr, request.device_id)
     # Conditional update: of two concurrent enrollments with one token, exactly one wins.
     spent = cast(
         "CursorResult[Any]",
@@ -108,7 +114,6 @@ def enroll(session: Session, request: EnrollRequest, now: float) -> EnrollRespon
         session.rollback()
         raise _bad_token("was already used", token.site, token.device_id)
 
-    credential = new_token(DEVICE_PREFIX)
     capabilities = request.capabilities.model_dump(mode="json")
     device = session.get(DeviceRow, request.device_id)
     if device is None:
@@ -118,7 +123,6 @@ def enroll(session: Session, request: EnrollRequest, now: float) -> EnrollRespon
                 site=token.site,
                 kind=request.kind,
                 capabilities=capabilities,
-                credential_hash=hash_token(credential),
                 enrolled_at=now,
                 revoked=False,
             )
@@ -127,10 +131,12 @@ def enroll(session: Session, request: EnrollRequest, now: float) -> EnrollRespon
         device.site = token.site
         device.kind = request.kind
         device.capabilities = capabilities
-        device.credential_hash = hash_token(credential)
         device.enrolled_at = now
         device.revoked = False
     try:
+        session.flush()
+        certificates.revoke_all(session, request.device_id, now)
+        cert = certificates.issue(session, authority, request.csr, request.device_id, now)
         session.commit()
     except IntegrityError:
         session.rollback()
@@ -139,19 +145,22 @@ def enroll(session: Session, request: EnrollRequest, now: float) -> EnrollRespon
             ErrorCode.CONFLICT,
             f"device {request.device_id!r} was enrolled concurrently; retry with a new token",
         ) from None
-    return EnrollResponse(device_id=request.device_id, site=token.site, credential=credential)
+    return EnrollResponse(
+        device_id=request.device_id,
+        site=token.site,
+        certificate=pki.cert_pem(cert),
+        ca_certificate=authority.ca_pem,
+    )
 
 
-def authenticate_device(session: Session, credential: str) -> str | None:
-    """Return the device a credential belongs to, or None if it is unknown or revoked."""
-    if not credential.startswith(DEVICE_PREFIX):
-        return None
-    device = session.scalars(
-        select(DeviceRow).where(DeviceRow.credential_hash == hash_token(credential))
-    ).one_or_none()
-    if device is None or device.revoked or not token_matches(credential, device.credential_hash):
-        return None
-    return device.device_id
+def renew_certificate(
+    session: Session, device_id: str, csr_pem: str, now: float, authority: DeviceAuthority
+) -> str:
+    """A new certificate for an authenticated device; the current one stays valid until expiry."""
+    _device_row(session, device_id)
+    cert = certificates.issue(session, authority, csr_pem, device_id, now)
+    session.commit()
+    return pki.cert_pem(cert)
 
 
 def _device_row(session: Session, device_id: str) -> DeviceRow:
@@ -198,10 +207,14 @@ def get_device(session: Session, device_id: str) -> Device:
     return _to_device(_device_row(session, device_id))
 
 
-def revoke_device(session: Session, device_id: str) -> Device:
-    """Stop accepting the device's credential; enrolling again with a new token undoes it."""
+def revoke_device(session: Session, device_id: str, now: float) -> Device:
+    """Revoke the device and its certificates (checked on every request, so its next call fails).
+
+    Enrolling again with a new token undoes it.
+    """
     device = _device_row(session, device_id)
     device.revoked = True
+    certificates.revoke_all(session, device_id, now)
     session.commit()
     return _to_device(device)
 

@@ -8,6 +8,7 @@ Loaded sessions are cached; a version is loaded, verified and warmed up on first
 from __future__ import annotations
 
 import threading
+import time
 
 from starlette.concurrency import run_in_threadpool
 
@@ -85,7 +86,12 @@ class CloudBackend:
         self, name: str, version: str | None, request: InferenceRequest
     ) -> InferenceResponse:
         model = await run_in_threadpool(self._model, name, version)
+        started = time.perf_counter()
         response = await run_in_threadpool(model.run, request)
+        service_ms = round((time.perf_counter() - started) * 1000, 3)
         parameters = dict(response.parameters or {})
-        parameters.update({"placement": "cloud", "reason": "served_by_cloud"})
+        # service_ms lets a caller split its round trip into network and model time.
+        parameters.update(
+            {"placement": "cloud", "reason": "served_by_cloud", "service_ms": service_ms}
+        )
         return response.model_copy(update={"parameters": parameters})

@@ -142,7 +142,36 @@ class Lake:
             assert written is not None  # the write above created the table
             return written.version(), False
 
+    def apply_retention(self, dataset: str, older_than_ts: float) -> int:
+        """Delete the rows with ``ts`` before ``older_than_ts`` and vacuum their files.
+
+        Returns the number of rows deleted. The vacuum removes the data files the deletion
+        left behind at once (retention must remove the bytes, not only hide them), so time
+        travel to table versions from before the deletion ends here. Device transactions stay
+        in the log: exactly-once delivery is unaffected. Known residue: the Delta log's older
+        commits keep per-file min/max column statistics until the log is cleaned up
+        (``delta.logRetentionDuration``, 30 days by default).
+        """
+        _check_dataset(dataset)
+        if not isinstance(older_than_ts, int | float) or older_than_ts != older_than_ts:
+            raise ValueError(f"older_than_ts must be a number, got {older_than_ts!r}")
+        with self._lock(dataset):
+            table = self._open(dataset)
+            if table is None:
+                return 0
+            metrics = table.delete(f"{TIMESTAMP} < {float(older_than_ts)!r}")
+            deleted = int(metrics.get("num_deleted_rows", 0) or 0)
+            if deleted:
+                table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
+            return deleted
+
     # -- reads ------------------------------------------------------------------------------
+
+    def columns(self, dataset: str) -> list[str]:
+        """The dataset's column names; empty for a dataset that does not exist yet."""
+        _check_dataset(dataset)
+        table = self._open(dataset)
+        return [] if table is None else [f.name for f in table.schema().fields]
 
     def datasets(self) -> list[str]:
         """Names of the datasets that hold at least one commit."""

@@ -15,12 +15,16 @@ import re
 from typing import Any
 
 import onnx
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hybridai.link.signing import key_id, public_key_text, sign_artifact
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import DesiredState, ModelAssignment
+from hybridai.protocol.placement import PlacementPolicy
+from hybridai.protocol.policy import DataPolicy
 from hybridai.protocol.registry import (
     MODEL_NAME_PATTERN,
     ArtifactInfo,
@@ -29,7 +33,13 @@ from hybridai.protocol.registry import (
     ModelVersionInfo,
 )
 from hybridai.storage.blobs import BlobStore
-from hybridai.storage.tables import DeploymentRow, ModelArtifactRow, ModelRow, ModelVersionRow
+from hybridai.storage.tables import (
+    DeploymentRow,
+    DeviceRow,
+    ModelArtifactRow,
+    ModelRow,
+    ModelVersionRow,
+)
 
 VARIANTS = ("edge", "cloud")
 _REGISTER_ATTEMPTS = 5
@@ -129,8 +139,13 @@ def register_version(
     lineage: dict[str, Any],
     registered_by: str,
     now: float,
+    signing_key: Ed25519PrivateKey | None = None,
 ) -> ModelVersionInfo:
-    """Validate and store a new version of ``name``; on any error nothing is stored."""
+    """Validate and store a new version of ``name``; on any error nothing is stored.
+
+    With ``signing_key`` each artifact is signed over its digest, name, version and variant
+    (``hybridai.link.signing``); edges refuse unsigned artifacts.
+    """
     if not _NAME.match(name):
         raise _invalid(
             f"model name {name!r} is not valid: use 1-63 lowercase letters, digits, '_' or "
@@ -170,16 +185,26 @@ def register_version(
             continue
         for variant, data in artifacts.items():
             inputs, outputs = described[variant]
+            digest = hashlib.sha256(data).hexdigest()
+            signature = (
+                None
+                if signing_key is None
+                else sign_artifact(signing_key, name, str(version), variant, digest)
+            )
             session.add(
                 ModelArtifactRow(
                     name=name,
                     version=version,
                     variant=variant,
-                    sha256=hashlib.sha256(data).hexdigest(),
+                    sha256=digest,
                     size=len(data),
                     blob_key=blob_key(name, version, variant),
                     inputs=inputs,
                     outputs=outputs,
+                    signature=signature,
+                    signing_key_id=None
+                    if signing_key is None
+                    else key_id(public_key_text(signing_key)),
                 )
             )
         try:
@@ -217,6 +242,7 @@ def _version_info(session: Session, row: ModelVersionRow) -> ModelVersionInfo:
                         "size": art.size,
                         "inputs": art.inputs,
                         "outputs": art.outputs,
+                        "signature": art.signature,
                     }
                 )
                 for art in artifacts
@@ -230,6 +256,10 @@ def _version_info(session: Session, row: ModelVersionRow) -> ModelVersionInfo:
 
 
 def _version_row(session: Session, name: str, version: str | int) -> ModelVersionRow:
+    if not _NAME.match(name):  # never a path, never odd bytes: refused before any lookup
+        raise _invalid(
+            f"model name {name[:80]!r} is not valid: use 1-63 lowercase letters, digits, '_' or '-'"
+        )
     if session.get(ModelRow, name) is None:
         raise ApiError(
             404,
@@ -320,11 +350,38 @@ def read_artifact(
     return data
 
 
+def _resolved_policy(row: ModelVersionRow, policy: PlacementPolicy | None) -> dict[str, Any] | None:
+    """The policy as stored; a cascade without a threshold takes the version's calibrated one."""
+    if policy is None:
+        return None
+    if policy.kind == "cascade" and (policy.cascade is None or policy.cascade.threshold is None):
+        fitted = (row.metrics or {}).get("cascade")
+        if not isinstance(fitted, dict) or "threshold" not in fitted:
+            raise _invalid(
+                f"model {row.name!r} v{row.version} has no calibrated cascade threshold: run "
+                f"`hybridai model calibrate {row.name} --version {row.version} "
+                "--target-cloud-share 0.2` first, or give the threshold explicitly"
+            )
+        cascade = policy.cascade.model_dump() if policy.cascade else {}
+        cascade.update(threshold=float(fitted["threshold"]), measure=fitted["measure"])
+        policy = PlacementPolicy.model_validate({**policy.model_dump(), "cascade": cascade})
+    return policy.model_dump(mode="json")
+
+
 def set_deployment(
-    session: Session, name: str, version: str | int, actor: str, now: float
+    session: Session,
+    name: str,
+    version: str | int,
+    actor: str,
+    now: float,
+    policy: PlacementPolicy | None = None,
 ) -> Deployment:
-    """Make ``version`` the one the fleet runs; the previous production version is archived."""
+    """Make ``version`` the one the fleet runs; the previous production version is archived.
+
+    ``policy`` says how its requests are placed (None: the default, latency).
+    """
     row = _version_row(session, name, version)
+    stored_policy = _resolved_policy(row, policy)
     session.execute(
         update(ModelVersionRow)
         .where(
@@ -338,12 +395,19 @@ def set_deployment(
     deployment = session.get(DeploymentRow, row.name)
     if deployment is None:
         session.add(
-            DeploymentRow(name=row.name, version=row.version, updated_at=now, updated_by=actor)
+            DeploymentRow(
+                name=row.name,
+                version=row.version,
+                updated_at=now,
+                updated_by=actor,
+                policy=stored_policy,
+            )
         )
     else:
         deployment.version = row.version
         deployment.updated_at = now
         deployment.updated_by = actor
+        deployment.policy = stored_policy
     try:
         session.commit()
     except IntegrityError:
@@ -353,22 +417,55 @@ def set_deployment(
             ErrorCode.CONFLICT,
             f"model {name!r} was deployed concurrently; check `hybridai model list` and retry",
         ) from None
-    return Deployment(name=row.name, version=str(row.version))
+    return _deployment(row.name, row.version, stored_policy)
+
+
+def _deployment(name: str, version: int, policy: dict[str, Any] | None) -> Deployment:
+    return Deployment(
+        name=name,
+        version=str(version),
+        policy=None if policy is None else PlacementPolicy.model_validate(policy),
+    )
 
 
 def get_deployments(session: Session) -> list[Deployment]:
     rows = session.scalars(select(DeploymentRow).order_by(DeploymentRow.name))
-    return [Deployment(name=row.name, version=str(row.version)) for row in rows]
+    return [_deployment(row.name, row.version, row.policy) for row in rows]
 
 
-def desired_state(session: Session, device_id: str, settings: dict[str, Any]) -> DesiredState:
-    """Compute what ``device_id`` should run: every deployed model, edge variant preferred.
+def _can_run(device: DeviceRow | None, policy: dict[str, Any] | None) -> bool:
+    """Whether the device's recorded capabilities meet the model's declared needs."""
+    if device is None or not policy:
+        return True
+    needs = PlacementPolicy.model_validate(policy).needs
+    capabilities = device.capabilities or {}
+    if needs.accelerator is not None and capabilities.get("accelerator") != needs.accelerator:
+        return False
+    return float(capabilities.get("memory_mb", 0)) >= needs.min_memory_mb
+
+
+def desired_state(
+    session: Session,
+    device_id: str,
+    settings: dict[str, Any],
+    signing_public_key: str | None = None,
+    policies: list[DataPolicy] | None = None,
+) -> DesiredState:
+    """Compute what ``device_id`` should run: deployed models, signing key and data policies.
+
+    Every deployed model is assigned, edge variant preferred, with its placement policy, except
+    to a device whose capabilities do not meet the policy's needs (its router hands such
+    requests to a site peer or the cloud); the data policies are what the edge applies before
+    a batch leaves the site.
 
     ``generation`` is a digest of the content, so it serves as an ETag that changes exactly
     when the models or settings change, whichever replica computes it.
     """
     models: list[ModelAssignment] = []
+    device = session.get(DeviceRow, device_id)
     for deployment in session.scalars(select(DeploymentRow).order_by(DeploymentRow.name)):
+        if not _can_run(device, deployment.policy):
+            continue
         artifacts = {
             art.variant: art
             for art in session.scalars(
@@ -392,12 +489,25 @@ def desired_state(session: Session, device_id: str, settings: dict[str, Any]) ->
                     "artifact_path": artifact_path(
                         artifact.name, artifact.version, artifact.variant
                     ),
+                    "signature": artifact.signature,
+                    "policy": deployment.policy,
                 }
             )
         )
-    content = {"models": [m.model_dump(mode="json") for m in models], "settings": settings}
+    policies = sorted(policies or [], key=lambda p: p.dataset)
+    content = {
+        "models": [m.model_dump(mode="json") for m in models],
+        "settings": settings,
+        "signing_public_key": signing_public_key,
+        "policies": [p.model_dump(mode="json") for p in policies],
+    }
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     generation = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
     return DesiredState(
-        device_id=device_id, generation=generation, models=models, settings=settings
+        device_id=device_id,
+        generation=generation,
+        models=models,
+        settings=settings,
+        signing_public_key=signing_public_key,
+        policies=policies,
     )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -39,6 +39,54 @@ class CloudSettings(BaseSettings):
     heartbeat_interval_s: float = Field(
         default=5.0, gt=0, description="How often edges report status (sent to edges)."
     )
+    device_cert_lifetime_s: float = Field(
+        default=86400.0,
+        ge=60,
+        description="Lifetime of a device certificate; edges renew when a third is left.",
+    )
+    tls_names: list[str] = Field(
+        default=[],
+        description="Extra DNS names or IP addresses for the cloud's server certificate "
+        "(127.0.0.1, ::1 and localhost are always in it), e.g. '[\"cloud.example.com\"]'.",
+    )
+    ca_passphrase: SecretStr | None = Field(
+        default=None,
+        description="Encrypts the platform CA's private key at rest (DATA_DIR/pki/ca.key); "
+        "needed at every start once set.",
+    )
+
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Ed25519 key that signs model artifacts (default: DATA_DIR/signing.key, "
+        "created with mode 0600); replicas share one.",
+    )
+    stale_device_s: float = Field(
+        default=900.0,
+        gt=0,
+        description="The compliance report flags devices not seen for longer than this.",
+    )
+
+    access_token_ttl_s: float = Field(
+        default=900.0,
+        ge=30,
+        le=86400,
+        description="Lifetime of a login's access token (signed with DATA_DIR/token.key, "
+        "mode 0600; replicas share one); log in again after it.",
+    )
+    max_request_bytes: int = Field(
+        default=1024 * 1024,
+        ge=1024,
+        description="Largest request body the cloud API accepts (413 above); sync batches "
+        "(64 MiB) and model uploads have their own limits.",
+    )
+    max_upload_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=1024,
+        description="Largest model upload (POST /api/v1/models/NAME/versions) in bytes.",
+    )
+
+    def resolved_signing_key_file(self) -> Path:
+        return self.signing_key_file or self.data_dir / "signing.key"
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'metadata.db'}"
@@ -52,3 +100,10 @@ class CloudSettings(BaseSettings):
     @property
     def admin_token_path(self) -> Path:
         return self.data_dir / "admin.token"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    def passphrase(self) -> str | None:
+        return self.ca_passphrase.get_secret_value() if self.ca_passphrase else None

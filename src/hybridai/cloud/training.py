@@ -1,5 +1,10 @@
 """The training job: lake query -> split -> edge and cloud models -> ONNX -> metrics, lineage.
 
+Rows are split three ways: train (fitted on), validation (cascade thresholds are calibrated on
+it, ``cloud/calibration.py``) and test (metrics, never fitted on), by group when the spec names
+one. Rows are put in a canonical order first, so ``split_rows`` on the same table versions gives
+the same three splits again; lineage records a digest of the validation rows to prove it.
+
 Metrics are computed by running the exported ONNX models with ONNX Runtime, because that is
 what the fleet and the cloud serve; the export is refused if it disagrees with scikit-learn.
 Lineage records the table versions the query read, so the exact rows can be read again.
@@ -7,6 +12,7 @@ Lineage records the table versions the query read, so the exact rows can be read
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,7 +103,7 @@ def _to_onnx(model: ClassifierMixin, n_features: int) -> bytes:
     return bytes(onnx_model.SerializeToString())
 
 
-def _run_onnx(artifact: bytes, x: Array) -> tuple[Array, Array]:
+def run_onnx(artifact: bytes, x: Array) -> tuple[Array, Array]:
     session = ort.InferenceSession(artifact, providers=["CPUExecutionProvider"])
     label, probabilities = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
     return np.asarray(label), np.asarray(probabilities)
@@ -181,16 +187,62 @@ def _split(
     )
 
 
+@dataclass(frozen=True)
+class Splits:
+    """The rows of one run and their three-way split (indices into ``x``/``y``)."""
+
+    x: Array
+    y: Array
+    train: Array
+    validation: Array
+    test: Array
+    split: dict[str, Any]
+    validation_split: dict[str, Any] | None
+    dropped: int
+
+    def validation_digest(self) -> str:
+        """sha256 of the validation rows: calibration checks it re-read exactly these."""
+        digest = hashlib.sha256()
+        digest.update(np.ascontiguousarray(self.x[self.validation]).tobytes())
+        digest.update(np.ascontiguousarray(self.y[self.validation]).tobytes())
+        return digest.hexdigest()
+
+
+def query_rows(lake: Lake, spec: TrainingSpec, versions: dict[str, int]) -> pa.Table:
+    try:
+        return lake.query(spec.query, versions=versions)
+    except LakeQueryError as error:
+        raise TrainingError(f"the training query failed: {error}") from error
+
+
+def split_rows(table: pa.Table, spec: TrainingSpec) -> Splits:
+    """Load, order canonically and split train / validation / test, reproducibly."""
+    needed = [*spec.features, spec.label] + ([spec.group] if spec.group else [])
+    present = [c for c in dict.fromkeys(needed) if c in table.column_names]
+    table = table.sort_by([(c, "ascending") for c in present])  # query order is not stable
+    x, y, groups, dropped = _load(table, spec)
+    _check_rows(y)
+    rest, test_idx, split = _split(y, groups, spec)
+    validation_split: dict[str, Any] | None = None
+    train_idx, validation_idx = rest, rest[:0]
+    if spec.validation_share > 0:
+        inner = spec.model_copy(update={"test_share": spec.validation_share})
+        sub_groups = None if groups is None else groups[rest]
+        try:
+            fit, held, validation_split = _split(y[rest], sub_groups, inner)
+        except TrainingError:  # too few groups left: split rows, stratified, instead
+            fit, held, validation_split = _split(y[rest], None, inner)
+        if "test_groups" in validation_split:
+            validation_split["validation_groups"] = validation_split.pop("test_groups")
+        train_idx, validation_idx = rest[fit], rest[held]
+    return Splits(x, y, train_idx, validation_idx, test_idx, split, validation_split, dropped)
+
+
 def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
     """Train the edge and cloud variants of ``spec`` on the lake as it is now."""
     versions = lake.versions()
-    try:
-        table = lake.query(spec.query, versions=versions)
-    except LakeQueryError as error:
-        raise TrainingError(f"the training query failed: {error}") from error
-    x, y, groups, dropped = _load(table, spec)
-    _check_rows(y)
-    train_idx, test_idx, split = _split(y, groups, spec)
+    splits = split_rows(query_rows(lake, spec, versions), spec)
+    x, y, train_idx, test_idx = splits.x, splits.y, splits.train, splits.test
     x_test, y_test = x[test_idx], y[test_idx]
 
     artifacts: dict[str, bytes] = {}
@@ -199,7 +251,7 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
         model = _model(family, spec.seed)
         _fit(model, x[train_idx], y[train_idx])
         artifact = _to_onnx(model, x.shape[1])
-        label, probabilities = _run_onnx(artifact, x_test)
+        label, probabilities = run_onnx(artifact, x_test)
         diff = float(np.max(np.abs(probabilities - model.predict_proba(x_test))))
         if diff >= MAX_PROBABILITY_DIFF:
             raise TrainingError(
@@ -214,10 +266,13 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
         "rows": {
             "total": len(y),
             "train": len(train_idx),
+            "validation": len(splits.validation),
             "test": len(test_idx),
-            "dropped_null": int(dropped),
+            "dropped_null": int(splits.dropped),
         },
-        "split": split,
+        "split": splits.split,
+        "validation_split": splits.validation_split,
+        "validation_sha256": splits.validation_digest(),
         "families": {"edge": spec.edge_family, "cloud": spec.cloud_family},
         "onnx": {
             "input": INPUT_NAME,

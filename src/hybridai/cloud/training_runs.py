@@ -82,6 +82,7 @@ def execute(cloud: Cloud, run_id: str, spec: TrainingSpec, actor: str) -> None:
                 {**result.lineage, "run_id": run_id},
                 actor,
                 time.time(),
+                signing_key=cloud.signing_key,
             )
             if spec.deploy:
                 registry.set_deployment(session, spec.model_name, info.version, actor, time.time())

@@ -6,6 +6,7 @@ processes, links and calls a real deployment would.
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -15,6 +16,7 @@ import httpx
 
 from hybridai.demo.launcher import Child, Launcher, free_port
 from hybridai.demo.netlink import NetLink
+from hybridai.link.tls import client_context
 
 
 class FleetError(RuntimeError):
@@ -42,6 +44,15 @@ class LocalFleet:
         self._edge_args: dict[str, tuple[list[str], int, dict[str, str]]] = {}
         self.api: httpx.Client | None = None
 
+    @property
+    def ca_file(self) -> Path:
+        """The platform CA the cloud creates at its first start (edges and clients trust it)."""
+        return self.workspace / "cloud" / "pki" / "ca.crt"
+
+    def verify(self) -> ssl.SSLContext:
+        """A TLS 1.3 client context that verifies the cloud (for httpx's ``verify=``)."""
+        return client_context(self.ca_file)
+
     # -- processes ------------------------------------------------------------------------
 
     def start_cloud(self) -> Child:
@@ -56,12 +67,16 @@ class LocalFleet:
             ["cloud", "serve", "--data-dir", "cloud", "--port", str(self.cloud_port)],
             self.cloud_port,
             env,
+            ca_file=self.ca_file,
         )
         self.launcher.wait_ready(self.cloud)
         if self.api is None:
             token = (self.workspace / "cloud" / "admin.token").read_text().strip()
             self.api = httpx.Client(
-                base_url=self.cloud.url, headers={"Authorization": f"Bearer {token}"}, timeout=60
+                base_url=self.cloud.url,
+                headers={"Authorization": f"Bearer {token}"},
+                timeout=60,
+                verify=self.verify(),
             )
         return self.cloud
 
@@ -83,7 +98,9 @@ class LocalFleet:
                 "edge",
                 "run",
                 "--cloud",
-                f"http://127.0.0.1:{link_port}",
+                f"https://127.0.0.1:{link_port}",  # TLS end to end: the link relays TCP
+                "--ca-file",
+                str(self.ca_file.resolve()),
                 "--device-id",
                 device,
                 "--kind",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -17,6 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
+from hybridai.link.tls import client_context
 
 
 def free_port() -> int:
@@ -32,6 +35,7 @@ class Child:
     process: subprocess.Popen[bytes]
     url: str
     log: Path
+    ca_file: Path | None = None  # for https children: the CA their certificate chains to
 
     def alive(self) -> bool:
         return self.process.poll() is None
@@ -47,12 +51,30 @@ class ChildFailed(RuntimeError):
     pass
 
 
+def _live(child: Child) -> bool:
+    """The readiness probe; over https it waits for the CA and verifies the child against it."""
+    verify: ssl.SSLContext | bool = True
+    if child.ca_file is not None:
+        if not child.ca_file.exists():  # the cloud creates its PKI as it starts
+            return False
+        verify = client_context(child.ca_file)
+    return httpx.get(f"{child.url}/v2/health/live", timeout=1, verify=verify).status_code == 200
+
+
 class Launcher:
     def __init__(self, workspace: Path) -> None:
         self.workspace = workspace
         self.children: list[Child] = []
 
-    def spawn(self, name: str, args: list[str], port: int, env: dict[str, str]) -> Child:
+    def spawn(
+        self,
+        name: str,
+        args: list[str],
+        port: int,
+        env: dict[str, str],
+        ca_file: Path | None = None,
+    ) -> Child:
+        """Start ``hybridai ARGS``; with ``ca_file`` it serves https, verified against that CA."""
         log = self.workspace / f"{name}.log"
         with open(log, "wb") as out:
             process = subprocess.Popen(
@@ -64,7 +86,8 @@ class Launcher:
                 cwd=self.workspace,
                 start_new_session=True,
             )
-        child = Child(name, process, f"http://127.0.0.1:{port}", log)
+        scheme = "https" if ca_file is not None else "http"
+        child = Child(name, process, f"{scheme}://127.0.0.1:{port}", log, ca_file)
         self.children.append(child)
         return child
 
@@ -74,7 +97,7 @@ class Launcher:
             if not child.alive():
                 raise ChildFailed(f"{child.name} exited at start:\n{child.log_tail()}")
             try:
-                if httpx.get(f"{child.url}/v2/health/live", timeout=1).status_code == 200:
+                if _live(child):
                     return
             except httpx.HTTPError:
                 pass

@@ -2,6 +2,7 @@
 
 While cut, open connections are reset and new ones are closed at once: the edge sees exactly
 what a dead uplink looks like (connection errors, no answers), not a simulated flag.
+``delay_s`` slows it instead: every chunk relayed either way waits that long (a slow uplink).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ class NetLink:
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
         self.up = True
+        self.delay_s = 0.0  # added to every relayed chunk, each direction
         self.port = 0
 
     def start(self) -> int:
@@ -82,6 +84,8 @@ class NetLink:
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
             while data := await reader.read(65536):
+                if self.delay_s > 0:
+                    await asyncio.sleep(self.delay_s)
                 if not self.up:
                     break
                 writer.write(data)

@@ -18,6 +18,10 @@ from collections.abc import Awaitable, Callable
 
 from hybridai import __version__
 from hybridai.edge.cloud_client import CloudClient, CloudUnavailable
+from hybridai.edge.data_policy import EdgeDataPolicy, store_key, trusted_key
+from hybridai.edge.hard_examples import STREAM as HARD_EXAMPLES
+from hybridai.edge.identity import DeviceIdentity
+from hybridai.edge.placement_state import PlacementState
 from hybridai.edge.reconciler import Reconciler
 from hybridai.edge.router import CloudLink, EdgeBackend
 from hybridai.edge.settings import EdgeSettings
@@ -29,10 +33,11 @@ from hybridai.protocol.fleet import Capabilities, EnrollRequest, StatusReport
 from hybridai.serving.repository import ModelRepository
 
 log = logging.getLogger(__name__)
-CREDENTIAL, SITE = "credential", "site"
+SITE = "site"
+RENEW_CHECK_MAX_S = 300.0  # look again at least this often (clock jumps, a failed renewal)
 
 
-def capabilities() -> Capabilities:
+def capabilities(memory_override_mb: int | None = None) -> Capabilities:
     """What this machine offers, as the registry records it for placement."""
     import onnxruntime
 
@@ -40,6 +45,7 @@ def capabilities() -> Capabilities:
         memory_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
     except (ValueError, OSError, AttributeError):
         memory_mb = 1024
+    memory_mb = memory_override_mb or memory_mb
     return Capabilities(
         cores=os.cpu_count() or 1,
         memory_mb=max(int(memory_mb), 1),
@@ -53,18 +59,41 @@ class EdgeAgent:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.device_id = settings.device_id
-        self.store = EdgeStore(settings.data_dir / "store.db")
+        self.store = EdgeStore(settings.data_dir / "store.db", key=store_key(settings))
         self.repository = ModelRepository()
-        credential = self.store.get_meta(CREDENTIAL)
         self.site = self.store.get_meta(SITE)
-        self.cloud = CloudClient(settings.cloud_url, self.device_id, credential)
+        self.identity = DeviceIdentity(settings.data_dir, self.device_id, settings.ca_file)
+        self.tls = self.identity.context(time.time())
+        self.cloud = CloudClient(settings.cloud_url, self.device_id, self.tls)
         self.link = CloudLink()
+        self.capabilities = capabilities(settings.memory_mb)
         self.backend = EdgeBackend(
-            self.repository, self.cloud, self.link, self.device_id, settings.cloud_timeout_s
+            self.repository,
+            self.cloud,
+            self.link,
+            self.device_id,
+            settings.cloud_timeout_s,
+            state=PlacementState(
+                self.device_id,
+                queue_budget=settings.queue_budget,
+                cloud_cost_per_call=settings.cloud_cost_per_call,
+                memory_mb=float(self.capabilities.memory_mb),
+                accelerator=self.capabilities.accelerator,
+                link=self.link,
+            ),
+            budget_margin_ms=settings.budget_margin_ms,
+            probe_interval_s=settings.probe_interval_s,
+            hard_examples=self._keep_hard_example,
+            desired=lambda: self.reconciler.desired,
         )
         self.reconciler = Reconciler(
-            self.repository, self.cloud, settings.data_dir / "models", settings.threads
+            self.repository,
+            self.cloud,
+            settings.data_dir / "models",
+            settings.threads,
+            trust=trusted_key(settings),
         )
+        self.data_policy = EdgeDataPolicy(settings, self.store, self.reconciler)
         self.uploader: Uploader | None = None
         self.started = time.time()
         self.enrolled = asyncio.Event()
@@ -78,13 +107,15 @@ class EdgeAgent:
 
     async def start(self) -> None:
         await self.reconciler.restore()
-        if self.store.get_meta(CREDENTIAL) and self.site:
+        if self.identity.valid(time.time()) and self.site:
             self._on_enrolled()
         self._tasks = [
             asyncio.create_task(self._loop("enroll", self._enroll_once, until_enrolled=True)),
+            asyncio.create_task(self._after_enrollment(self._renew_loop)),
             asyncio.create_task(self._after_enrollment(self._desired_loop)),
             asyncio.create_task(self._after_enrollment(self._heartbeat_loop)),
             asyncio.create_task(self._after_enrollment(self._sync_loop)),
+            asyncio.create_task(self._loop("retention", self._retention_step)),
         ]
 
     async def stop(self) -> None:
@@ -92,6 +123,7 @@ class EdgeAgent:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.backend.aclose()
         await self.cloud.aclose()
         self.store.close()
 
@@ -104,6 +136,8 @@ class EdgeAgent:
             self.site,
             max_records=self.settings.batch_max_records,
             backoff=self._backoff,
+            policies=self.data_policy.policies,
+            site_key=self.data_policy.site_key,
         )
         self.enrolled.set()
 
@@ -146,26 +180,44 @@ class EdgeAgent:
             raise ApiError(
                 401,
                 ErrorCode.BAD_ENROLLMENT_TOKEN,
-                "this device holds no credential: start it with --enroll-token from "
-                "`hybridai fleet enroll-token SITE/DEVICE`",
+                "this device holds no valid certificate: start it with --enroll-token from "
+                "`hybridai fleet enroll-token SITE/DEVICE` (and --ca-file naming the cloud's CA)",
             )
         response = await self.cloud.enroll(
             EnrollRequest(
                 token=token.get_secret_value(),
                 device_id=self.device_id,
                 kind=self.settings.kind,
-                capabilities=capabilities(),
+                capabilities=self.capabilities,
                 agent_version=f"{__version__} ({platform.system()})",
+                csr=self.identity.csr(),
             )
         )
-        self.store.set_meta(CREDENTIAL, response.credential)
+        self.identity.store(response.certificate, response.ca_certificate)
+        self.identity.present(self.tls)
+        await self.cloud.reconnect()
         self.store.set_meta(SITE, response.site)
         self.site = response.site
-        self.cloud.set_credential(response.credential)
         self.link.success()
         self._on_enrolled()
         log.info("enrolled as %s at site %s", self.device_id, self.site)
         return 0.0
+
+    async def _renew_loop(self) -> None:
+        """Renew the certificate over mTLS once less than a third of its lifetime is left."""
+
+        async def step() -> float:
+            now = time.time()
+            renew_at = self.identity.renew_at()
+            if now >= renew_at:
+                response = await self.cloud.renew(self.identity.csr())
+                self.identity.store(response.certificate, response.ca_certificate)
+                self.identity.present(self.tls)
+                log.info("renewed the device certificate")
+                renew_at = self.identity.renew_at()
+            return min(max(renew_at - now, 1.0), RENEW_CHECK_MAX_S)
+
+        await self._loop("renew", step)
 
     async def _desired_loop(self) -> None:
         async def step() -> float:
@@ -194,24 +246,39 @@ class EdgeAgent:
     async def _sync_loop(self) -> None:
         async def step() -> float:
             assert self.uploader is not None
+            if not self.reconciler.has_desired:  # no batch leaves before the policies are known
+                return 0.5
             await self.uploader.drain()
             self.link.success()
             return self._setting("sync_interval_s", self.settings.sync_interval_s)
 
         await self._loop("sync", step)
 
+    async def _retention_step(self) -> float:
+        await self.data_policy.expire_step()
+        return self.settings.retention_interval_s
+
     # -- views ----------------------------------------------------------------------------
 
+    async def _keep_hard_example(self, record: dict[str, object]) -> None:
+        """Store an escalated request durably; it syncs to the lake like any stream."""
+        await asyncio.to_thread(self.store.append, HARD_EXAMPLES, [record])
+
     def status(self) -> StatusReport:
-        estimates = {f"edge_ms.{k}": v.value for k, v in self.backend.estimates.edge_ms.items()}
-        estimates |= {f"cloud_ms.{k}": v.value for k, v in self.backend.estimates.cloud_ms.items()}
+        estimates = self.backend.state.estimates()
+        advertise = self.settings.advertise_url or (
+            f"http://{self.settings.host}:{self.settings.port}"
+        )
         return StatusReport(
             device_id=self.device_id,
             agent_version=__version__,
             uptime_s=time.time() - self.started,
             models=self.reconciler.loaded(),
-            store=self.store.stats(),
+            store=self.data_policy.stats(),
             inference=self.backend.stats.model_copy(),
             cloud_reachable=self.link.reachable(time.time()),
-            estimates={k: float(v) for k, v in estimates.items() if v is not None},
+            estimates=estimates,
+            advertise_url=advertise,
+            inflight=sum(m.inflight for m in self.backend.state.models.values()),
+            policies=sorted(self.reconciler.policies),
         )

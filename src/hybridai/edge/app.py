@@ -7,11 +7,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from hybridai import __version__
+from hybridai.edge.admin import admin_router
 from hybridai.edge.agent import EdgeAgent
 from hybridai.edge.store import InvalidRecord
 from hybridai.protocol.errors import ApiError, ErrorCode
@@ -49,6 +50,7 @@ def create_app(agent: EdgeAgent) -> FastAPI:
     app.state.agent = agent
     install_error_handlers(app)
     app.include_router(v2_router(agent.backend))
+    app.include_router(admin_router(agent))  # operators only: cloud-signed access tokens
 
     @app.post("/api/v1/streams/{stream}/records", tags=["ingest"])
     async def ingest(stream: str, request: Request) -> IngestResult:
@@ -78,6 +80,13 @@ def create_app(agent: EdgeAgent) -> FastAPI:
         except InvalidRecord as exc:
             raise ApiError(400, ErrorCode.INVALID_INPUT, f"nothing stored: {exc}") from None
         return IngestResult(stream=stream, accepted=result.accepted, duplicates=result.duplicates)
+
+    @app.get("/metrics", tags=["status"], response_class=Response)
+    async def metrics() -> Response:
+        """Prometheus metrics of the router: decisions by reason, escalations, latency."""
+        return Response(
+            agent.backend.metrics.render(), media_type="text/plain; version=0.0.4; charset=utf-8"
+        )
 
     @app.get("/api/v1/status", tags=["status"])
     async def status() -> StatusReport:

@@ -6,6 +6,7 @@ Transport failures and 5xx answers become ``CloudUnavailable`` (retry later, deg
 
 from __future__ import annotations
 
+import ssl
 from typing import Any
 
 import httpx
@@ -15,7 +16,14 @@ from hybridai.edge.sync import SyncError
 from hybridai.link.transport import async_client
 from hybridai.protocol import sync
 from hybridai.protocol.errors import ApiError, ErrorCode
-from hybridai.protocol.fleet import DesiredState, EnrollRequest, EnrollResponse, StatusReport
+from hybridai.protocol.fleet import (
+    CertificateRequest,
+    CertificateResponse,
+    DesiredState,
+    EnrollRequest,
+    EnrollResponse,
+    StatusReport,
+)
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata
 
 
@@ -24,13 +32,22 @@ class CloudUnavailable(SyncError):
 
 
 class CloudClient:
-    def __init__(self, base_url: str, device_id: str, credential: str | None = None) -> None:
+    """Talks to the cloud over mTLS: ``tls`` verifies the cloud and presents the device cert.
+
+    The agent swaps the certificate inside ``tls`` at enrollment and renewal; no bearer
+    secret is ever sent.
+    """
+
+    def __init__(self, base_url: str, device_id: str, tls: ssl.SSLContext | None = None) -> None:
         self.base_url = base_url
         self.device_id = device_id
-        self._http = async_client(base_url, token=credential)
+        self._verify: ssl.SSLContext | bool = tls if tls is not None else True
+        self._http = async_client(base_url, verify=self._verify)
 
-    def set_credential(self, credential: str) -> None:
-        self._http.headers["Authorization"] = f"Bearer {credential}"
+    async def reconnect(self) -> None:
+        """Drop pooled connections: they were opened without the certificate just obtained."""
+        old, self._http = self._http, async_client(self.base_url, verify=self._verify)
+        await old.aclose()
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -54,6 +71,14 @@ class CloudClient:
     async def enroll(self, request: EnrollRequest) -> EnrollResponse:
         response = await self._call("POST", "/api/v1/enroll", json=request.model_dump())
         return EnrollResponse.model_validate_json(response.content)
+
+    async def renew(self, csr: str) -> CertificateResponse:
+        response = await self._call(
+            "POST",
+            f"/api/v1/devices/{self.device_id}/certificate",
+            json=CertificateRequest(csr=csr).model_dump(),
+        )
+        return CertificateResponse.model_validate_json(response.content)
 
     async def put_batch(self, batch: EncodedBatch) -> sync.BatchAck:
         try:
@@ -98,6 +123,10 @@ class CloudClient:
             content=report.model_dump_json(),
             headers={"Content-Type": "application/json"},
         )
+
+    async def live(self, timeout_s: float) -> None:
+        """A cheap round trip (the v2 liveness route): measures the link, not a model."""
+        await self._call("GET", "/v2/health/live", timeout=timeout_s)
 
     async def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
         path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "")

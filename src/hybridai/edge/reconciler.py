@@ -1,6 +1,7 @@
 """Desired-state reconciler: make the models this edge runs match what the cloud wants.
 
-Each new version is downloaded, checked against the sha256 in the desired state, loaded,
+Each new version is downloaded, checked against the sha256 in the desired state and against
+its Ed25519 signature under the trusted key (pinned on first use or provisioned), loaded,
 warmed up and only then swapped in; requests in flight finish on the old version. A version
 that fails any step is reported as failed and the edge keeps serving the one it has. Artifacts
 and the last desired state are cached on disk so a restarted edge serves without the cloud.
@@ -15,7 +16,9 @@ import os
 from pathlib import Path
 from typing import Protocol
 
+from hybridai.link.signing import SignatureInvalid, TrustedKey, key_id, verify_artifact
 from hybridai.protocol.fleet import DesiredState, LoadedModel, ModelAssignment
+from hybridai.protocol.policy import DataPolicy
 from hybridai.serving.onnx_runtime import ModelLoadError, OnnxModel
 from hybridai.serving.repository import ModelRepository
 
@@ -32,16 +35,26 @@ class ArtifactRefused(Exception):
 
 class Reconciler:
     def __init__(
-        self, repository: ModelRepository, source: ArtifactSource, cache_dir: Path, threads: int = 1
+        self,
+        repository: ModelRepository,
+        source: ArtifactSource,
+        cache_dir: Path,
+        threads: int = 1,
+        trust: TrustedKey | None = None,
     ) -> None:
         self.repository = repository
         self._source = source
         self._cache = cache_dir
         self._cache.mkdir(parents=True, exist_ok=True)
         self._threads = threads
+        self.trust = trust or TrustedKey(cache_dir / "trusted-signing-key.pub")
+        self._offered_key: str | None = None
         self.models: dict[str, LoadedModel] = {}
         self.settings: dict[str, object] = {}
+        self.policies: dict[str, DataPolicy] = {}
+        self.has_desired = False  # a desired state (fresh or cached) has been applied
         self.generation: str | None = None
+        self.desired: DesiredState | None = None  # the last one applied (router policies, peers)
 
     def _artifact_path(self, a: ModelAssignment) -> Path:
         return self._cache / f"{a.name}-{a.version}-{a.variant}-{a.sha256[:16]}.onnx"
@@ -64,6 +77,29 @@ class Reconciler:
         os.replace(tmp, cached)
         return data
 
+    def _verify(self, a: ModelAssignment) -> None:
+        """Refuse an artifact whose signature is missing or not valid under the trusted key."""
+        try:
+            trusted = self.trust.accept(self._offered_key)
+        except ValueError as exc:
+            raise ArtifactRefused(str(exc)) from None
+        if trusted is None:
+            raise ArtifactRefused(
+                "no trusted signing key: the cloud offered none and none is provisioned "
+                "(--signing-key-file)"
+            )
+        if self._offered_key and self._offered_key != trusted:
+            where = "provisioned" if self.trust.fixed else str(self.trust.pin_path)
+            raise ArtifactRefused(
+                f"the cloud signs with key {key_id(self._offered_key)} but this edge trusts "
+                f"{key_id(trusted)} ({where}): "
+                "replace the trusted key deliberately if the cloud's key was rotated"
+            )
+        try:
+            verify_artifact(trusted, a.signature, a.name, a.version, a.variant, a.sha256)
+        except SignatureInvalid as exc:
+            raise ArtifactRefused(f"signature check failed: {exc}") from None
+
     def _load(self, a: ModelAssignment, data: bytes) -> OnnxModel:
         model = OnnxModel.load(a.name, a.version, data, threads=self._threads)
         model.warm_up()
@@ -76,12 +112,16 @@ class Reconciler:
             name=a.name, version=a.version, variant=a.variant, state="loading"
         )
         try:
+            self._verify(a)  # before download: a refused artifact costs no bandwidth
             data = await self._fetch(a)
             model = await asyncio.to_thread(self._load, a, data)
         except (ArtifactRefused, ModelLoadError) as exc:
             log.error("refusing %s v%s: %s", a.name, a.version, exc)
-            self._mark_failed(a, str(exc))
+            self._mark_failed(a, f"refused: {exc}")
             return
+        except Exception as exc:  # transient (cloud unreachable): reported, then retried
+            self._mark_failed(a, f"not loaded yet, retrying: {type(exc).__name__}: {exc}")
+            raise
         previous = self.repository.current_version(a.name)
         self.repository.put(model)  # the atomic swap
         self.repository.retain(a.name, {a.version} | ({previous} if previous else set()))
@@ -97,15 +137,19 @@ class Reconciler:
             version=current or a.version,
             variant=a.variant,
             state="ready" if current else "failed",
-            error=f"v{a.version} refused: {error}",
+            error=f"v{a.version} {error}",
         )
 
     async def apply(self, desired: DesiredState) -> None:
         """Converge on ``desired``; transient download errors propagate so the caller retries."""
+        self._offered_key = desired.signing_public_key
+        self.policies = {p.dataset: p for p in desired.policies}
+        self.has_desired = True
         for assignment in desired.models:
             await self._apply_one(assignment)
         self.settings = dict(desired.settings)
         self.generation = desired.generation
+        self.desired = desired
         (self._cache / "desired.json").write_text(desired.model_dump_json())
 
     async def restore(self) -> None:
@@ -114,6 +158,9 @@ class Reconciler:
         if not path.exists():
             return
         desired = DesiredState.model_validate_json(path.read_text())
+        self._offered_key = desired.signing_public_key
+        self.policies = {p.dataset: p for p in desired.policies}
+        self.has_desired = True
         for a in desired.models:
             if not self._artifact_path(a).exists():
                 continue
@@ -122,6 +169,7 @@ class Reconciler:
             except OSError as exc:
                 log.warning("cached %s v%s unusable: %s", a.name, a.version, exc)
         self.settings = dict(desired.settings)
+        self.desired = desired
 
     def loaded(self) -> list[LoadedModel]:
         return list(self.models.values())

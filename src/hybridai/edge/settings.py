@@ -16,12 +16,18 @@ class EdgeSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="HYBRIDAI_EDGE_", env_file=".env", extra="ignore")
 
     cloud_url: str = Field(
-        default="http://127.0.0.1:8400", description="Base URL of the cloud control plane."
+        default="https://127.0.0.1:8400",
+        description="Base URL of the cloud control plane (https: mTLS, TLS 1.3 only).",
+    )
+    ca_file: Path | None = Field(
+        default=None,
+        description="The platform CA to trust (the cloud's DATA_DIR/pki/ca.crt); needed to "
+        "enroll, after which the CA the cloud sent is kept in DATA_DIR/tls/ca.crt.",
     )
     enroll_token: SecretStr | None = Field(
         default=None,
         description="One-time enrollment token from `hybridai fleet enroll-token`; needed only "
-        "until the device holds a credential.",
+        "until the device holds a certificate (and again if it expired).",
     )
     device_id: str = Field(default="edge-1", description="This device's id in the fleet.")
     kind: DeviceKind = Field(default="edge-server", description="What kind of device this is.")
@@ -43,5 +49,63 @@ class EdgeSettings(BaseSettings):
     cloud_timeout_s: float = Field(
         default=2.0, gt=0, description="Longest wait for a cloud inference before the edge answers."
     )
+    advertise_url: str | None = Field(
+        default=None,
+        description="URL at which site peers reach this edge's API (reported to the cloud, "
+        "which tells the site's other devices); default http://HOST:PORT.",
+    )
+    queue_budget: int = Field(
+        default=16,
+        ge=0,
+        description="Requests in flight per model beyond which this node counts as overloaded "
+        "and offloads (to a site peer or the cloud) where the model's policy allows.",
+    )
+    budget_margin_ms: float = Field(
+        default=250.0,
+        ge=0,
+        description="A request waits at most its latency budget plus this margin for a cloud or "
+        "peer that does not answer, then gets the on-site answer (flagged degraded).",
+    )
+    cloud_cost_per_call: float = Field(
+        default=1.0,
+        ge=0,
+        description="Relative cost of one cloud inference; on-site calls cost 0 (the latency "
+        "policy picks the cheapest place that meets the budget).",
+    )
+    probe_interval_s: float = Field(
+        default=2.0,
+        gt=0,
+        description="Refresh cloud latency estimates with a cheap round trip when no inference "
+        "has gone to the cloud for this long.",
+    )
+    memory_mb: int | None = Field(
+        default=None,
+        ge=1,
+        description="Memory this device offers to models (reported at enrollment, matched "
+        "against a model policy's needs); default: physical memory.",
+    )
     batch_max_records: int = Field(default=5000, ge=1, description="Records per sync batch.")
     threads: int = Field(default=1, ge=1, description="ONNX Runtime intra-op threads per model.")
+    signing_key_file: Path | None = Field(
+        default=None,
+        description="Public key model signatures must verify under; default: pin the key the "
+        "cloud first offers (DATA_DIR/models/trusted-signing-key.pub).",
+    )
+    pseudonym_key_file: Path | None = Field(
+        default=None,
+        description="HMAC key that pseudonymises personal fields before sync; never sent to the "
+        "cloud. Share one file among a site's devices so pseudonyms agree (default: "
+        "DATA_DIR/pseudonym.key, created per device).",
+    )
+    store_key_file: Path | None = Field(
+        default=None,
+        description="File holding the key (64 hex digits) that encrypts the local store's "
+        "payloads with AES-GCM; encryption is off when neither this nor STORE_KEY is set.",
+    )
+    store_key: SecretStr | None = Field(
+        default=None,
+        description="The store encryption key itself (64 hex digits), if not from a file.",
+    )
+    retention_interval_s: float = Field(
+        default=60.0, gt=0, description="How often the edge applies its data retention periods."
+    )

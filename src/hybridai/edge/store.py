@@ -7,7 +7,8 @@ reused; a batch created before a crash is handed out again, record for record, u
 acknowledges it, which is what makes ``(device_id, batch_seq)`` a sound idempotency key.
 
 One connection, guarded by a lock, serves FastAPI worker threads and the asyncio sync loop
-(through ``asyncio.to_thread``) alike.
+(through ``asyncio.to_thread``) alike. With a key, payloads are encrypted at rest and the
+de-duplication hash is keyed (``hybridai.edge.store_crypto``).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from hybridai.edge.store_crypto import PayloadCipher, check_store_key
 from hybridai.protocol.fleet import StoreStats
 from hybridai.protocol.sync import DATE, DEVICE_ID, RECORD_ID, SITE, TIMESTAMP
 
@@ -37,6 +39,7 @@ _COUNTERS = (
     "records_synced",
     "batches_synced",
     "bytes_synced",
+    "records_expired",
 )
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS records (
@@ -142,9 +145,10 @@ def _prepare(index: int, record: Any) -> tuple[float, str, bytes]:
 class EdgeStore:
     """Durable, de-duplicating record store with resumable sync batches."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, key: bytes | None = None) -> None:
         self.path = Path(path)
         self._lock = threading.Lock()
+        self._cipher = PayloadCipher(key) if key is not None else None
         self._conn = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0
         )
@@ -163,9 +167,27 @@ class EdgeStore:
                 "INSERT OR IGNORE INTO counters (name, value) VALUES (?, 0)",
                 [(name,) for name in _COUNTERS],
             )
+            self._check_key()
         except BaseException:
             self._conn.close()
             raise
+
+    def _check_key(self) -> None:
+        check_store_key(self._conn, self._cipher, self.path)
+
+    def _hash(self, content: bytes) -> bytes:
+        if self._cipher is None:
+            return hashlib.sha256(content).digest()
+        return self._cipher.record_hash(content)
+
+    def _seal(self, stream: str, ts: float, payload: str) -> str | bytes:
+        return payload if self._cipher is None else self._cipher.seal(stream, ts, payload)
+
+    def _records(self, stream: str, rows: list[tuple[int, float, Any]]) -> list[StoredRecord]:
+        if self._cipher is None:
+            return _to_records(rows)
+        opened = [(i, ts, self._cipher.open(stream, ts, p)) for i, ts, p in rows]
+        return _to_records(opened)
 
     def __enter__(self) -> EdgeStore:
         return self
@@ -198,7 +220,12 @@ class EdgeStore:
                     cursor = self._conn.execute(
                         "INSERT OR IGNORE INTO records (stream, hash, ts, payload) "
                         "VALUES (?, ?, ?, ?)",
-                        (stream, hashlib.sha256(prefix + canonical).digest(), ts, payload),
+                        (
+                            stream,
+                            self._hash(prefix + canonical),
+                            ts,
+                            self._seal(stream, ts, payload),
+                        ),
                     )
                     accepted += cursor.rowcount
                 duplicates = len(prepared) - accepted
@@ -211,21 +238,25 @@ class EdgeStore:
         return AppendResult(accepted=accepted, duplicates=duplicates)
 
     def next_batch(
-        self, max_records: int = 5000, max_bytes: int = 4_000_000
+        self,
+        max_records: int = 5000,
+        max_bytes: int = 4_000_000,
+        skip_streams: frozenset[str] = frozenset(),
     ) -> PendingBatch | None:
         """Return the batch to send now, or None when nothing is waiting.
 
         An unacknowledged batch is returned again unchanged (whatever the limits), so a resend
         after a crash carries the same records. Otherwise the stream holding the oldest
         unbatched record (by arrival) gets the next sequence number. ``max_bytes`` bounds the
-        payloads' JSON size; a batch always holds at least one record.
+        payloads' JSON size; a batch always holds at least one record. Streams in
+        ``skip_streams`` (local-only by policy) never get a new batch.
         """
         if max_records < 1 or max_bytes < 1:
             raise ValueError("max_records and max_bytes must be >= 1")
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
-                batch = self._pending() or self._new_batch(max_records, max_bytes)
+                batch = self._pending() or self._new_batch(max_records, max_bytes, skip_streams)
                 self._conn.execute("COMMIT")
             except BaseException:
                 self._conn.execute("ROLLBACK")
@@ -242,11 +273,17 @@ class EdgeStore:
         rows = self._conn.execute(
             "SELECT id, ts, payload FROM records WHERE batch_seq = ? ORDER BY id", (seq,)
         ).fetchall()
-        return PendingBatch(seq=seq, stream=stream, records=_to_records(rows))
+        return PendingBatch(seq=seq, stream=stream, records=self._records(stream, rows))
 
-    def _new_batch(self, max_records: int, max_bytes: int) -> PendingBatch | None:
+    def _new_batch(
+        self, max_records: int, max_bytes: int, skip: frozenset[str]
+    ) -> PendingBatch | None:
+        marks = ",".join("?" * len(skip))
         row = self._conn.execute(
-            "SELECT stream FROM records WHERE batch_seq IS NULL ORDER BY id LIMIT 1"
+            "SELECT stream FROM records WHERE batch_seq IS NULL "
+            + (f"AND stream NOT IN ({marks}) " if skip else "")
+            + "ORDER BY id LIMIT 1",
+            sorted(skip),
         ).fetchone()
         if row is None:
             return None
@@ -273,7 +310,53 @@ class EdgeStore:
             "UPDATE records SET batch_seq = ? WHERE stream = ? AND batch_seq IS NULL AND id <= ?",
             (seq, stream, taken[-1][0]),
         )
-        return PendingBatch(seq=seq, stream=stream, records=_to_records(taken))
+        return PendingBatch(seq=seq, stream=stream, records=self._records(stream, taken))
+
+    def withdraw_batch(self, seq: int) -> None:
+        """Take back an unacknowledged batch whose stream became local-only.
+
+        Its records return to the unbatched pool; ``seq`` is never used again.
+        """
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._conn.execute("DELETE FROM batches WHERE seq = ? AND acked = 0", (seq,))
+                self._conn.execute(
+                    "UPDATE records SET batch_seq = NULL WHERE batch_seq = ? AND synced = 0", (seq,)
+                )
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+
+    def expire(
+        self, stream: str, older_than_ts: float, local_only: bool = False
+    ) -> tuple[int, int]:
+        """Apply retention to ``stream``: delete its synced records older than the cutoff.
+
+        Unsynced records are never deleted silently: they are kept and counted as overdue,
+        except for a local-only stream (restricted by policy), whose records never sync and
+        expire like synced ones. Returns ``(deleted, overdue)``.
+        """
+        _check_stream(stream)
+        gone = "(synced = 1 OR batch_seq IS NULL)" if local_only else "synced = 1"
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                deleted = self._conn.execute(
+                    f"DELETE FROM records WHERE stream = ? AND ts < ? AND {gone}",
+                    (stream, older_than_ts),
+                ).rowcount
+                overdue = self._conn.execute(
+                    "SELECT COUNT(*) FROM records WHERE stream = ? AND ts < ? AND synced = 0",
+                    (stream, older_than_ts),
+                ).fetchone()[0]
+                self._bump("records_expired", deleted)
+                self._conn.execute("COMMIT")
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+        return deleted, int(overdue)
 
     def mark_synced(self, seq: int, wire_bytes: int) -> None:
         """Record the cloud's acknowledgement of batch ``seq``; repeating it changes nothing."""
@@ -300,14 +383,28 @@ class EdgeStore:
                 self._conn.execute("ROLLBACK")
                 raise
 
-    def stats(self, now: float | None = None) -> StoreStats:
-        """Counters since the store was created, and the backlog as of ``now``."""
+    def stats(
+        self, now: float | None = None, local_only: frozenset[str] = frozenset()
+    ) -> StoreStats:
+        """Counters since the store was created, and the backlog as of ``now``.
+
+        Records of ``local_only`` streams are counted apart: they are not a backlog.
+        """
         now = time.time() if now is None else now
+        marks = ",".join("?" * len(local_only))
         with self._lock:
             counters = dict(self._conn.execute("SELECT name, value FROM counters").fetchall())
             backlog, oldest = self._conn.execute(
                 "SELECT COUNT(*), MIN(ts) FROM records WHERE synced = 0"
+                + (f" AND stream NOT IN ({marks})" if local_only else ""),
+                sorted(local_only),
             ).fetchone()
+            local = 0
+            if local_only:
+                local = self._conn.execute(
+                    f"SELECT COUNT(*) FROM records WHERE synced = 0 AND stream IN ({marks})",
+                    sorted(local_only),
+                ).fetchone()[0]
         return StoreStats(
             records_ingested=counters["records_ingested"],
             records_synced=counters["records_synced"],
@@ -316,6 +413,8 @@ class EdgeStore:
             oldest_unsynced_age_s=None if oldest is None else max(0.0, now - oldest),
             batches_synced=counters["batches_synced"],
             bytes_synced=counters["bytes_synced"],
+            records_expired=counters["records_expired"],
+            local_only_records=local,
         )
 
     def get_meta(self, key: str) -> str | None:

@@ -4,6 +4,10 @@ Delivery is at-least-once on the wire: a batch is marked synced only after the s
 the cloud's acknowledgement for that very sequence number; until then the same bytes are sent
 again (after a failure, a restart or a crash). The cloud makes it exactly-once in the lake.
 The sink hides the transport (HTTP client, simulator, test double).
+
+Data policies are applied here, on the way out: a batch is redacted (restricted fields dropped,
+personal ones pseudonymised or dropped) just before it is encoded, while the store keeps the
+original; a dataset restricted as a whole is never batched at all.
 """
 
 from __future__ import annotations
@@ -12,11 +16,15 @@ import asyncio
 import contextlib
 import logging
 import random
+import secrets
+from collections.abc import Callable, Mapping
 from typing import Protocol
 
 from hybridai.edge.batches import EncodedBatch, encode_batch
-from hybridai.edge.store import EdgeStore
+from hybridai.edge.store import EdgeStore, PendingBatch, StoredRecord
+from hybridai.governance.policies import local_only, redact
 from hybridai.link.retry import Backoff
+from hybridai.protocol.policy import DataPolicy
 from hybridai.protocol.sync import BatchAck
 
 log = logging.getLogger(__name__)
@@ -46,6 +54,8 @@ class Uploader:
         max_records: int = 5000,
         backoff: Backoff = _DEFAULT_BACKOFF,
         rng: random.Random | None = None,
+        policies: Callable[[], Mapping[str, DataPolicy]] = dict,
+        site_key: bytes | None = None,
     ) -> None:
         self.store = store
         self.sink = sink
@@ -54,6 +64,8 @@ class Uploader:
         self.max_records = max_records
         self.backoff = backoff
         self.rng = rng or random.Random()
+        self.policies = policies  # the current policies, per dataset (from the desired state)
+        self.site_key = site_key or secrets.token_bytes(32)  # keys pseudonyms; never leaves
         self.last_error: str | None = None  # the most recent failure, kept for operators
         self.consecutive_failures = 0
 
@@ -65,9 +77,17 @@ class Uploader:
         sent = 0
         try:
             while True:
-                pending = await asyncio.to_thread(self.store.next_batch, self.max_records)
+                policies = dict(self.policies())
+                local = frozenset(d for d, p in policies.items() if local_only(p))
+                pending = await asyncio.to_thread(
+                    self.store.next_batch, self.max_records, skip_streams=local
+                )
                 if pending is None:
                     break
+                if pending.stream in local:  # batched before its policy said restricted
+                    await asyncio.to_thread(self.store.withdraw_batch, pending.seq)
+                    continue
+                pending = self._redacted(pending, policies.get(pending.stream))
                 encoded = await asyncio.to_thread(encode_batch, pending, self.device_id, self.site)
                 ack = await self.sink.put_batch(encoded)
                 if ack.batch_seq != encoded.seq or ack.device_id != self.device_id:
@@ -83,6 +103,15 @@ class Uploader:
             raise
         self.consecutive_failures = 0
         return sent
+
+    def _redacted(self, batch: PendingBatch, policy: DataPolicy | None) -> PendingBatch:
+        if policy is None:
+            return batch
+        records = [
+            StoredRecord(r.local_id, r.ts, redact(policy, self.site_key, r.payload))
+            for r in batch.records
+        ]
+        return PendingBatch(batch.seq, batch.stream, records)
 
     async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
         """Drain until ``stop`` is set: poll every ``interval_s``, back off after failures.

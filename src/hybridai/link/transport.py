@@ -7,9 +7,16 @@ settings change here and nowhere else.
 
 from __future__ import annotations
 
+import contextlib
+import ssl
+import threading
+import time
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
+
+from hybridai.link.tls import ServerTls, server_context
 
 # Servers keep idle connections longer than any client interval (heartbeat, poll, sync):
 # a keep-alive shorter than the heartbeat drops requests on closed connections.
@@ -18,10 +25,24 @@ CLIENT_KEEP_ALIVE_S = 30.0
 DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 
 
-def server_config(app: Any, host: str, port: int, *, log_level: str = "warning") -> Any:
-    """A uvicorn configuration for ``app`` on ``host:port``."""
+def server_config(
+    app: Any, host: str, port: int, *, log_level: str = "warning", tls: ServerTls | None = None
+) -> Any:
+    """A uvicorn configuration for ``app`` on ``host:port``; with ``tls``, mTLS 1.3 only.
+
+    Under TLS the HTTP protocol is ``TlsHttpToolsProtocol``, which hands the verified client
+    certificate to the app as the ASGI TLS extension (the only source of a device's identity).
+    """
     import uvicorn
 
+    extra: dict[str, Any] = {}
+    if tls is not None:
+        from hybridai.link.asgi_tls import TlsHttpToolsProtocol
+
+        def context(_config: Any, _default: Any) -> ssl.SSLContext:
+            return server_context(tls)
+
+        extra = {"http": TlsHttpToolsProtocol, "ssl_context_factory": context}
     return uvicorn.Config(
         app,
         host=host,
@@ -30,14 +51,17 @@ def server_config(app: Any, host: str, port: int, *, log_level: str = "warning")
         timeout_keep_alive=SERVER_KEEP_ALIVE_S,
         access_log=False,
         lifespan="on",
+        **extra,
     )
 
 
-def serve(app: Any, host: str, port: int, *, log_level: str = "warning") -> None:
+def serve(
+    app: Any, host: str, port: int, *, log_level: str = "warning", tls: ServerTls | None = None
+) -> None:
     """Serve ``app`` until SIGINT/SIGTERM (uvicorn handles both and drains in-flight requests)."""
     import uvicorn
 
-    uvicorn.Server(server_config(app, host, port, log_level=log_level)).run()
+    uvicorn.Server(server_config(app, host, port, log_level=log_level, tls=tls)).run()
 
 
 def _headers(token: str | None) -> dict[str, str]:
@@ -49,16 +73,45 @@ def _limits() -> httpx.Limits:
 
 
 def async_client(
-    base_url: str, *, token: str | None = None, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT
+    base_url: str,
+    *,
+    token: str | None = None,
+    timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.AsyncClient:
+    """A client; ``verify`` is a context from ``link.tls.client_context`` for the platform CA."""
     return httpx.AsyncClient(
-        base_url=base_url, headers=_headers(token), timeout=timeout, limits=_limits()
+        base_url=base_url, headers=_headers(token), timeout=timeout, limits=_limits(), verify=verify
     )
 
 
 def client(
-    base_url: str, *, token: str | None = None, timeout: httpx.Timeout | float = DEFAULT_TIMEOUT
+    base_url: str,
+    *,
+    token: str | None = None,
+    timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
+    verify: ssl.SSLContext | bool = True,
 ) -> httpx.Client:
     return httpx.Client(
-        base_url=base_url, headers=_headers(token), timeout=timeout, limits=_limits()
+        base_url=base_url, headers=_headers(token), timeout=timeout, limits=_limits(), verify=verify
     )
+
+
+@contextlib.contextmanager
+def serving_in_thread(config: Any, start_timeout_s: float = 10.0) -> Iterator[Any]:
+    """Run a uvicorn server from ``server_config`` in a thread (tests, benchmarks); stop after."""
+    import uvicorn
+
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + start_timeout_s
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("the server did not start")
+        time.sleep(0.01)
+    try:
+        yield server
+    finally:
+        server.should_exit = True
+        thread.join(10)

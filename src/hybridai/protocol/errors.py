@@ -25,12 +25,19 @@ class ErrorCode(StrEnum):
     FORBIDDEN = "forbidden"
     UNKNOWN_DEVICE = "unknown_device"
     BAD_ENROLLMENT_TOKEN = "bad_enrollment_token"
+    CERTIFICATE_REQUIRED = "certificate_required"
+    CERTIFICATE_REJECTED = "certificate_rejected"
+    INVALID_CSR = "invalid_csr"
+    CSR_DEVICE_MISMATCH = "csr_device_mismatch"
     DIGEST_MISMATCH = "digest_mismatch"
     BATCH_OUT_OF_ORDER = "batch_out_of_order"
     UPSTREAM_UNAVAILABLE = "upstream_unavailable"
     NOT_FOUND = "not_found"
     CONFLICT = "conflict"
     INTERNAL = "internal"
+    MFA_REQUIRED = "mfa_required"
+    TOO_MANY_ATTEMPTS = "too_many_attempts"
+    PAYLOAD_TOO_LARGE = "payload_too_large"
 
 
 class ErrorBody(BaseModel):

@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from hybridai.protocol.placement import PlacementPolicy
+from hybridai.protocol.policy import DataPolicy
+
 DeviceKind = Literal["sensor-gateway", "edge-server", "ai-pc", "workstation"]
 Variant = Literal["edge", "cloud"]
 DEVICE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
@@ -41,12 +44,27 @@ class EnrollRequest(BaseModel):
     kind: DeviceKind
     capabilities: Capabilities
     agent_version: str
+    csr: str = Field(max_length=8192)  # PEM; the key it signs never leaves the device
 
 
 class EnrollResponse(BaseModel):
+    """The device certificate (PEM, signed by the platform CA) and that CA, to trust from now."""
+
     device_id: str
     site: str
-    credential: str  # shown once; the cloud keeps only its hash
+    certificate: str
+    ca_certificate: str
+
+
+class CertificateRequest(BaseModel):
+    """A renewal: a CSR in the device's own name, sent over mTLS with its current certificate."""
+
+    csr: str = Field(max_length=8192)
+
+
+class CertificateResponse(BaseModel):
+    certificate: str
+    ca_certificate: str
 
 
 class ModelAssignment(BaseModel):
@@ -58,6 +76,8 @@ class ModelAssignment(BaseModel):
     sha256: str
     size: int
     artifact_path: str  # relative to the cloud's base URL
+    signature: str | None = None  # Ed25519 over digest + name/version/variant (link.signing)
+    policy: PlacementPolicy | None = None  # how requests are placed (None: latency, no budget)
 
 
 class DesiredState(BaseModel):
@@ -65,6 +85,8 @@ class DesiredState(BaseModel):
     generation: str  # the ETag: changes whenever anything below changes
     models: list[ModelAssignment] = Field(default_factory=list)
     settings: dict[str, Any] = Field(default_factory=dict)
+    signing_public_key: str | None = None  # base64 Ed25519: edges pin it on first use
+    policies: list[DataPolicy] = Field(default_factory=list)
 
 
 class LoadedModel(BaseModel):
@@ -83,6 +105,9 @@ class StoreStats(BaseModel):
     oldest_unsynced_age_s: float | None = None
     batches_synced: int = 0
     bytes_synced: int = 0
+    records_expired: int = 0  # deleted by retention (synced, or local-only by policy)
+    retention_overdue: int = 0  # unsynced records past their retention, kept and counted
+    local_only_records: int = 0  # of restricted datasets: never synced, not in the backlog
 
 
 class InferenceStats(BaseModel):
@@ -103,6 +128,9 @@ class StatusReport(BaseModel):
     inference: InferenceStats = Field(default_factory=InferenceStats)
     cloud_reachable: bool = True
     estimates: dict[str, float] = Field(default_factory=dict)
+    policies: list[str] = Field(default_factory=list)  # datasets whose policy is applied
+    advertise_url: str | None = None  # its local API, for site peers (None: not offered)
+    inflight: int = 0  # inference requests in progress when the report was made
 
 
 class Device(BaseModel):

@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from hybridai.protocol.fleet import Variant
+from hybridai.protocol.placement import PlacementPolicy
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -17,6 +18,7 @@ class ArtifactInfo(BaseModel):
     size: int
     inputs: list[dict[str, Any]] = Field(default_factory=list)
     outputs: list[dict[str, Any]] = Field(default_factory=list)
+    signature: str | None = None  # Ed25519, base64; None: registered unsigned
 
 
 class ModelVersionInfo(BaseModel):
@@ -41,6 +43,7 @@ class Deployment(BaseModel):
 
     name: str
     version: str
+    policy: PlacementPolicy | None = None  # how requests are placed; changeable by redeploying
 
 
 class TrainingSpec(BaseModel):
@@ -58,6 +61,7 @@ class TrainingSpec(BaseModel):
     edge_family: Literal["logistic", "tree", "forest", "gbm"] = "tree"
     cloud_family: Literal["logistic", "tree", "forest", "gbm"] = "gbm"
     test_share: float = Field(default=0.25, gt=0, lt=1)
+    validation_share: float = Field(default=0.2, ge=0, lt=1)  # of the rows left after test
     seed: int = 0
     deploy: bool = True  # make the new version the fleet's desired version
 

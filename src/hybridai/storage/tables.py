@@ -53,11 +53,29 @@ class DeviceRow(Base):
     site: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
     kind: Mapped[str] = mapped_column(String(32))
     capabilities: Mapped[dict[str, Any]] = mapped_column(JSON)
-    credential_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)
     enrolled_at: Mapped[float] = mapped_column(Double)
     last_seen: Mapped[float | None] = mapped_column(Double)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class DeviceCertificateRow(Base):
+    """Every certificate the platform CA issued to a device (migration 0002).
+
+    A device request is accepted only when its certificate's serial is here, for that device,
+    unexpired and unrevoked: revocation needs no CRL, it is one row update.
+    """
+
+    __tablename__ = "device_certificates"
+
+    serial: Mapped[str] = mapped_column(String(40), primary_key=True)  # hex, <= 160 bits
+    device_id: Mapped[str] = mapped_column(
+        String(ID_LENGTH), ForeignKey("devices.device_id"), index=True
+    )
+    not_before: Mapped[float] = mapped_column(Double)
+    not_after: Mapped[float] = mapped_column(Double)
+    issued_at: Mapped[float] = mapped_column(Double)
+    revoked_at: Mapped[float | None] = mapped_column(Double)
 
 
 class EnrollmentTokenRow(Base):
@@ -117,6 +135,9 @@ class ModelArtifactRow(Base):
     blob_key: Mapped[str] = mapped_column(String(512))
     inputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
     outputs: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    # Ed25519 over digest + name/version/variant (hybridai.link.signing); NULL: unsigned.
+    signature: Mapped[str | None] = mapped_column(String(128))
+    signing_key_id: Mapped[str | None] = mapped_column(String(16))
 
 
 class DeploymentRow(Base):
@@ -131,6 +152,7 @@ class DeploymentRow(Base):
     version: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[float] = mapped_column(Double)
     updated_by: Mapped[str] = mapped_column(String(200))
+    policy: Mapped[dict[str, Any] | None] = mapped_column(JSON)  # protocol.placement
 
 
 class TrainingRunRow(Base):
@@ -145,3 +167,68 @@ class TrainingRunRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     started_at: Mapped[float] = mapped_column(Double)
     finished_at: Mapped[float | None] = mapped_column(Double)
+
+
+class UserRow(Base):
+    """A person: argon2id password hash, optional TOTP second factor (migration 0003)."""
+
+    __tablename__ = "users"
+
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    role: Mapped[str] = mapped_column(String(32))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    mfa_secret: Mapped[str | None] = mapped_column(String(64))
+    mfa_enabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    mfa_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class RevokedAccessTokenRow(Base):
+    """Access tokens revoked before they expire (logout); rows may go once expired."""
+
+    __tablename__ = "revoked_access_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at: Mapped[float] = mapped_column(Double, index=True)
+
+
+class AuditEntryRow(Base):
+    """One hash-chained audit entry (see ``hybridai.governance.audit``)."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    ts: Mapped[float] = mapped_column(Double, index=True)
+    actor: Mapped[str] = mapped_column(String(200), index=True)
+    role: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(200), index=True)
+    target: Mapped[str] = mapped_column(Text)
+    client: Mapped[str] = mapped_column(String(200))
+    result: Mapped[str] = mapped_column(String(16))
+    status: Mapped[int] = mapped_column(Integer)
+    detail: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+
+
+class AuditHeadRow(Base):
+    """The chain head (one row): appends lock it, so concurrent writers cannot fork the chain."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    hash: Mapped[str] = mapped_column(String(HASH_LENGTH))
+
+
+class DataPolicyRow(Base):
+    """A dataset's data policy (``hybridai.protocol.policy.PolicySpec``), one row per dataset."""
+
+    __tablename__ = "data_policies"
+
+    dataset: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Double)
+    updated_by: Mapped[str] = mapped_column(String(200))

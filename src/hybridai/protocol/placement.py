@@ -1,0 +1,100 @@
+"""Placement contract: a model's placement policy, and the site peers a device may hand work to.
+
+A ``PlacementPolicy`` is declared with a model's deployment and travels to every edge in its
+``ModelAssignment``, so an operator changes how a model is placed at run time by deploying
+again. ``SitePeer`` is what the cloud's registry knows of another device of the same site: the
+edge router uses it as a candidate (data reaching a peer stays on site).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+PolicyKindName = Literal["latency", "edge-only", "cloud-only", "cascade"]
+MeasureName = Literal["max_prob", "margin", "entropy", "band"]
+PEERS_SETTING = "site_peers"  # the desired state's settings key holding list[SitePeer]
+
+
+class CascadeSpec(BaseModel):
+    """Joint inference: escalate to the cloud when the edge's confidence < ``threshold``.
+
+    ``threshold`` is fitted by ``hybridai model calibrate`` (None: use the one stored with the
+    model version). ``output`` names the output holding class probabilities (or, for ``band``,
+    anomaly scores); default: ``probabilities``, else the model's last output.
+    """
+
+    measure: MeasureName = "margin"
+    threshold: float | None = Field(default=None, ge=0.0)
+    score_threshold: float = 0.0
+    band: float = Field(default=1.0, gt=0.0)
+    output: str | None = None
+
+
+class PlacementNeeds(BaseModel):
+    """What a place must offer to run the model at all."""
+
+    accelerator: str | None = None
+    min_memory_mb: float = Field(default=0.0, ge=0.0)
+
+
+class PlacementPolicy(BaseModel):
+    """How a model's requests are placed; absent: ``latency`` with no default budget."""
+
+    kind: PolicyKindName = "latency"
+    latency_budget_ms: float | None = Field(default=None, gt=0.0)
+    cascade: CascadeSpec | None = None
+    needs: PlacementNeeds = Field(default_factory=PlacementNeeds)
+
+
+class SitePeer(BaseModel):
+    """Another device of this device's site, as it last reported itself."""
+
+    device_id: str
+    kind: str
+    url: str  # its local API (the edge's ``advertise_url``), reached over the site's LAN
+    models: dict[str, str] = Field(default_factory=dict)  # ready model name -> version
+    accelerator: str | None = None
+    memory_mb: int | None = None
+    queue_depth: int = 0
+    utilisation: float = 0.0
+
+
+class CalibrationRequest(BaseModel):
+    """Fit a cascade threshold: give exactly one target."""
+
+    target_cloud_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    target_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    measure: MeasureName = "margin"
+
+
+class CurvePoint(BaseModel):
+    """One operating point; thresholds 0 (never escalate) .. 2 (always) stay finite in JSON."""
+
+    threshold: float
+    cloud_share: float
+    quality: float
+
+
+class CalibrationReport(BaseModel):
+    """A fitted threshold with the whole quality vs cloud-share curve of the validation split."""
+
+    model: str
+    version: str
+    measure: MeasureName
+    target_cloud_share: float | None = None
+    target_accuracy: float | None = None
+    threshold: float
+    met: bool  # False: the target accuracy is out of reach; the best point was chosen
+    validation: CurvePoint  # what the threshold achieves on the validation split (fitted there)
+    test: CurvePoint  # what it achieves on the held-out test split (reported, never fitted)
+    edge_quality: float
+    cloud_quality: float
+    cpt50: float | None = None
+    cpt80: float | None = None
+    apgr: float | None = None
+    n_validation: int
+    n_test: int
+    curve: list[CurvePoint] = Field(default_factory=list)  # validation, cloud share ascending
+    fitted_at: float = 0.0
