@@ -1,9 +1,11 @@
 """The site peers of a device: the other devices of its site that offer their local API.
 
 The cloud is the only party that knows the whole site (edges only dial out), so it tells each
-device, in its desired state, who its neighbours are, what they serve and how loaded they were
-at their last report. A peer that has not reported recently is left out: a request handed to a
-dead neighbour would only wait for a timeout.
+device, in its desired state, who its neighbours are and what they serve. Their load is left
+out on purpose: it changes with every report, and each change would be a new desired-state
+generation waking every long-poll of the site; an edge measures a peer's load itself, from
+its own calls (latency estimates, in-flight requests, a breaker per peer). A peer that has not
+reported recently is left out: a request handed to a dead neighbour would only wait.
 """
 
 from __future__ import annotations
@@ -32,8 +34,6 @@ def site_peers(session: Session, device_id: str, now: float, stale_s: float) -> 
         if row.revoked or not url or row.last_seen is None or now - row.last_seen > stale_s:
             continue
         capabilities = row.capabilities or {}
-        inflight = int(status.get("inflight", 0))
-        cores = max(int(capabilities.get("cores", 1)), 1)
         peers.append(
             SitePeer(
                 device_id=row.device_id,
@@ -46,8 +46,6 @@ def site_peers(session: Session, device_id: str, now: float, stale_s: float) -> 
                 },
                 accelerator=capabilities.get("accelerator"),
                 memory_mb=capabilities.get("memory_mb"),
-                queue_depth=inflight,
-                utilisation=round(min(inflight / cores, 1.0), 1),
             )
         )
     return peers

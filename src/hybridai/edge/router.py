@@ -54,7 +54,15 @@ MIN_UPSTREAM_TIMEOUT_S = 0.02
 
 
 class _Upstream(Exception):
-    """A peer or cloud call that failed; the caller falls back or answers 503."""
+    """A peer or cloud call that failed; the caller falls back or answers 503.
+
+    ``answer`` keeps an upstream's own 404 (it lacks the model): the link is healthy, and
+    when nothing on the site can answer instead, the client hears that 404, not a 503.
+    """
+
+    def __init__(self, message: str, answer: ApiError | None = None) -> None:
+        super().__init__(message)
+        self.answer = answer
 
 
 def _request_bytes(request: InferenceRequest) -> int:
@@ -172,6 +180,8 @@ class EdgeBackend:
         except _Upstream as exc:
             if decision.fallback_target is None:
                 self.stats.requests_failed += 1
+                if exc.answer is not None:
+                    raise exc.answer from None
                 raise ApiError(
                     503,
                     ErrorCode.UPSTREAM_UNAVAILABLE,
@@ -257,8 +267,11 @@ class EdgeBackend:
             )
         except (CloudUnavailable, ApiError, TimeoutError) as exc:
             elapsed_ms = (time.perf_counter() - began) * 1000
-            if isinstance(exc, ApiError) and exc.status < 500 and exc.status != 404:
-                raise  # the request itself is wrong: the client must hear it
+            if isinstance(exc, ApiError) and exc.status < 500:
+                if exc.status != 404:
+                    raise  # the request itself is wrong: the client must hear it
+                self.link.success()  # the cloud answered: it just lacks this model
+                raise _Upstream(f"the cloud has no '{name}'", answer=exc) from None
             state.cloud = state.cloud.observe(n_bytes, elapsed_ms)  # a floor for a slow link
             self.link.failure(time.time())
             self.metrics.failures.labels("cloud").inc()
