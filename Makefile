@@ -27,11 +27,15 @@ bench: $(STAMP)
 	$(BIN)/python bench/infer.py
 	$(BIN)/python bench/router.py
 	$(BIN)/python bench/tls.py
+	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/lifecycle.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/infer.py --quick
 	$(BIN)/python bench/router.py --quick
 	$(BIN)/python bench/tls.py --quick
+	$(BIN)/python bench/ingest.py --quick
+	$(BIN)/python bench/lifecycle.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -59,6 +59,8 @@ def test_demo_short_run_summary(tmp_path: Path) -> None:
     assert summary["requests_cloud"] > 0
     assert summary["outage"]["backlog_at_restore"] > 0  # the cut was real and data waited
     assert summary["model_versions"] == {d: {"pm": "2"} for d in ("edge-1", "edge-2", "edge-3")}
+    assert summary["rollout"]["status"] == "succeeded"  # v2 went canary first, then waves
+    assert [len(s["devices"]) for s in summary["rollout"]["steps"]] == [1, 1, 1]
     for version in ("v1", "v2"):
         assert summary["holdout_quality_cloud_variant"][version]["roc_auc"] > 0.7
     for key in (

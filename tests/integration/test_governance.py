@@ -242,6 +242,9 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/devices/{device_id}/certificate"): {"csr": "x"},
     ("POST", "/api/v1/users"): {"name": "eve", "role": "admin", "password": PASSWORD},
     ("POST", "/api/v1/api-tokens"): {"name": "eve", "role": "admin"},
+    ("POST", "/api/v1/lake/maintenance"): {"dataset": "telemetry", "action": "optimize"},
+    ("POST", "/api/v1/rollouts"): {"model": "vera", "version": "1"},
+    ("POST", "/api/v1/models/{name}/versions/{version}/stage"): {"stage": "archived"},
 }  # fmt: skip
 
 

@@ -46,6 +46,9 @@ TABLES = {
     "audit_log",
     "audit_head",
     "data_policies",
+    "rollouts",
+    "device_model_pins",
+    "retraining_policies",
 }
 
 

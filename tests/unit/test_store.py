@@ -141,17 +141,17 @@ def test_max_bytes_limits_a_batch_but_never_below_one_record(store: EdgeStore) -
     assert batch is not None and len(batch.records) == 2
 
 
-def test_oldest_stream_goes_first(store: EdgeStore) -> None:
-    store.append("telemetry", rows(2))
-    store.append("alerts", rows(2, start=100))
-    store.append("telemetry", rows(2, start=200))
+def test_within_a_priority_the_oldest_stream_goes_first(store: EdgeStore) -> None:
+    store.append("vibration", rows(2))
+    store.append("predictions", rows(2, start=100))
+    store.append("vibration", rows(2, start=200))
 
     order = []
     while (batch := store.next_batch()) is not None:
         order.append((batch.stream, len(batch.records)))
         store.mark_synced(batch.seq, 1)
 
-    assert order == [("telemetry", 4), ("alerts", 2)]
+    assert order == [("vibration", 4), ("predictions", 2)]
 
 
 def test_mark_synced_is_idempotent_and_refuses_unknown_batches(store: EdgeStore) -> None:

@@ -76,9 +76,9 @@ def test_drain_sends_everything_in_sequence(store: EdgeStore) -> None:
     assert sent == 3
     assert [b.seq for b in cloud.received] == [1, 2, 3]
     assert [(b.dataset, b.records) for b in cloud.received] == [
+        ("alerts", 2),  # high priority goes first, although it arrived later
         ("telemetry", 4),
-        ("telemetry", 4),  # this stream still holds the oldest unbatched record (the 5th)
-        ("alerts", 2),
+        ("telemetry", 4),
     ]
     stats = store.stats()
     assert stats.backlog_records == 0

@@ -49,6 +49,13 @@ def run(
             "on first use) [env: HYBRIDAI_EDGE_SIGNING_KEY_FILE]."
         ),
     ] = None,
+    bundle: Annotated[
+        Path | None,
+        typer.Option(
+            help="Model bundle (`hybridai model bundle`) to serve at first boot, before the "
+            "cloud is reachable [env: HYBRIDAI_EDGE_BUNDLE_FILE]."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
 ) -> None:
     """Run an edge agent: v2 inference, ingest, sync and desired state against the cloud."""
@@ -69,6 +76,7 @@ def run(
         "host": host,
         "port": port,
         "signing_key_file": signing_key_file,
+        "bundle_file": bundle,
     }
     try:
         settings = EdgeSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
@@ -76,7 +84,14 @@ def run(
         raise fail(
             f"bad edge settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
         ) from None
+    from hybridai.edge.bundle import BundleError, read_bundle
     from hybridai.edge.store_crypto import StoreKeyError
+
+    if settings.bundle_file is not None:
+        try:
+            read_bundle(settings.bundle_file)  # refuse a bad bundle here, not inside the server
+        except BundleError as exc:
+            raise fail(str(exc)) from None
 
     try:
         agent = EdgeAgent(settings)
@@ -107,10 +122,47 @@ def status(
     table.add_column("value")
     for m in data["models"]:
         table.add_row(f"model {m['name']}", f"v{m['version']} {m['state']} {m.get('error') or ''}")
-    for key, value in {**data["store"], **data["inference"]}.items():
+    store = dict(data["store"])
+    streams = store.pop("streams", {})
+    for key, value in {**store, **data["inference"]}.items():
         table.add_row(key, str(value))
     table.add_row("cloud reachable", str(data["cloud_reachable"]))
     out.print(table)
+    if streams:
+        out.print(stream_table(streams))
+
+
+_STREAM_COLUMNS = (
+    ("priority", "priority"),
+    ("ingested", "records_ingested"),
+    ("dedup", "records_deduplicated"),
+    ("compressed", "records_compressed"),
+    ("stored", "records_stored"),
+    ("bytes", "bytes_stored"),
+    ("backlog", "backlog_records"),
+    ("oldest s", "oldest_unsynced_age_s"),
+    ("synced", "records_synced"),
+    ("evicted synced", "records_evicted_synced"),
+    ("evicted unsynced", "records_evicted_unsynced"),
+)
+
+
+def stream_table(streams: dict[str, dict[str, object]]) -> Table:
+    """The data path per stream (one column each): what came in, is kept, left, was evicted."""
+    table = Table(title="streams")
+    table.add_column("")
+    names = sorted(streams)
+    for name in names:
+        table.add_column(name, justify="right")
+    for title, key in _STREAM_COLUMNS:
+        cells = []
+        for name in names:
+            value = streams[name].get(key)
+            cells.append(
+                "-" if value is None else f"{value:.0f}" if isinstance(value, float) else str(value)
+            )
+        table.add_row(title, *cells)
+    return table
 
 
 @app.command("store-key")

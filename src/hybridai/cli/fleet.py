@@ -80,6 +80,13 @@ def revoke(
         )
 
 
+def _evicted(store: dict[str, object]) -> str:
+    """Quota evictions, unsynced (data lost) apart from synced (copies already in the lake)."""
+    if "records_evicted_synced" not in store:
+        return "-"
+    return f"{store['records_evicted_unsynced']} unsynced / {store['records_evicted_synced']}"
+
+
 @app.command("list")
 def list_devices(
     cloud: CloudOpt = DEFAULT_CLOUD, token: TokenOpt = None, as_json: JsonOpt = False
@@ -90,7 +97,7 @@ def list_devices(
         print_json(data)
         return
     table = Table(title="fleet")
-    for col in ("device", "site", "kind", "last seen", "models", "backlog", "synced"):
+    for col in ("device", "site", "kind", "last seen", "models", "backlog", "synced", "evicted"):
         table.add_column(col)
     now = time.time()
     for d in data:
@@ -106,5 +113,6 @@ def list_devices(
             models or "-",
             str(store.get("backlog_records", "-")),
             str(store.get("records_synced", "-")),
+            _evicted(store),
         )
     out.print(table)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -54,3 +54,44 @@ def retention(
         out.print("no dataset has a lake retention period (`hybridai policy set --lake-retention`)")
     for dataset, deleted in sorted(data["deleted"].items()):
         out.print(f"{dataset}: deleted {deleted} row(s)")
+
+
+def _print_maintenance(data: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print_json(data)
+        return
+    out.print(
+        f"{data['dataset']}: {data['action']} done at version {data['version']}: "
+        f"{data['files_removed']} file(s) compacted into {data['files_added']}, "
+        f"{data['files_deleted']} deleted; the current version reads {data['files_now']}"
+    )
+
+
+@app.command()
+def optimize(
+    dataset: Annotated[str, typer.Argument(help="Dataset (Delta table) to compact.")],
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Compact a dataset's small files (one per edge batch) into large ones; rows unchanged."""
+    body = {"dataset": dataset, "action": "optimize"}
+    data = call(cloud, token, "POST", "/api/v1/lake/maintenance", json=body)
+    _print_maintenance(data, as_json)
+
+
+@app.command()
+def vacuum(
+    dataset: Annotated[str, typer.Argument(help="Dataset (Delta table) to vacuum.")],
+    retain_hours: Annotated[
+        float,
+        typer.Option(help="Keep files that versions of the last N hours read (time travel)."),
+    ] = 168.0,
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Delete data files no version younger than --retain-hours needs (after optimize)."""
+    body = {"dataset": dataset, "action": "vacuum", "retain_hours": retain_hours}
+    data = call(cloud, token, "POST", "/api/v1/lake/maintenance", json=body)
+    _print_maintenance(data, as_json)

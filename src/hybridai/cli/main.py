@@ -19,7 +19,9 @@ from hybridai.cli import (
     lake,
     login,
     model,
+    model_lifecycle,
     policy,
+    rollout,
     token,
     user,
 )
@@ -33,7 +35,11 @@ app = typer.Typer(
 app.add_typer(cloud.app, name="cloud")
 app.add_typer(edge.app, name="edge")
 app.add_typer(fleet.app, name="fleet")
+model.app.command("bundle")(model_lifecycle.bundle)
+model.app.command("retraining")(model_lifecycle.retraining)
+model.app.command("rows")(model_lifecycle.rows)
 app.add_typer(model.app, name="model")
+app.add_typer(rollout.app, name="rollout")
 app.add_typer(lake.app, name="lake")
 app.add_typer(policy.app, name="policy")
 app.add_typer(compliance.app, name="compliance")

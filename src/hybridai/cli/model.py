@@ -45,6 +45,10 @@ def wait_for_run(cloud: str, token: str | None, run_id: str, timeout_s: float) -
 
 @app.command()
 def train(
+    pipeline: Annotated[
+        Path | None,
+        typer.Argument(help="pipeline.yaml: dataset query, features, label, model, edge, split."),
+    ] = None,
     spec: Annotated[
         Path | None,
         typer.Option(help="Training spec as JSON (model_name, query, features, label, ...)."),
@@ -60,12 +64,27 @@ def train(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Train edge and cloud variants on lake data in the cloud, register, and deploy."""
-    if (spec is None) == (preset is None):
-        raise fail("give exactly one of --spec FILE or --preset predictive-maintenance")
-    if spec is not None:
+    """Train edge and cloud variants on lake data in the cloud, register, and deploy.
+
+    PIPELINE is a YAML file, e.g. (`edge` quantizes the cloud model, or names a smaller family):
+
+    name: pm / dataset: {query: SELECT ...} / features: [a, b] / label: y / group: machine_id /
+    model: {family: mlp} / edge: {quantize: dynamic} / edge_budget: {metric: accuracy,
+    max_drop: 0.01} / split: {test: 0.25, validation: 0.2, seed: 0} / metrics: [accuracy]
+    """
+    if sum(x is not None for x in (pipeline, spec, preset)) != 1:
+        raise fail(
+            "give exactly one of PIPELINE.yaml, --spec FILE.json or --preset predictive-maintenance"
+        )
+    body: dict[str, Any]
+    if pipeline is not None:
+        from hybridai.cli.model_lifecycle import pipeline_body
+
+        body = pipeline_body(pipeline)
+        deploy = deploy and bool(body.get("deploy", True))
+    elif spec is not None:
         try:
-            body: dict[str, Any] = json.loads(spec.read_text())
+            body = json.loads(spec.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise fail(f"cannot read the spec {spec}: {exc}") from None
     elif preset == "predictive-maintenance":
@@ -134,7 +153,9 @@ def list_models(
     for col in ("name", "versions", "deployed"):
         table.add_column(col)
     for m in data:
-        table.add_row(m["name"], ", ".join(m["versions"]), m.get("deployed_version") or "-")
+        stages = m.get("stages") or {}
+        shown = ", ".join(f"{v} ({stages[v]})" if v in stages else v for v in m["versions"])
+        table.add_row(m["name"], shown, m.get("deployed_version") or "-")
     out.print(table)
 
 
@@ -261,3 +282,77 @@ def print_calibration(report: dict[str, Any]) -> None:
         f"deploy it with: hybridai model deploy {report['model']} {report['version']} "
         "--policy cascade"
     )
+
+
+def _stage(name: str, version: str, stage: str, cloud: str, token: str | None) -> None:
+    info = call(
+        cloud,
+        token,
+        "POST",
+        f"/api/v1/models/{name}/versions/{version}/stage",
+        json={"stage": stage},
+    )
+    out.print(f"{name} v{info['version']} is now {info['stage']}")
+
+
+@app.command()
+def promote(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version.")],
+    stage: Annotated[
+        str, typer.Option(help="'staged', or 'production' (deploys it to the whole fleet).")
+    ] = "staged",
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+) -> None:
+    """Move a version to staged, or to production (the previous production is archived)."""
+    if stage not in ("staged", "production"):
+        raise fail(
+            "--stage must be 'staged' or 'production' (to archive: `hybridai model archive`)"
+        )
+    _stage(name, version, stage, cloud, token)
+
+
+@app.command()
+def archive(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    version: Annotated[str, typer.Argument(help="Version.")],
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+) -> None:
+    """Archive a version that runs nowhere any more."""
+    _stage(name, version, "archived", cloud, token)
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "-" if value is None else str(value)
+
+
+@app.command()
+def compare(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    a: Annotated[str, typer.Argument(help="First version.")],
+    b: Annotated[str, typer.Argument(help="Second version.")],
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Two versions side by side: metrics (with B - A), artifact sizes, lineage differences."""
+    data = call(cloud, token, "GET", f"/api/v1/models/{name}/compare", params={"a": a, "b": b})
+    if as_json:
+        print_json(data)
+        return
+    va, vb = data["a"], data["b"]
+    title = f"{name}: v{va} ({data['stages'][va]}) vs v{vb} ({data['stages'][vb]})"
+    table = Table(title=title)
+    for col in ("", f"v{va}", f"v{vb}", "B - A"):
+        table.add_column(col)
+    for row in data["metrics"]:
+        table.add_row(row["key"], _fmt(row["a"]), _fmt(row["b"]), _fmt(row["delta"]))
+    for variant, size in data["sizes"].items():
+        table.add_row(f"size {variant} (bytes)", _fmt(size["a"]), _fmt(size["b"]), "")
+    for row in data["lineage"]:
+        table.add_row(f"lineage {row['key']}", _fmt(row["a"]), _fmt(row["b"]), "")
+    out.print(table)

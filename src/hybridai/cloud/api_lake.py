@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from hybridai.cloud.auth import cloud_of, require
-from hybridai.cloud.lake import LakeQueryError
+from hybridai.cloud.lake import DEFAULT_VACUUM_HOURS, LakeQueryError
 from hybridai.protocol.errors import ApiError, ErrorCode
 
 router = APIRouter(prefix="/api/v1/lake", tags=["lake"])
@@ -59,3 +59,46 @@ async def tables(request: Request) -> dict[str, int]:
     """Current Delta table version per dataset."""
     require(request, "read")
     return await run_in_threadpool(cloud_of(request).lake.versions)
+
+
+class MaintenanceRequest(BaseModel):
+    dataset: str
+    action: Literal["optimize", "vacuum"]
+    retain_hours: float = Field(
+        default=DEFAULT_VACUUM_HOURS,
+        ge=0,
+        description="vacuum: keep the files of versions younger than this (time travel window).",
+    )
+
+
+class MaintenanceResult(BaseModel):
+    dataset: str
+    action: str
+    version: int
+    files_added: int = 0
+    files_removed: int = 0
+    files_deleted: int = 0
+    files_now: int
+
+
+def _maintain(request: Request, body: MaintenanceRequest) -> MaintenanceResult:
+    lake = cloud_of(request).lake
+    try:
+        if body.action == "optimize":
+            done = lake.optimize(body.dataset)
+        else:
+            done = lake.vacuum(body.dataset, body.retain_hours)
+        files_now = lake.files(body.dataset)
+    except LookupError as exc:
+        message = f"{exc.args[0]}: see `hybridai lake tables`"
+        raise ApiError(404, ErrorCode.NOT_FOUND, message) from None
+    except ValueError as exc:
+        raise ApiError(400, ErrorCode.INVALID_INPUT, str(exc)) from None
+    return MaintenanceResult(dataset=body.dataset, action=body.action, files_now=files_now, **done)
+
+
+@router.post("/maintenance")
+async def maintenance(body: MaintenanceRequest, request: Request) -> MaintenanceResult:
+    """Compact a dataset's small files (optimize) or delete files past retention (vacuum)."""
+    await run_in_threadpool(require, request, "operate")
+    return await run_in_threadpool(_maintain, request, body)

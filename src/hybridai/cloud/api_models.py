@@ -8,12 +8,13 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response, UploadFile
 
-from hybridai.cloud import calibration, registry
+from hybridai.cloud import calibration, registry, stages
 from hybridai.cloud.auth import cloud_of, principal, require
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import Variant
 from hybridai.protocol.placement import CalibrationReport, CalibrationRequest
 from hybridai.protocol.registry import Deployment, ModelSummary, ModelVersionInfo
+from hybridai.protocol.stages import StageChange, VersionComparison
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
 
@@ -114,3 +115,19 @@ def calibrate(
     ctx = cloud_of(request)
     with ctx.session() as session:
         return calibration.calibrate(session, ctx.blobs, ctx.lake, name, version, body)
+
+
+@router.post("/models/{name}/versions/{version}/stage")
+def change_stage(name: str, version: str, body: StageChange, request: Request) -> ModelVersionInfo:
+    """Stage a version (train), or make it production / archive it (operate)."""
+    who = require(request, "train" if body.stage == "staged" else "operate")
+    with cloud_of(request).session() as session:
+        stages.change_stage(session, name, version, body, who.name, time.time())
+        return registry.get_version(session, name, version)
+
+
+@router.get("/models/{name}/compare")
+def compare_versions(name: str, a: str, b: str, request: Request) -> VersionComparison:
+    require(request, "read")
+    with cloud_of(request).session() as session:
+        return stages.compare(session, name, a, b)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -14,8 +16,10 @@ from hybridai.cloud import (
     api_compliance,
     api_fleet,
     api_lake,
+    api_lifecycle,
     api_models,
     api_policies,
+    api_rollouts,
     api_sync,
     api_training,
     api_users,
@@ -25,6 +29,8 @@ from hybridai.cloud.auth import principal, require_user_or_device
 from hybridai.cloud.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.inference import CloudBackend
+from hybridai.cloud.retraining import retraining_ticker
+from hybridai.cloud.rollout_ticker import rollout_ticker
 from hybridai.cloud.settings import CloudSettings
 from hybridai.serving.errors import install_error_handlers
 from hybridai.serving.v2_routes import v2_router
@@ -69,7 +75,13 @@ def _v2_access(request: Request) -> None:
 def create_app(cloud: Cloud) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        ticker = asyncio.create_task(rollout_ticker(cloud))  # advances active rollouts
+        retrainer = asyncio.create_task(retraining_ticker(cloud))  # retrains on drift
         yield
+        for task in (ticker, retrainer):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         cloud.close()
 
     app = FastAPI(
@@ -91,5 +103,7 @@ def create_app(cloud: Cloud) -> FastAPI:
     app.include_router(api_certificates.router)  # device certificate renewal, revocation
     app.include_router(api_users.router)  # login, users, MFA, API tokens
     app.include_router(api_audit.router)
+    app.include_router(api_rollouts.router)
+    app.include_router(api_lifecycle.router)  # retraining policies, bundles, training rows
     app.include_router(v2_router(CloudBackend(cloud)), dependencies=[Depends(_v2_access)])
     return app

@@ -26,6 +26,7 @@ from hybridai.protocol.sync import DATE, DEVICE_ID, RECORD_ID, SITE, TIMESTAMP
 DATASET_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 REQUIRED_COLUMNS: tuple[str, ...] = (RECORD_ID, DEVICE_ID, SITE, TIMESTAMP, DATE)
 PARTITION_COLUMNS: list[str] = [SITE, DATE]
+DEFAULT_VACUUM_HOURS = 168.0  # Delta's own default: a week of time travel
 
 
 class LakeQueryError(ValueError):
@@ -164,6 +165,56 @@ class Lake:
             if deleted:
                 table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
             return deleted
+
+    # -- maintenance (``hybridai lake optimize`` / ``vacuum``) --------------------------------
+
+    def optimize(self, dataset: str) -> dict[str, int]:
+        """Compact the dataset's small files (one per edge batch) into few large ones.
+
+        One commit that rewrites files, not rows: counts, values and device transactions are
+        unchanged, and earlier versions still read their old files until ``vacuum`` removes
+        them. Returns the new version and the files added and removed.
+        """
+        _check_dataset(dataset)
+        with self._lock(dataset):
+            table = self._require(dataset)
+            metrics = table.optimize.compact()
+            return {
+                "version": table.version(),
+                "files_added": int(metrics.get("numFilesAdded", 0) or 0),
+                "files_removed": int(metrics.get("numFilesRemoved", 0) or 0),
+            }
+
+    def vacuum(self, dataset: str, retention_hours: float = DEFAULT_VACUUM_HOURS) -> dict[str, int]:
+        """Delete data files that no version of the last ``retention_hours`` still needs.
+
+        Time travel keeps working for versions younger than the retention; older versions
+        whose files are gone can no longer be read (lineage naming them says so on read).
+        Returns the current version and the number of files deleted.
+        """
+        _check_dataset(dataset)
+        if not isinstance(retention_hours, int | float) or not 0 <= retention_hours < 1e6:
+            raise ValueError(
+                f"retention_hours must be a number of hours >= 0, got {retention_hours!r}"
+            )
+        with self._lock(dataset):
+            table = self._require(dataset)
+            deleted = table.vacuum(
+                retention_hours=int(retention_hours),
+                dry_run=False,
+                enforce_retention_duration=False,
+            )
+            return {"version": table.version(), "files_deleted": len(deleted)}
+
+    def files(self, dataset: str) -> int:
+        """Data files the dataset's current version reads."""
+        return len(self._require(dataset).file_uris())
+
+    def _require(self, dataset: str) -> DeltaTable:
+        table = self._open(dataset)
+        if table is None:
+            raise LookupError(f"dataset {dataset!r} does not exist in the lake")
+        return table
 
     # -- reads ------------------------------------------------------------------------------
 

@@ -35,6 +35,7 @@ from hybridai.protocol.registry import (
 from hybridai.storage.blobs import BlobStore
 from hybridai.storage.tables import (
     DeploymentRow,
+    DeviceModelPinRow,
     DeviceRow,
     ModelArtifactRow,
     ModelRow,
@@ -284,16 +285,20 @@ def _version_row(session: Session, name: str, version: str | int) -> ModelVersio
 
 
 def list_models(session: Session) -> list[ModelSummary]:
-    versions: dict[str, list[str]] = {
-        name: [] for name in session.scalars(select(ModelRow.name).order_by(ModelRow.name))
+    versions: dict[str, dict[str, str]] = {
+        name: {} for name in session.scalars(select(ModelRow.name).order_by(ModelRow.name))
     }
-    for name, version in session.execute(
-        select(ModelVersionRow.name, ModelVersionRow.version).order_by(ModelVersionRow.version)
+    for name, version, stage in session.execute(
+        select(ModelVersionRow.name, ModelVersionRow.version, ModelVersionRow.stage).order_by(
+            ModelVersionRow.version
+        )
     ):
-        versions[name].append(str(version))
+        versions[name][str(version)] = stage
     deployed = {row.name: str(row.version) for row in session.scalars(select(DeploymentRow))}
     return [
-        ModelSummary(name=name, versions=found, deployed_version=deployed.get(name))
+        ModelSummary(
+            name=name, versions=list(found), deployed_version=deployed.get(name), stages=found
+        )
         for name, found in versions.items()
     ]
 
@@ -444,6 +449,13 @@ def _can_run(device: DeviceRow | None, policy: dict[str, Any] | None) -> bool:
     return float(capabilities.get("memory_mb", 0)) >= needs.min_memory_mb
 
 
+def reference_of(session: Session, name: str, version: int) -> dict[str, Any] | None:
+    """The training-data histograms a version ships to edges for drift (None: none recorded)."""
+    row = session.get(ModelVersionRow, (name, version))
+    reference = (row.lineage or {}).get("reference") if row is not None else None
+    return reference if isinstance(reference, dict) else None
+
+
 def desired_state(
     session: Session,
     device_id: str,
@@ -453,7 +465,8 @@ def desired_state(
 ) -> DesiredState:
     """Compute what ``device_id`` should run: deployed models, signing key and data policies.
 
-    Every deployed model is assigned, edge variant preferred, with its placement policy, except
+    Every deployed model is assigned, edge variant preferred, with its placement policy (at
+    the version a rollout pinned for this device, if any, else the deployment's), except
     to a device whose capabilities do not meet the policy's needs (its router hands such
     requests to a site peer or the cloud); the data policies are what the edge applies before
     a batch leaves the site.
@@ -463,6 +476,12 @@ def desired_state(
     """
     models: list[ModelAssignment] = []
     device = session.get(DeviceRow, device_id)
+    pins = {  # per-device versions a rollout set; they override the fleet's deployment
+        pin.name: pin.version
+        for pin in session.scalars(
+            select(DeviceModelPinRow).where(DeviceModelPinRow.device_id == device_id)
+        )
+    }
     for deployment in session.scalars(select(DeploymentRow).order_by(DeploymentRow.name)):
         if not _can_run(device, deployment.policy):
             continue
@@ -471,7 +490,7 @@ def desired_state(
             for art in session.scalars(
                 select(ModelArtifactRow).where(
                     ModelArtifactRow.name == deployment.name,
-                    ModelArtifactRow.version == deployment.version,
+                    ModelArtifactRow.version == pins.get(deployment.name, deployment.version),
                 )
             )
         }
@@ -491,6 +510,7 @@ def desired_state(
                     ),
                     "signature": artifact.signature,
                     "policy": deployment.policy,
+                    "reference": reference_of(session, artifact.name, artifact.version),
                 }
             )
         )

@@ -39,6 +39,15 @@ class CloudSettings(BaseSettings):
     heartbeat_interval_s: float = Field(
         default=5.0, gt=0, description="How often edges report status (sent to edges)."
     )
+    rollout_tick_s: float = Field(
+        default=2.0, gt=0, description="How often the cloud advances active rollouts."
+    )
+    retraining_tick_s: float = Field(
+        default=10.0,
+        gt=0,
+        description="How often the cloud checks edge drift reports against each model's "
+        "retraining policy.",
+    )
     device_cert_lifetime_s: float = Field(
         default=86400.0,
         ge=60,

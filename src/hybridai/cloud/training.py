@@ -13,7 +13,7 @@ Lineage records the table versions the query read, so the exact rows can be read
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -33,12 +33,15 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
+from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.class_weight import compute_sample_weight
 
+from hybridai.cloud import edge_variants
 from hybridai.cloud.lake import Lake, LakeQueryError
+from hybridai.cloud.lineage import code_version, reference
 from hybridai.protocol.registry import TrainingSpec
 
 MIN_ROWS = 50
@@ -58,15 +61,27 @@ class TrainingError(ValueError):
 
 @dataclass(frozen=True)
 class TrainingResult:
-    """ONNX bytes per variant ("edge", "cloud"), their ONNX-measured metrics, and lineage."""
+    """ONNX bytes per variant ("edge", "cloud"), their ONNX-measured metrics, lineage."""
 
     artifacts: dict[str, bytes]
     metrics: dict[str, dict[str, float]]
     lineage: dict[str, Any]
+    # The edge variant against the cloud one: size, in-process p50 latency, quality (timed,
+    # so kept apart from the reproducible metrics above).
+    edge_variant: dict[str, Any] = field(default_factory=dict)
 
 
-def _model(family: str, seed: int) -> ClassifierMixin:
+def _model(family: str, seed: int, params: dict[str, Any] | None = None) -> ClassifierMixin:
     """Build a fresh estimator, weighting class imbalance wherever it is supported."""
+    params = dict(params or {})
+    if family == "mlp":  # standardised inside the graph unless params say scale: false
+        scale = bool(params.pop("scale", True))
+        params.setdefault("hidden_layer_sizes", (64, 32))
+        params.setdefault("max_iter", 500)
+        mlp = MLPClassifier(random_state=seed, **params)
+        return Pipeline([("scale", StandardScaler()), ("model", mlp)]) if scale else mlp
+    if params:
+        raise TrainingError(f"family {family!r} takes no params (got {sorted(params)})")
     if family == "logistic":
         return Pipeline(
             [
@@ -238,6 +253,35 @@ def split_rows(table: pa.Table, spec: TrainingSpec) -> Splits:
     return Splits(x, y, train_idx, validation_idx, test_idx, split, validation_split, dropped)
 
 
+def _fit_export(
+    family: str, params: dict[str, Any], seed: int, x: Array, y: Array
+) -> tuple[bytes, Any, dict[str, Any]]:
+    """Fit ``family`` and export it: ONNX bytes, its in-framework predict_proba, params used."""
+    if family == "mlp-torch":
+        try:
+            from hybridai.cloud import torch_models
+        except ImportError as error:  # pragma: no cover - the module itself imports no torch
+            raise TrainingError(str(error)) from error
+        try:
+            return torch_models.fit_export(x, y, params, seed, INPUT_NAME, TARGET_OPSET[""])
+        except ImportError as error:
+            raise TrainingError(str(error)) from error
+    model = _model(family, seed, params)
+    _fit(model, x, y)
+    return _to_onnx(model, x.shape[1]), model.predict_proba, {"family": family, **params}
+
+
+def _reported(metrics: dict[str, float], wanted: list[str]) -> dict[str, float]:
+    """Keep the named quality metrics (all when none are named) and the size/latency ones."""
+    quality = {"accuracy", "f1", "roc_auc", "precision", "recall"}
+    unknown = sorted(set(wanted) - quality)
+    if unknown:
+        raise TrainingError(
+            f"unknown metric(s) {', '.join(unknown)}: choose from {', '.join(sorted(quality))}"
+        )
+    return {k: v for k, v in metrics.items() if not wanted or k not in quality or k in wanted}
+
+
 def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
     """Train the edge and cloud variants of ``spec`` on the lake as it is now."""
     versions = lake.versions()
@@ -247,18 +291,53 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
 
     artifacts: dict[str, bytes] = {}
     metrics: dict[str, dict[str, float]] = {}
-    for variant, family in (("edge", spec.edge_family), ("cloud", spec.cloud_family)):
-        model = _model(family, spec.seed)
-        _fit(model, x[train_idx], y[train_idx])
-        artifact = _to_onnx(model, x.shape[1])
+    used: dict[str, dict[str, Any]] = {}
+    plan = [("cloud", spec.cloud_family)]
+    if spec.edge_variant == "family":
+        plan.append(("edge", spec.edge_family))
+    for variant, family in plan:
+        artifact, predict_proba, used[variant] = _fit_export(
+            family, spec.params.get(variant, {}), spec.seed, x[train_idx], y[train_idx]
+        )
         label, probabilities = run_onnx(artifact, x_test)
-        diff = float(np.max(np.abs(probabilities - model.predict_proba(x_test))))
+        diff = float(np.max(np.abs(probabilities - predict_proba(x_test))))
         if diff >= MAX_PROBABILITY_DIFF:
             raise TrainingError(
-                f"the {variant} ONNX export disagrees with scikit-learn by {diff:.2e}"
+                f"the {variant} ONNX export disagrees with the trained model by {diff:.2e}"
             )
         artifacts[variant] = artifact
         metrics[variant] = _metrics(y_test, label, probabilities[:, 1], len(artifact))
+    how = f"family {spec.edge_family}"
+    if spec.edge_variant != "family":
+        how = f"{spec.edge_variant} int8 quantization of the cloud model"
+        try:
+            artifacts["edge"] = edge_variants.quantize(
+                artifacts["cloud"], spec.edge_variant, INPUT_NAME, x[train_idx]
+            )
+        except edge_variants.EdgeVariantError as error:
+            raise TrainingError(str(error)) from error
+        label, probabilities = run_onnx(artifacts["edge"], x_test)
+        metrics["edge"] = _metrics(y_test, label, probabilities[:, 1], len(artifacts["edge"]))
+        used["edge"] = {"quantization": spec.edge_variant}
+    try:
+        delta = edge_variants.check_budget(spec.edge_budget, metrics["edge"], metrics["cloud"], how)
+    except edge_variants.EdgeVariantError as error:
+        raise TrainingError(str(error)) from error
+    latency = {
+        v: edge_variants.latency_p50_ms(artifacts[v], INPUT_NAME, x_test[0]) for v in artifacts
+    }
+    report = {
+        "how": how,
+        "metric": spec.edge_budget.metric if spec.edge_budget else "accuracy",
+        "max_drop": None if spec.edge_budget is None else spec.edge_budget.max_drop,
+        "quality_delta": delta,
+        "size_ratio": len(artifacts["edge"]) / len(artifacts["cloud"]),
+        "latency_ratio": latency["edge"] / latency["cloud"],
+        "edge_latency_p50_ms": latency["edge"],
+        "cloud_latency_p50_ms": latency["cloud"],
+    }
+    metrics = {v: _reported(metrics[v], spec.metrics) for v in ("edge", "cloud")}
+    _, served_confidence = run_onnx(artifacts["edge"], x[train_idx])
 
     lineage: dict[str, Any] = {
         "query": spec.query,
@@ -274,6 +353,10 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
         "validation_split": splits.validation_split,
         "validation_sha256": splits.validation_digest(),
         "families": {"edge": spec.edge_family, "cloud": spec.cloud_family},
+        "edge_variant": {"kind": spec.edge_variant, "how": how},
+        "params": used,
+        "code_version": code_version(),
+        "reference": reference(spec.features, x[train_idx], served_confidence.max(axis=1)),
         "onnx": {
             "input": INPUT_NAME,
             "outputs": list(OUTPUT_NAMES),
@@ -283,4 +366,4 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
         "sklearn_version": sklearn.__version__,
         "spec": spec.model_dump(),
     }
-    return TrainingResult(artifacts=artifacts, metrics=metrics, lineage=lineage)
+    return TrainingResult(artifacts, metrics, lineage, report)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 from sqlalchemy.orm import Session
 
@@ -78,7 +79,7 @@ def execute(cloud: Cloud, run_id: str, spec: TrainingSpec, actor: str) -> None:
                 cloud.blobs,
                 spec.model_name,
                 result.artifacts,
-                result.metrics,
+                {**result.metrics, "edge_variant": result.edge_variant},
                 {**result.lineage, "run_id": run_id},
                 actor,
                 time.time(),
@@ -86,7 +87,8 @@ def execute(cloud: Cloud, run_id: str, spec: TrainingSpec, actor: str) -> None:
             )
             if spec.deploy:
                 registry.set_deployment(session, spec.model_name, info.version, actor, time.time())
-        status, version, metrics, error = "succeeded", int(info.version), result.metrics, None
+        status, version, error = "succeeded", int(info.version), None
+        metrics: dict[str, Any] = {**result.metrics, "edge_variant": result.edge_variant}
     except Exception as exc:  # a failed run is recorded, never raised into the worker
         log.exception("training run %s failed", run_id)
         status, version, metrics, error = "failed", None, {}, f"{type(exc).__name__}: {exc}"

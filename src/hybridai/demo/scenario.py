@@ -20,8 +20,13 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from hybridai.demo.fleet import FleetError, LocalFleet, wait_for
-from hybridai.demo.simulator import labelled_holdout, pm_training_spec
+from hybridai.demo.simulator import HORIZON_S, labelled_holdout, pm_training_spec
 from hybridai.demo.traffic import Traffic
+
+LABELLED_FAILURES = (  # failures whose machine's telemetry in the lake labels the run-up
+    "SELECT count(*) FROM failures f WHERE f.ts + "
+    f"{HORIZON_S!r} <= (SELECT max(t.ts) FROM telemetry t WHERE t.machine_id = f.machine_id)"
+)
 
 EDGES = (
     ("edge-1", "plant-a", "edge-server"),
@@ -77,8 +82,27 @@ class Scenario:
         self.traffic.start()
         return self.traffic
 
-    def train(self) -> dict[str, Any]:
-        return self.fleet.train(pm_training_spec(MODEL, seed=self.options.seed).model_dump())
+    def train(self, deploy: bool = True) -> dict[str, Any]:
+        spec = pm_training_spec(MODEL, seed=self.options.seed).model_dump()
+        return self.fleet.train({**spec, "deploy": deploy})
+
+    def canary_rollout(self, version: str, on_step: Callable[[str], None]) -> dict[str, Any]:
+        """Roll ``version`` out as an operator would: one canary edge, then one edge per step."""
+        body = {"model": MODEL, "version": version, "canary_share": 0.34, "step_share": 0.33}
+        rollout: dict[str, Any] = self.fleet.call(
+            "POST", "/api/v1/rollouts", json={**body, "soak_s": 2, "device_timeout_s": 60}
+        )
+        path, deadline, shown = f"/api/v1/rollouts/{rollout['rollout_id']}", time.time() + 180, ""
+        while rollout["status"] not in ("succeeded", "aborted") and time.time() < deadline:
+            line = f"step {rollout['step']}: {len(rollout['updated'])}/{len(rollout['devices'])}"
+            if line != shown:
+                on_step(f"{line} edges on v{version}")
+                shown = line
+            time.sleep(0.25)
+            rollout = self.fleet.call("GET", path)
+        if rollout["status"] != "succeeded":
+            raise FleetError(f"the rollout of v{version} {rollout['status']}: {rollout['reason']}")
+        return rollout
 
     def wait_rollout(self, version: str) -> None:
         wait_for(
@@ -178,9 +202,9 @@ class Scenario:
             phase("sensors streaming; edges buffering and syncing")
             traffic = self.start_traffic()
             hold(warmup_s)
-            wait_for(
+            wait_for(  # failures sync first (high priority): wait for the telemetry after them
                 "failures in the lake to learn from",
-                lambda: self.fleet.lake_count("SELECT count(*) FROM failures") >= 3,
+                lambda: self.fleet.lake_count(LABELLED_FAILURES) >= 3,
                 60,
             )
             phase("cloud training v1 on lake data")
@@ -194,8 +218,11 @@ class Scenario:
             phase("uplink restored; edge-3 drains its backlog")
             hold(max(serve_s * 0.7 - outage_s, 2.0))
             phase("cloud retraining v2 on more data")
-            v2 = self.train()
-            phase(f"rolling out v{v2['version']}")
+            v2 = self.train(deploy=False)
+            phase(f"canary rollout of v{v2['version']}")
+            rollout = self.canary_rollout(
+                v2["version"], lambda line: progress.update(task, description=f"rollout {line}")
+            )
             self.wait_rollout(v2["version"])
             hold(tail_s)
             phase("draining every backlog")
@@ -205,7 +232,19 @@ class Scenario:
             totals = self.lake_totals()
             quality = {"v1": self.quality(v1["version"]), "v2": self.quality(v2["version"])}
             statuses = {dev: self.fleet.edge_status(dev) for dev in self.fleet.edges}
-        return self._summary(traffic, totals, statuses, outage, v1, v2, quality, started)
+        summary = self._summary(traffic, totals, statuses, outage, v1, v2, quality, started)
+        summary["rollout"] = {
+            "status": rollout["status"],
+            "steps": [
+                {
+                    "step": step["number"],
+                    "devices": step["devices"],
+                    "at_s": round(step["started_at"] - rollout["created_at"], 1),
+                }
+                for step in rollout["steps"]
+            ],
+        }
+        return summary
 
     def _summary(
         self,

@@ -47,6 +47,17 @@ def _readings(machine: _Machine, rng: np.random.Generator) -> dict[str, float]:
     return {name: round(float(v), 4) for name, v in zip(FEATURES, values, strict=True)}
 
 
+def _shifted(readings: dict[str, float], factor: float) -> dict[str, float]:
+    if not factor:
+        return readings
+    return {
+        **readings,
+        "vibration": round(readings["vibration"] * (1 + factor), 4),
+        "temperature": round(readings["temperature"] + 10 * factor, 4),
+        "rpm": round(readings["rpm"] - 50 * factor, 4),
+    }
+
+
 class Plant:
     """A set of machines stepped tick by tick; all randomness comes from ``seed``."""
 
@@ -64,6 +75,16 @@ class Plant:
         self._start_ts = start_ts
         self._ticks = 0
         self._machines = [self._new_machine(machine_id) for machine_id in machine_ids]
+        self._drift = 0.0
+
+    def drift(self, factor: float) -> None:
+        """Shift the sensors from now on (recalibrated, aged or swapped): 0 is no drift.
+
+        Vibration reads ``1 + factor`` times higher, temperature ``10 * factor`` degrees hotter
+        and rpm ``50 * factor`` lower; wear and failures are unchanged, so a model trained
+        before the shift sees inputs unlike its training data for the same machine states.
+        """
+        self._drift = float(factor)
 
     def _new_machine(self, machine_id: str) -> _Machine:
         rng = self._rng
@@ -98,7 +119,7 @@ class Plant:
                 failures.append({"ts": ts, "machine_id": machine.machine_id, "kind": "failure"})
                 machine.wear = float(self._rng.uniform(0.0, 0.05))
             record: dict[str, Any] = {"ts": ts, "machine_id": machine.machine_id}
-            record.update(_readings(machine, self._rng))
+            record.update(_shifted(_readings(machine, self._rng), self._drift))
             telemetry.append(record)
         self._ticks += 1
         return telemetry, failures

@@ -15,22 +15,31 @@ import platform
 import random
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 from hybridai import __version__
+from hybridai.edge.bundle import start_from_bundle
 from hybridai.edge.cloud_client import CloudClient, CloudUnavailable
 from hybridai.edge.data_policy import EdgeDataPolicy, store_key, trusted_key
+from hybridai.edge.dataplane import DataPlane
+from hybridai.edge.drift import DriftMonitor
 from hybridai.edge.hard_examples import STREAM as HARD_EXAMPLES
 from hybridai.edge.identity import DeviceIdentity
+from hybridai.edge.ingest import Ingest
 from hybridai.edge.placement_state import PlacementState
 from hybridai.edge.reconciler import Reconciler
 from hybridai.edge.router import CloudLink, EdgeBackend
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store import EdgeStore
+from hybridai.edge.store_metrics import StoreCollector
 from hybridai.edge.sync import SyncError, Uploader
 from hybridai.link.retry import Backoff
 from hybridai.protocol.errors import ApiError, ErrorCode
-from hybridai.protocol.fleet import Capabilities, EnrollRequest, StatusReport
+from hybridai.protocol.fleet import Capabilities, EnrollRequest, StatusReport, StoreStats
 from hybridai.serving.repository import ModelRepository
+
+if TYPE_CHECKING:
+    from hybridai.edge.mqtt import MqttIngest
 
 log = logging.getLogger(__name__)
 SITE = "site"
@@ -60,6 +69,12 @@ class EdgeAgent:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         self.device_id = settings.device_id
         self.store = EdgeStore(settings.data_dir / "store.db", key=store_key(settings))
+        self.ingest = Ingest(self.store, settings.stream_schemas)  # HTTP, SDK and MQTT ingest
+        self.mqtt: MqttIngest | None = None
+        if settings.mqtt_url:
+            from hybridai.edge.mqtt import MqttIngest
+
+            self.mqtt = MqttIngest(settings, self.ingest)
         self.repository = ModelRepository()
         self.site = self.store.get_meta(SITE)
         self.identity = DeviceIdentity(settings.data_dir, self.device_id, settings.ca_file)
@@ -94,6 +109,12 @@ class EdgeAgent:
             trust=trusted_key(settings),
         )
         self.data_policy = EdgeDataPolicy(settings, self.store, self.reconciler)
+        self.dataplane = DataPlane(settings, self.store, lambda: self.reconciler.settings)
+        self.backend.metrics.registry.register(StoreCollector(self._store_stats))
+        self.drift = DriftMonitor(
+            lambda: self.reconciler.desired.models if self.reconciler.desired else []
+        )
+        self.backend.on_served = self.drift.observe
         self.uploader: Uploader | None = None
         self.started = time.time()
         self.enrolled = asyncio.Event()
@@ -107,6 +128,10 @@ class EdgeAgent:
 
     async def start(self) -> None:
         await self.reconciler.restore()
+        if self.settings.bundle_file is not None and not self.reconciler.has_desired:
+            await start_from_bundle(self.reconciler, self.settings.bundle_file)
+        if self.mqtt is not None:
+            self.mqtt.start()
         if self.identity.valid(time.time()) and self.site:
             self._on_enrolled()
         self._tasks = [
@@ -123,6 +148,8 @@ class EdgeAgent:
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.mqtt is not None:
+            await asyncio.to_thread(self.mqtt.stop)
         await self.backend.aclose()
         await self.cloud.aclose()
         self.store.close()
@@ -138,6 +165,8 @@ class EdgeAgent:
             backoff=self._backoff,
             policies=self.data_policy.policies,
             site_key=self.data_policy.site_key,
+            bandwidth=lambda: self.dataplane.bandwidth,
+            window=lambda: self.dataplane.window,
         )
         self.enrolled.set()
 
@@ -227,6 +256,8 @@ class EdgeAgent:
             self.link.success()
             if desired is not None:
                 await self.reconciler.apply(desired)
+                if self.dataplane.apply():
+                    await asyncio.to_thread(self.store.enforce_quota)
             return 0.0
 
         await self._loop("desired-state", step)
@@ -256,13 +287,22 @@ class EdgeAgent:
 
     async def _retention_step(self) -> float:
         await self.data_policy.expire_step()
+        await asyncio.to_thread(self.store.enforce_quota)
         return self.settings.retention_interval_s
 
     # -- views ----------------------------------------------------------------------------
 
     async def _keep_hard_example(self, record: dict[str, object]) -> None:
         """Store an escalated request durably; it syncs to the lake like any stream."""
+        self.drift.hard_example(str(record.get("model")), str(record.get("edge_version")))
         await asyncio.to_thread(self.store.append, HARD_EXAMPLES, [record])
+
+    def _store_stats(self) -> StoreStats:
+        stats = self.data_policy.stats()
+        bytes_per_s, records_per_s = self.uploader.throughput if self.uploader else (0.0, 0.0)
+        return stats.model_copy(
+            update={"sync_bytes_per_s": bytes_per_s, "sync_records_per_s": records_per_s}
+        )
 
     def status(self) -> StatusReport:
         estimates = self.backend.state.estimates()
@@ -274,11 +314,13 @@ class EdgeAgent:
             agent_version=__version__,
             uptime_s=time.time() - self.started,
             models=self.reconciler.loaded(),
-            store=self.data_policy.stats(),
+            store=self._store_stats(),
             inference=self.backend.stats.model_copy(),
             cloud_reachable=self.link.reachable(time.time()),
             estimates=estimates,
             advertise_url=advertise,
             inflight=sum(m.inflight for m in self.backend.state.models.values()),
             policies=sorted(self.reconciler.policies),
+            drift=self.drift.report(),
+            model_health=self.backend.health.snapshot(),
         )

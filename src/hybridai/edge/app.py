@@ -5,16 +5,17 @@ from __future__ import annotations
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 from fastapi import FastAPI, Request, Response
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hybridai import __version__
+from hybridai.edge import ingest_formats
 from hybridai.edge.admin import admin_router
 from hybridai.edge.agent import EdgeAgent
-from hybridai.edge.store import InvalidRecord
+from hybridai.edge.schema import SchemaViolation
+from hybridai.edge.store import AppendResult, InvalidRecord
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import StatusReport
 from hybridai.serving.errors import install_error_handlers
@@ -23,14 +24,17 @@ from hybridai.serving.v2_routes import v2_router
 STREAM = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 
 
-class IngestBatch(BaseModel):
-    records: list[dict[str, Any]]
-
-
 class IngestResult(BaseModel):
     stream: str
     accepted: int
     duplicates: int
+
+
+def _decode_and_write(
+    agent: EdgeAgent, stream: str, content_type: str | None, body: bytes
+) -> AppendResult:
+    """Decode a batch body (JSON, MessagePack or Arrow IPC) and store it; off the event loop."""
+    return agent.ingest.write(stream, ingest_formats.decode(content_type, body))
 
 
 def create_app(agent: EdgeAgent) -> FastAPI:
@@ -54,7 +58,12 @@ def create_app(agent: EdgeAgent) -> FastAPI:
 
     @app.post("/api/v1/streams/{stream}/records", tags=["ingest"])
     async def ingest(stream: str, request: Request) -> IngestResult:
-        """Store a batch of records durably; 200 means every accepted record survives a crash."""
+        """Store a batch of records durably; 200 means every accepted record survives a crash.
+
+        The body is JSON, MessagePack (``application/msgpack``) or an Arrow IPC stream
+        (``application/vnd.apache.arrow.stream``), by ``Content-Type``; records must fit the
+        stream's schema, or nothing of the batch is stored.
+        """
         if not STREAM.match(stream):
             raise ApiError(
                 400,
@@ -62,21 +71,25 @@ def create_app(agent: EdgeAgent) -> FastAPI:
                 f"stream name '{stream}' is invalid: use lowercase letters, digits and _, "
                 "starting with a letter",
             )
+        try:  # refuse an unknown format before reading the body
+            ingest_formats.media_type(request.headers.get("content-type"))
+        except ingest_formats.UnsupportedFormat as exc:
+            raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
         body = await request.body()
         try:
-            batch = IngestBatch.model_validate_json(body)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            code = (
-                ErrorCode.MALFORMED_JSON
-                if first["type"] == "json_invalid"
-                else ErrorCode.BAD_REQUEST
+            result = await run_in_threadpool(
+                _decode_and_write, agent, stream, request.headers.get("content-type"), body
             )
+        except ingest_formats.MalformedBody as exc:
+            code = ErrorCode.MALFORMED_JSON if exc.json_invalid else ErrorCode.BAD_REQUEST
+            raise ApiError(400, code, str(exc)) from None
+        except SchemaViolation as exc:
             raise ApiError(
-                400, code, f'send {{"records": [{{...}}, ...]}}: {first["msg"]} at {first["loc"]}'
+                400,
+                ErrorCode.SCHEMA_MISMATCH,
+                f"nothing stored: {exc}; fix the record or the "
+                "stream's schema (HYBRIDAI_EDGE_STREAM_SCHEMAS)",
             ) from None
-        try:
-            result = await run_in_threadpool(agent.store.append, stream, batch.records)
         except InvalidRecord as exc:
             raise ApiError(400, ErrorCode.INVALID_INPUT, f"nothing stored: {exc}") from None
         return IngestResult(stream=stream, accepted=result.accepted, duplicates=result.duplicates)

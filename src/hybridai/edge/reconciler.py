@@ -59,6 +59,14 @@ class Reconciler:
     def _artifact_path(self, a: ModelAssignment) -> Path:
         return self._cache / f"{a.name}-{a.version}-{a.variant}-{a.sha256[:16]}.onnx"
 
+    def cache_artifact(self, a: ModelAssignment, data: bytes) -> None:
+        """Seed the cache (an offline bundle): ``apply`` then loads it without downloading."""
+        if hashlib.sha256(data).hexdigest() != a.sha256:
+            raise ArtifactRefused(f"{a.name} v{a.version}: bundled artifact does not match")
+        tmp = self._artifact_path(a).with_suffix(".tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, self._artifact_path(a))
+
     async def _fetch(self, a: ModelAssignment) -> bytes:
         cached = self._artifact_path(a)
         if cached.exists():
@@ -107,6 +115,11 @@ class Reconciler:
 
     async def _apply_one(self, a: ModelAssignment) -> None:
         if self.repository.current_version(a.name) == a.version:
+            known = self.models.get(a.name)
+            if known is not None and known.error:  # back on it (a rollback): the error is past
+                self.models[a.name] = known.model_copy(
+                    update={"error": None, "failed_version": None}
+                )
             return
         self.models[a.name] = LoadedModel(
             name=a.name, version=a.version, variant=a.variant, state="loading"
@@ -117,7 +130,7 @@ class Reconciler:
             model = await asyncio.to_thread(self._load, a, data)
         except (ArtifactRefused, ModelLoadError) as exc:
             log.error("refusing %s v%s: %s", a.name, a.version, exc)
-            self._mark_failed(a, f"refused: {exc}")
+            self._mark_failed(a, f"refused: {exc}", refused=True)
             return
         except Exception as exc:  # transient (cloud unreachable): reported, then retried
             self._mark_failed(a, f"not loaded yet, retrying: {type(exc).__name__}: {exc}")
@@ -130,7 +143,7 @@ class Reconciler:
         )
         log.info("serving %s v%s (was %s)", a.name, a.version, previous)
 
-    def _mark_failed(self, a: ModelAssignment, error: str) -> None:
+    def _mark_failed(self, a: ModelAssignment, error: str, refused: bool = False) -> None:
         current = self.repository.current_version(a.name)
         self.models[a.name] = LoadedModel(
             name=a.name,
@@ -138,6 +151,7 @@ class Reconciler:
             variant=a.variant,
             state="ready" if current else "failed",
             error=f"v{a.version} {error}",
+            failed_version=a.version if refused else None,
         )
 
     async def apply(self, desired: DesiredState) -> None:

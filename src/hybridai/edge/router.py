@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from hybridai import __version__
 from hybridai.edge.cloud_client import CloudClient, CloudUnavailable
 from hybridai.edge.hard_examples import HardExampleSink, hard_example
+from hybridai.edge.model_health import ModelHealthTracker
 from hybridai.edge.placement_state import CLOUD_ID, CloudLink, PlacementState
 from hybridai.edge.router_metrics import RouterMetrics
 from hybridai.link.transport import async_client
@@ -49,6 +50,7 @@ from hybridai.serving.repository import ModelRepository
 
 __all__ = ["CloudLink", "EdgeBackend"]
 
+ServedHook = Callable[[str, str, InferenceRequest, InferenceResponse], None]
 PEER_PARAM = "hybridai_peer_of"  # set on a request handed to a site peer: it answers locally
 MIN_UPSTREAM_TIMEOUT_S = 0.02
 
@@ -105,7 +107,9 @@ class EdgeBackend:
         self.hard_examples = hard_examples
         self.desired = desired
         self.stats = InferenceStats()
+        self.on_served: ServedHook | None = None
         self.metrics = RouterMetrics()
+        self.health = ModelHealthTracker()  # per version: what rollout health gates read
         self._peers = async_client("http://peer.invalid")
         self._last_cloud_sample = 0.0
         self._probe: asyncio.Task[None] | None = None
@@ -161,6 +165,7 @@ class EdgeBackend:
         self._maybe_probe(now)
         if decision.placement is Placement.NONE or decision.target is None:
             self.stats.requests_failed += 1
+            self.health.failed(name, self.repository.current_version(name))
             raise ApiError(
                 503,
                 ErrorCode.MODEL_NOT_READY,
@@ -180,6 +185,7 @@ class EdgeBackend:
         except _Upstream as exc:
             if decision.fallback_target is None:
                 self.stats.requests_failed += 1
+                self.health.failed(name, self.repository.current_version(name))
                 if exc.answer is not None:
                     raise exc.answer from None
                 raise ApiError(
@@ -238,6 +244,8 @@ class EdgeBackend:
             state.inflight -= 1
         state.edge = state.edge.observe((ended - begun) * 1000, (begun - submitted) * 1000)
         self.stats.requests_edge += 1
+        if self.on_served is not None:  # drift windows (edge/drift.py): an append, no math
+            self.on_served(name, model.version, run, response)
         # The response is ours (just built): annotate it in place rather than copy it.
         response.parameters = {"edge_service_ms": round((ended - begun) * 1000, 3)}
         return response
@@ -350,6 +358,7 @@ class EdgeBackend:
         self.metrics.decided(name, "edge", "handed_over_by_site_peer")
         if not local_ready:
             self.stats.requests_failed += 1
+            self.health.failed(name, self.repository.current_version(name))
             raise ApiError(
                 503, ErrorCode.MODEL_NOT_READY, f"'{name}' is not loaded on {self.device_id}"
             )
@@ -436,6 +445,13 @@ class EdgeBackend:
         if degraded:
             self.stats.degraded += 1
         self.metrics.answered(response.model_name, where, degraded, elapsed_ms / 1000.0)
+        self.health.answered(
+            response.model_name,
+            response.model_version or "?",
+            elapsed_ms,
+            escalated=bool(extra.get("escalated")),
+            confidence=extra.get("confidence"),
+        )
         parameters = dict(response.parameters or {})
         parameters.pop(PEER_PARAM, None)
         parameters.update(

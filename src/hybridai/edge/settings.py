@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hybridai.edge.schema import StreamSchema
 from hybridai.protocol.fleet import DeviceKind
 
 
@@ -106,6 +107,75 @@ class EdgeSettings(BaseSettings):
         default=None,
         description="The store encryption key itself (64 hex digits), if not from a file.",
     )
+    bundle_file: Path | None = Field(
+        default=None,
+        description="A model bundle (`hybridai model bundle`) to serve from at first boot, "
+        "before the cloud is reachable; ignored once the device holds a desired state.",
+    )
     retention_interval_s: float = Field(
         default=60.0, gt=0, description="How often the edge applies its data retention periods."
+    )
+    stream_priorities: dict[str, str] = Field(
+        default={},
+        description="Sync priority class per stream (high, normal, low), JSON, over the "
+        "defaults: alerts, failures, hard_examples high; telemetry low; others normal. High "
+        "syncs first and is never evicted unsynced; the desired state's settings may override.",
+    )
+    stream_compression: dict[str, dict[str, object]] = Field(
+        default={},
+        description='Compression of slow numeric signals per stream, JSON, e.g. {"telemetry": '
+        '{"method": "swinging_door", "fields": {"temperature": 0.5}, "key": '
+        '["machine"]}} (method deadband or swinging_door; absolute tolerance per field).',
+    )
+    store_quota_bytes: int | None = Field(
+        default=None,
+        ge=1,
+        description="Disk quota of the local store's records, bytes; over it the lowest-priority "
+        "synced data is evicted first, then unsynced low/normal data (counted, reported).",
+    )
+    batch_max_bytes: int = Field(
+        default=4_000_000, ge=1, description="Most payload bytes per sync batch."
+    )
+    batch_max_wait_s: float = Field(
+        default=1.0,
+        ge=0,
+        description="Longest a normal/low-priority batch waits to fill before it is sent "
+        "anyway; high-priority streams never wait.",
+    )
+    sync_bandwidth_bytes_per_s: float | None = Field(
+        default=None,
+        gt=0,
+        description="Cap on the sync upload rate (token bucket), bytes/s; unset: no cap.",
+    )
+    sync_window: str | None = Field(
+        default=None,
+        description="Local times of day bulk sync may run, e.g. 22:00-06:00 (comma-separate "
+        "several); outside them only high-priority streams sync. Unset: any time.",
+    )
+    stream_schemas: dict[str, StreamSchema] = Field(
+        default={},
+        description='Declared record schemas per stream, JSON, e.g. {"telemetry": {"fields": '
+        '{"machine": "string", "temperature": "number"}, "required": ["machine"], '
+        '"closed": true}}; a stream not named here is held to the schema of its first batch.',
+    )
+    mqtt_url: str | None = Field(
+        default=None,
+        description="MQTT broker to ingest from, mqtt://HOST:PORT or mqtts://HOST:PORT (TLS); "
+        "unset: no MQTT ingest.",
+    )
+    mqtt_topics: dict[str, str] = Field(
+        default={},
+        description='Topic filter -> stream, JSON, e.g. {"plant/+/telemetry": "telemetry"} '
+        "(MQTT wildcards + and # allowed); subscribed with QoS 1.",
+    )
+    mqtt_client_id: str | None = Field(
+        default=None,
+        description="MQTT client id, stable across restarts so the broker keeps the session and "
+        "redelivers unacknowledged messages; default hybridai-DEVICE_ID.",
+    )
+    mqtt_username: str | None = Field(default=None, description="MQTT user name, if any.")
+    mqtt_password: SecretStr | None = Field(default=None, description="MQTT password, if any.")
+    mqtt_ca_file: Path | None = Field(
+        default=None,
+        description="CA that signs the broker's certificate for mqtts:// (default: the system's).",
     )

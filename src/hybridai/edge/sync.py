@@ -8,6 +8,10 @@ The sink hides the transport (HTTP client, simulator, test double).
 Data policies are applied here, on the way out: a batch is redacted (restricted fields dropped,
 personal ones pseudonymised or dropped) just before it is encoded, while the store keeps the
 original; a dataset restricted as a whole is never batched at all.
+
+Two gates thin links need: a bandwidth cap (a token bucket in bytes/s: a batch waits until
+the bucket allows it, so the average rate holds to the cap) and a time-of-day window outside
+which only high-priority streams sync (``hybridai.edge.sync_window``).
 """
 
 from __future__ import annotations
@@ -17,13 +21,17 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Callable, Mapping
+import time
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
 from hybridai.edge.batches import EncodedBatch, encode_batch
 from hybridai.edge.store import EdgeStore, PendingBatch, StoredRecord
+from hybridai.edge.store_config import HIGH, LOW
+from hybridai.edge.sync_window import SyncWindow
 from hybridai.governance.policies import local_only, redact
 from hybridai.link.retry import Backoff
+from hybridai.link.token_bucket import TokenBucket
 from hybridai.protocol.policy import DataPolicy
 from hybridai.protocol.sync import BatchAck
 
@@ -56,6 +64,10 @@ class Uploader:
         rng: random.Random | None = None,
         policies: Callable[[], Mapping[str, DataPolicy]] = dict,
         site_key: bytes | None = None,
+        bandwidth: Callable[[], float | None] = lambda: None,
+        window: Callable[[], SyncWindow | None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
     ) -> None:
         self.store = store
         self.sink = sink
@@ -68,19 +80,46 @@ class Uploader:
         self.site_key = site_key or secrets.token_bytes(32)  # keys pseudonyms; never leaves
         self.last_error: str | None = None  # the most recent failure, kept for operators
         self.consecutive_failures = 0
+        self.bandwidth = bandwidth  # the cap in bytes/s, or None (read before every batch)
+        self.window = window
+        self.clock = clock
+        self.sleep = sleep
+        self._bucket: TokenBucket | None = None
+        self.throughput = (0.0, 0.0)  # (bytes/s, records/s) over the last drain that sent
+
+    async def _throttle(self, size: int) -> None:
+        rate = self.bandwidth()
+        if rate is None:
+            self._bucket = None
+            return
+        now = self.clock()
+        if self._bucket is None:
+            self._bucket = TokenBucket(rate, now=now)
+        elif self._bucket.rate != rate:
+            self._bucket.set_rate(rate, now)
+        delay = self._bucket.reserve(size, now)
+        if delay > 0:
+            await self.sleep(delay)
 
     async def drain(self) -> int:
         """Send batches until the backlog is empty; return how many were acknowledged.
 
         Raises SyncError at the first failure, leaving that batch pending for the next try.
         """
-        sent = 0
+        sent = sent_bytes = sent_records = 0
+        started = self.clock()
         try:
             while True:
                 policies = dict(self.policies())
                 local = frozenset(d for d, p in policies.items() if local_only(p))
+                window = self.window()
+                closed = window is not None and not window.open_now(time.time())
                 pending = await asyncio.to_thread(
-                    self.store.next_batch, self.max_records, skip_streams=local
+                    self.store.next_batch,
+                    self.max_records,
+                    skip_streams=local,
+                    min_priority=HIGH if closed else LOW,
+                    max_wait_s=self.store.config.batch_max_wait_s,
                 )
                 if pending is None:
                     break
@@ -89,6 +128,7 @@ class Uploader:
                     continue
                 pending = self._redacted(pending, policies.get(pending.stream))
                 encoded = await asyncio.to_thread(encode_batch, pending, self.device_id, self.site)
+                await self._throttle(len(encoded.body))
                 ack = await self.sink.put_batch(encoded)
                 if ack.batch_seq != encoded.seq or ack.device_id != self.device_id:
                     raise SyncError(
@@ -97,11 +137,16 @@ class Uploader:
                     )
                 await asyncio.to_thread(self.store.mark_synced, encoded.seq, len(encoded.body))
                 sent += 1
+                sent_bytes += len(encoded.body)
+                sent_records += encoded.records
         except SyncError as exc:
             self.last_error = str(exc) or type(exc).__name__
             self.consecutive_failures += 1
             raise
         self.consecutive_failures = 0
+        if sent:
+            elapsed = max(self.clock() - started, 1e-6)
+            self.throughput = (sent_bytes / elapsed, sent_records / elapsed)
         return sent
 
     def _redacted(self, batch: PendingBatch, policy: DataPolicy | None) -> PendingBatch:

@@ -36,13 +36,16 @@ ACTIONS: tuple[Action, ...] = (
     Action(
         "train",
         frozenset({ADMIN, DATA_SCIENTIST}),
-        "register model versions, start training runs",
+        "register model versions, start training runs, stage versions",
     ),
     Action(
         "operate",
         frozenset({ADMIN, OPERATOR}),
-        "create enrollment tokens, deploy and roll back models, revoke devices, act for a "
-        "device; declare data policies, apply lake retention; the edge's admin routes "
+        "create enrollment tokens, deploy and roll back models, start, pause, resume and "
+        "abort rollouts, promote versions to production or archive them, revoke devices, act "
+        "for a "
+        "device; declare data policies, apply lake retention, optimize and vacuum the lake; "
+        "the edge's admin routes "
         "(drain now, read config)",
     ),
     Action(

@@ -38,6 +38,8 @@ class ErrorCode(StrEnum):
     MFA_REQUIRED = "mfa_required"
     TOO_MANY_ATTEMPTS = "too_many_attempts"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
+    SCHEMA_MISMATCH = "schema_mismatch"
 
 
 class ErrorBody(BaseModel):

@@ -78,6 +78,8 @@ class ModelAssignment(BaseModel):
     artifact_path: str  # relative to the cloud's base URL
     signature: str | None = None  # Ed25519 over digest + name/version/variant (link.signing)
     policy: PlacementPolicy | None = None  # how requests are placed (None: latency, no budget)
+    # Histograms of the training data (per feature, and of confidence): edges measure drift
+    reference: dict[str, Any] | None = None
 
 
 class DesiredState(BaseModel):
@@ -95,6 +97,25 @@ class LoadedModel(BaseModel):
     variant: Variant
     state: Literal["loading", "ready", "failed"]
     error: str | None = None
+    failed_version: str | None = None  # a version it refused (digest, signature) or could not load
+
+
+class StreamStats(BaseModel):
+    """One stream of an edge store: its priority class, what it holds, what left and why."""
+
+    priority: str = "normal"
+    records_ingested: int = 0
+    records_deduplicated: int = 0
+    records_compressed: int = 0  # compressed away (deadband / swinging door)
+    records_stored: int = 0
+    bytes_stored: int = 0
+    backlog_records: int = 0
+    oldest_unsynced_age_s: float | None = None
+    records_synced: int = 0
+    bytes_synced: int = 0
+    records_expired: int = 0
+    records_evicted_synced: int = 0  # by the disk quota
+    records_evicted_unsynced: int = 0  # by the disk quota, never sent: data lost, reported
 
 
 class StoreStats(BaseModel):
@@ -108,6 +129,15 @@ class StoreStats(BaseModel):
     records_expired: int = 0  # deleted by retention (synced, or local-only by policy)
     retention_overdue: int = 0  # unsynced records past their retention, kept and counted
     local_only_records: int = 0  # of restricted datasets: never synced, not in the backlog
+    records_compressed: int = 0
+    records_evicted_synced: int = 0
+    records_evicted_unsynced: int = 0
+    bytes_stored: int = 0
+    quota_bytes: int | None = None
+    over_quota: bool = False  # only unsynced high-priority data is left to evict: kept
+    sync_bytes_per_s: float = 0.0  # wire bytes per second over the last drain
+    sync_records_per_s: float = 0.0
+    streams: dict[str, StreamStats] = Field(default_factory=dict)
 
 
 class InferenceStats(BaseModel):
@@ -115,6 +145,30 @@ class InferenceStats(BaseModel):
     requests_cloud: int = 0
     requests_failed: int = 0
     degraded: int = 0
+
+
+class ModelHealth(BaseModel):
+    """Traffic of one model version on a device since it was loaded: rollouts gate on it."""
+
+    name: str
+    version: str
+    requests: int = 0
+    errors: int = 0
+    escalations: int = 0
+    p99_ms: float | None = None  # of recent requests
+    confidence_mean: float | None = None  # of recent cascade confidences
+
+
+class ModelDrift(BaseModel):
+    """Drift of what one model served, over the edge's recent window, against its reference."""
+
+    version: str
+    window: int = 0  # rows in the window
+    psi: dict[str, float] = Field(default_factory=dict)  # per feature
+    psi_max: float = 0.0
+    confidence_mean: float | None = None
+    confidence_shift: float = 0.0  # reference mean confidence minus the window's (> 0: worse)
+    hard_examples: int = 0  # escalations kept since this version was loaded
 
 
 class StatusReport(BaseModel):
@@ -131,6 +185,8 @@ class StatusReport(BaseModel):
     policies: list[str] = Field(default_factory=list)  # datasets whose policy is applied
     advertise_url: str | None = None  # its local API, for site peers (None: not offered)
     inflight: int = 0  # inference requests in progress when the report was made
+    drift: dict[str, ModelDrift] = Field(default_factory=dict)  # per model
+    model_health: list[ModelHealth] = Field(default_factory=list)
 
 
 class Device(BaseModel):

@@ -36,6 +36,7 @@ class ModelSummary(BaseModel):
     name: str
     versions: list[str]
     deployed_version: str | None = None
+    stages: dict[str, str] = Field(default_factory=dict)  # version -> stage
 
 
 class Deployment(BaseModel):
@@ -44,6 +45,16 @@ class Deployment(BaseModel):
     name: str
     version: str
     policy: PlacementPolicy | None = None  # how requests are placed; changeable by redeploying
+
+
+Family = Literal["logistic", "tree", "forest", "gbm", "mlp", "mlp-torch"]
+
+
+class EdgeBudget(BaseModel):
+    """How much worse than the cloud variant, on held-out data, an edge variant may be."""
+
+    metric: Literal["accuracy", "f1", "roc_auc", "precision", "recall"] = "accuracy"
+    max_drop: float = Field(default=0.01, ge=0, le=1)
 
 
 class TrainingSpec(BaseModel):
@@ -58,8 +69,13 @@ class TrainingSpec(BaseModel):
     features: list[str] = Field(min_length=1)
     label: str
     group: str | None = None  # column to split on, so held-out rows come from unseen groups
-    edge_family: Literal["logistic", "tree", "forest", "gbm"] = "tree"
-    cloud_family: Literal["logistic", "tree", "forest", "gbm"] = "gbm"
+    edge_family: Family = "tree"
+    cloud_family: Family = "gbm"
+    # "family": the edge variant is edge_family; "dynamic"/"static": the cloud model, int8.
+    edge_variant: Literal["family", "dynamic", "static"] = "family"
+    edge_budget: EdgeBudget | None = None  # refuse an edge variant worse than this
+    params: dict[str, dict[str, Any]] = Field(default_factory=dict)  # per variant, per family
+    metrics: list[str] = Field(default_factory=list)  # reported metrics (empty: all)
     test_share: float = Field(default=0.25, gt=0, lt=1)
     validation_share: float = Field(default=0.2, ge=0, lt=1)  # of the rows left after test
     seed: int = 0

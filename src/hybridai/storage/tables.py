@@ -232,3 +232,59 @@ class DataPolicyRow(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[float] = mapped_column(Double)
     updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class RolloutRow(Base):
+    """A gradual rollout of one model version (migration 0009); plan and state as JSON.
+
+    The state is the pure state machine's (``hybridai.orchestrator.rollout``), stored whole so
+    any cloud replica can take the next tick.
+    """
+
+    __tablename__ = "rollouts"
+
+    rollout_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    model: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    from_version: Mapped[int] = mapped_column(Integer)
+    to_version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    plan: Mapped[dict[str, Any]] = mapped_column(JSON)
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(200))
+
+
+class DeviceModelPinRow(Base):
+    """A per-device version of a model that overrides the fleet's deployment (migration 0009).
+
+    Set by the rollout driver for the devices of the current waves; ``registry.desired_state``
+    reads it, so that stays the one place that computes what a device should run.
+    """
+
+    __tablename__ = "device_model_pins"
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["name", "version"], ["model_versions.name", "model_versions.version"]
+        ),
+    )
+
+    device_id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    version: Mapped[int] = mapped_column(Integer)
+    rollout_id: Mapped[str | None] = mapped_column(String(32))
+    updated_at: Mapped[float] = mapped_column(Double)
+
+
+class RetrainingPolicyRow(Base):
+    """When a model is retrained on drift or hard examples, and what happened last (0008)."""
+
+    __tablename__ = "retraining_policies"
+
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    policy: Mapped[dict[str, Any]] = mapped_column(JSON)  # protocol.registry.RetrainingPolicy
+    updated_at: Mapped[float] = mapped_column(Double)
+    updated_by: Mapped[str] = mapped_column(String(200))
+    last_triggered_at: Mapped[float | None] = mapped_column(Double)
+    last_reason: Mapped[str | None] = mapped_column(Text)
+    last_run_id: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,130 @@
+"""Batch ingest bodies: JSON, MessagePack and Arrow IPC, chosen by ``Content-Type``.
+
+All three end as the same list of flat records, so a batch stores the same records (and the
+same de-duplication hashes) whatever format carried it:
+
+- ``application/json`` (also when no type is given): ``{"records": [{...}, ...]}``;
+- ``application/msgpack``: the same envelope as a MessagePack map (the SDK's default: smaller
+  and faster to decode than JSON);
+- ``application/vnd.apache.arrow.stream``: one Arrow IPC stream, one column per field. A null
+  means the field is absent from that record (Arrow has no other way to say so); a ``ts``
+  column of Arrow timestamps becomes seconds since the epoch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgpack
+import pyarrow as pa
+import pyarrow.compute as pc
+from pydantic import BaseModel, ValidationError
+
+from hybridai.protocol.sync import TIMESTAMP
+
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+ARROW = "application/vnd.apache.arrow.stream"
+MEDIA_TYPES: tuple[str, ...] = (JSON, MSGPACK, ARROW)
+_ALIASES = {"application/x-msgpack": MSGPACK, "application/vnd.msgpack": MSGPACK}
+_ENVELOPE = '{"records": [{...}, ...]}'
+
+
+class UnsupportedFormat(ValueError):
+    """The body's media type is none this edge reads (HTTP 415)."""
+
+
+class MalformedBody(ValueError):
+    """The body does not parse in its declared format (HTTP 400)."""
+
+    def __init__(self, message: str, json_invalid: bool = False) -> None:
+        super().__init__(message)
+        self.json_invalid = json_invalid
+
+
+class _Envelope(BaseModel):
+    records: list[dict[str, Any]]
+
+
+def media_type(content_type: str | None) -> str:
+    """The media type a ``Content-Type`` header names; JSON when there is none."""
+    if not content_type:
+        return JSON
+    base = content_type.split(";", 1)[0].strip().lower()
+    base = _ALIASES.get(base, base)
+    if base not in MEDIA_TYPES:
+        raise UnsupportedFormat(
+            f"Content-Type '{base}' is not an ingest format: send {', '.join(MEDIA_TYPES)}"
+        )
+    return base
+
+
+def decode(content_type: str | None, body: bytes) -> list[dict[str, Any]]:
+    """The records a batch body carries, whatever its (supported) format."""
+    kind = media_type(content_type)
+    if kind == MSGPACK:
+        return _msgpack(body)
+    if kind == ARROW:
+        return _arrow(body)
+    try:
+        return _Envelope.model_validate_json(body).records
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise MalformedBody(
+            f"send {_ENVELOPE}: {first['msg']} at {first['loc']}",
+            json_invalid=first["type"] == "json_invalid",
+        ) from None
+
+
+def _msgpack(body: bytes) -> list[dict[str, Any]]:
+    try:
+        data = msgpack.unpackb(body, raw=False)
+    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        raise MalformedBody(f"the body is not valid MessagePack: {exc}") from None
+    records = data.get("records") if isinstance(data, dict) else None
+    if not isinstance(records, list):
+        raise MalformedBody(f"send the MessagePack map {_ENVELOPE}")
+    for index, record in enumerate(records):
+        if not isinstance(record, dict):
+            raise MalformedBody(f"records[{index}] must be a map (one record), got {record!r:.40}")
+    return records
+
+
+def _arrow(body: bytes) -> list[dict[str, Any]]:
+    try:
+        table = pa.ipc.open_stream(pa.BufferReader(body)).read_all()
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
+        raise MalformedBody(f"the body is not an Arrow IPC stream: {exc}") from None
+    if TIMESTAMP in table.column_names and pa.types.is_timestamp(
+        table.schema.field(TIMESTAMP).type
+    ):
+        table = _ts_as_seconds(table)
+    rows: list[dict[str, Any]] = table.to_pylist()
+    if any(column.null_count for column in table.columns):
+        rows = [{k: v for k, v in row.items() if v is not None} for row in rows]
+    return rows
+
+
+def _ts_as_seconds(table: pa.Table) -> pa.Table:
+    column = table.column(TIMESTAMP)
+    unit = column.type.unit
+    per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
+    ticks = pc.cast(column, pa.int64())
+    seconds = pc.divide(pc.cast(ticks, pa.float64()), per_second)
+    index = table.column_names.index(TIMESTAMP)
+    return table.set_column(index, TIMESTAMP, seconds)
+
+
+def encode_msgpack(records: list[dict[str, Any]]) -> bytes:
+    """A MessagePack batch body (what the SDK sends)."""
+    body: bytes = msgpack.packb({"records": records}, use_bin_type=True)
+    return body
+
+
+def encode_arrow(records: list[dict[str, Any]]) -> bytes:
+    """An Arrow IPC stream body holding ``records`` (for clients and tests)."""
+    table = pa.Table.from_pylist(records)
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, table.schema) as writer:
+        writer.write_table(table)
+    return bytes(sink.getvalue().to_pybytes())

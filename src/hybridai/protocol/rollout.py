@@ -1,0 +1,74 @@
+"""Rollouts on the wire: what an operator asks for and what the cloud reports back."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from hybridai.protocol.fleet import DEVICE_ID_PATTERN, DeviceKind
+from hybridai.protocol.registry import MODEL_NAME_PATTERN
+
+RolloutStatus = Literal["pending", "running", "paused", "succeeded", "aborted"]
+
+
+class RolloutTarget(BaseModel):
+    """Which devices: the union of the selectors; all empty means the whole fleet."""
+
+    sites: list[str] = Field(default_factory=list)
+    kinds: list[DeviceKind] = Field(default_factory=list)  # device kinds serve as tags
+    devices: list[str] = Field(default_factory=list)
+
+    def everything(self) -> bool:
+        return not (self.sites or self.kinds or self.devices)
+
+
+class HealthGatesSpec(BaseModel):
+    max_error_rate: float = Field(default=0.05, ge=0, le=1)
+    max_p99_ms: float | None = Field(default=None, gt=0)
+    max_escalation_rate: float | None = Field(default=None, ge=0, le=1)
+    max_confidence_shift: float | None = Field(default=None, ge=0, le=1)
+    min_requests: int = Field(default=20, ge=1)
+
+
+class RolloutRequest(BaseModel):
+    model: str = Field(pattern=MODEL_NAME_PATTERN)
+    version: str
+    target: RolloutTarget = Field(default_factory=RolloutTarget)
+    canary_share: float = Field(default=0.34, gt=0, le=1)
+    step_share: float = Field(default=0.33, gt=0, le=1)
+    soak_s: float = Field(default=10.0, ge=0, le=7 * 86400)
+    abort_unhealthy_share: float = Field(default=0.05, ge=0, lt=1)
+    device_timeout_s: float = Field(default=60.0, gt=0, le=7 * 86400)
+    gates: HealthGatesSpec = Field(default_factory=HealthGatesSpec)
+
+
+class RolloutStep(BaseModel):
+    number: int
+    devices: list[str]
+    started_at: float
+    converged_at: float | None = None
+
+
+class DeviceVerdict(BaseModel):
+    device_id: str = Field(pattern=DEVICE_ID_PATTERN)
+    health: Literal["healthy", "waiting", "unhealthy"]
+    reason: str
+
+
+class Rollout(BaseModel):
+    rollout_id: str
+    model: str
+    from_version: str
+    to_version: str
+    status: RolloutStatus
+    reason: str
+    step: int  # 0 before the canary, 1 the canary, ...
+    steps: list[RolloutStep]
+    devices: list[str]  # the whole target
+    updated: list[str]  # devices assigned the new version now
+    verdicts: list[DeviceVerdict]
+    request: RolloutRequest
+    created_at: float
+    updated_at: float
+    created_by: str

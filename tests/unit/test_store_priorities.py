@@ -1,0 +1,252 @@
+"""The edge store's sync order, batch timing, disk quota and per-stream figures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from hybridai.edge.store import EdgeStore
+from hybridai.edge.store_config import HIGH, StoreConfigError, build_config
+
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def rows(n: int, start: int = 0, **extra: Any) -> list[dict[str, Any]]:
+    return [{"ts": T0 + i, "v": float(i), **extra} for i in range(start, start + n)]
+
+
+def drain(store: EdgeStore, **kwargs: Any) -> list[tuple[str, int]]:
+    order = []
+    while (batch := store.next_batch(**kwargs)) is not None:
+        order.append((batch.stream, len(batch.records)))
+        store.mark_synced(batch.seq, 1)
+    return order
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def store(tmp_path: Path, clock: Clock) -> Any:
+    with EdgeStore(tmp_path / "edge.db", clock=clock) as s:
+        yield s
+
+
+def test_highest_priority_first_then_oldest_first(store: EdgeStore) -> None:
+    store.append("telemetry", rows(3))  # low
+    store.append("predictions", rows(2))  # normal
+    store.append("alerts", rows(1))  # high
+    store.append("hard_examples", rows(1))  # high, arrived after the alert
+    store.append("failures", rows(1))  # high
+
+    order = drain(store)
+
+    assert order == [
+        ("alerts", 1),
+        ("hard_examples", 1),
+        ("failures", 1),
+        ("predictions", 2),
+        ("telemetry", 3),
+    ]
+
+
+def test_configured_priorities_override_the_defaults(store: EdgeStore) -> None:
+    store.configure(build_config({"stream_priorities": {"telemetry": "high", "alerts": "low"}}))
+    store.append("alerts", rows(1))
+    store.append("telemetry", rows(1))
+
+    assert drain(store) == [("telemetry", 1), ("alerts", 1)]
+    assert store.stats().streams["alerts"].priority == "low"
+
+
+def test_bad_priority_is_refused_with_the_choices() -> None:
+    with pytest.raises(StoreConfigError, match="use high, normal or low"):
+        build_config({"stream_priorities": {"alerts": "urgent"}})
+
+
+def test_batch_waits_to_fill_but_at_most_max_wait(store: EdgeStore, clock: Clock) -> None:
+    store.append("telemetry", rows(3))
+
+    assert store.next_batch(max_wait_s=5.0) is None  # not full, not overdue
+    clock.now += 4.9
+    assert store.next_batch(max_wait_s=5.0) is None
+    clock.now += 0.2
+    batch = store.next_batch(max_wait_s=5.0)
+
+    assert batch is not None and len(batch.records) == 3
+
+
+def test_a_full_batch_goes_at_once_by_records_or_bytes(store: EdgeStore) -> None:
+    store.append("telemetry", rows(10))
+    by_records = store.next_batch(max_records=4, max_wait_s=60)
+    assert by_records is not None and len(by_records.records) == 4
+    store.mark_synced(by_records.seq, 1)
+
+    store.append("predictions", rows(5, note="x" * 100))
+    batch = store.next_batch(max_bytes=350, max_wait_s=60, skip_streams=frozenset({"telemetry"}))
+    assert batch is not None and batch.stream == "predictions" and len(batch.records) == 2
+
+
+def test_high_priority_never_waits_and_a_ready_low_stream_is_not_held_up(
+    store: EdgeStore, clock: Clock
+) -> None:
+    store.append("telemetry", rows(3))
+    clock.now += 10
+    store.append("predictions", rows(1))  # young, not full: waits
+    store.append("alerts", rows(1))
+
+    order = drain(store, max_wait_s=5.0)
+
+    assert order == [("alerts", 1), ("telemetry", 3)]
+    clock.now += 5
+    assert drain(store, max_wait_s=5.0) == [("predictions", 1)]
+
+
+def test_min_priority_holds_back_lower_classes(store: EdgeStore) -> None:
+    store.append("telemetry", rows(2))
+    store.append("alerts", rows(1))
+
+    assert drain(store, min_priority=HIGH) == [("alerts", 1)]
+    assert store.stats().backlog_records == 2
+
+
+def test_pending_low_priority_batch_is_resent_first_after_restart(tmp_path: Path) -> None:
+    path = tmp_path / "edge.db"
+    with EdgeStore(path) as store:
+        store.append("telemetry", rows(4))
+        before = store.next_batch(max_records=2)  # cut, sent, never acknowledged (crash)
+        assert before is not None
+
+    with EdgeStore(path) as store:
+        store.append("alerts", rows(1))
+        again = store.next_batch()
+        assert again == before  # same records, same seq: same bytes on the wire
+        store.mark_synced(before.seq, 1)
+        after = store.next_batch()
+
+    assert after is not None and after.stream == "alerts" and after.seq == before.seq + 1
+
+
+def sized(n: int, start: int = 0) -> list[dict[str, Any]]:
+    return [{"ts": T0 + i, "blob": "x" * 200} for i in range(start, start + n)]
+
+
+def quota_store(tmp_path: Path, quota: int) -> EdgeStore:
+    store = EdgeStore(tmp_path / "edge.db")
+    store.configure(build_config({"store_quota_bytes": quota}))
+    return store
+
+
+def test_quota_evicts_synced_low_priority_first(tmp_path: Path) -> None:
+    with quota_store(tmp_path, quota=14_000) as store:
+        for stream in ("telemetry", "predictions"):
+            store.append(stream, sized(20))
+        assert drain(store) == [("predictions", 20), ("telemetry", 20)]
+        size = store.stats().bytes_stored
+
+        store.append("alerts", sized(20))  # over the quota now
+        stats = store.stats()
+
+    tele, pred = stats.streams["telemetry"], stats.streams["predictions"]
+    assert size < 14_000
+    assert 0 < tele.records_evicted_synced < 20
+    assert pred.records_evicted_synced == 0  # normal goes only after every synced low record
+    assert stats.records_evicted_unsynced == 0
+    assert stats.streams["alerts"].records_stored == 20
+    assert stats.bytes_stored <= 14_000
+
+
+def test_quota_then_evicts_unsynced_low_then_normal_never_high(tmp_path: Path) -> None:
+    with quota_store(tmp_path, quota=17_000) as store:
+        store.append("alerts", sized(30))  # ~8 KB, high
+        store.append("telemetry", sized(20))
+        store.append("predictions", sized(20))  # pushes over
+        mid = store.stats()
+        store.append("alerts", sized(40, start=100))  # now alerts alone exceed the quota
+        end = store.stats()
+
+    assert mid.streams["telemetry"].records_evicted_unsynced > 0
+    assert mid.streams["predictions"].records_evicted_unsynced == 0
+    assert mid.bytes_stored <= 17_000
+    assert end.streams["telemetry"].records_stored == 0
+    assert end.streams["predictions"].records_stored == 0
+    assert end.streams["alerts"].records_stored == 70  # never evicted while unsynced
+    assert end.streams["alerts"].records_evicted_unsynced == 0
+    assert end.over_quota is True
+    assert end.records_evicted_unsynced == 40
+    assert end.records_ingested == 110
+
+
+def test_quota_evicts_oldest_first_and_never_the_batch_in_flight(tmp_path: Path) -> None:
+    with quota_store(tmp_path, quota=10_000) as store:
+        store.append("telemetry", sized(10))
+        in_flight = store.next_batch()
+        assert in_flight is not None
+        store.append("telemetry", sized(40, start=10))
+        kept = [r.local_id for r in (store.next_batch() or in_flight).records]
+        assert store.next_batch() == in_flight
+        store.mark_synced(in_flight.seq, 1)
+        rest = store.next_batch(max_records=1000)
+
+    assert rest is not None
+    ids = [r.local_id for r in rest.records]
+    assert ids == sorted(ids) and ids[-1] == 50  # the newest survive
+    assert min(ids) > 11  # the oldest unsynced went
+    assert kept == [r.local_id for r in in_flight.records]
+
+
+def test_lowering_the_quota_takes_effect_on_demand(tmp_path: Path) -> None:
+    with EdgeStore(tmp_path / "edge.db") as store:
+        store.append("telemetry", sized(30))
+        store.configure(build_config({"store_quota_bytes": 2_000}))
+
+        synced, unsynced = store.enforce_quota()
+
+        assert (synced, unsynced) == (0, store.stats().records_evicted_unsynced)
+        assert store.stats().bytes_stored <= 2_000
+
+
+def test_per_stream_figures(store: EdgeStore, clock: Clock) -> None:
+    store.append("telemetry", rows(5))
+    store.append("telemetry", rows(2))  # duplicates
+    store.append("alerts", rows(1))
+    batch = store.next_batch()
+    assert batch is not None
+    store.mark_synced(batch.seq, 321)
+
+    stats = store.stats(now=T0 + 100)
+
+    tele, alerts = stats.streams["telemetry"], stats.streams["alerts"]
+    assert (tele.records_ingested, tele.records_deduplicated, tele.backlog_records) == (5, 2, 5)
+    assert tele.oldest_unsynced_age_s == pytest.approx(100.0)
+    assert tele.priority == "low" and alerts.priority == "high"
+    assert (alerts.records_synced, alerts.bytes_synced, alerts.backlog_records) == (1, 321, 0)
+    assert alerts.oldest_unsynced_age_s is None
+    assert stats.bytes_stored == tele.bytes_stored + alerts.bytes_stored > 0
+    assert stats.backlog_records == 5
+
+
+def test_a_schema_1_store_is_upgraded_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "edge.db"
+    with EdgeStore(path) as store:
+        store.append("telemetry", rows(3))
+        store._conn.execute("DROP TABLE streams")
+        store._conn.execute("PRAGMA user_version=1")
+
+    with EdgeStore(path) as store:
+        stats = store.stats()
+
+    assert stats.streams["telemetry"].records_stored == 3
+    assert stats.bytes_stored > 0
