@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from hybridai.cloud import calibration, registry
+from hybridai.cloud.desired_state import desired_state
 from hybridai.cloud.lake import Lake
 from hybridai.cloud.training import train
 from hybridai.demo.simulator import Plant, pm_training_spec
@@ -82,7 +83,7 @@ def test_calibration_fits_on_validation_and_deploy_uses_it(
     )
     assert deployed.policy is not None and deployed.policy.cascade is not None
     assert deployed.policy.cascade.threshold == report.threshold
-    (assignment,) = registry.desired_state(db, "gw-1", {}).models
+    (assignment,) = desired_state(db, "gw-1", {}).models
     assert assignment.policy == deployed.policy
 
     by_accuracy = calibration.calibrate(

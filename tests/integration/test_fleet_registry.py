@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from hybridai.cloud import certificates, fleet, registry
 from hybridai.cloud.certificates import DeviceAuthority
+from hybridai.cloud.desired_state import desired_state
 from hybridai.cloud.secrets import hash_token, new_token, token_matches
 from hybridai.link import pki
 from hybridai.protocol.errors import ApiError, ErrorCode
@@ -497,14 +498,14 @@ def test_desired_state_generation_changes_exactly_when_content_changes(
 ) -> None:
     edge, cloud = onnx_models
     settings = {"sync_interval_s": 2.0}
-    empty = registry.desired_state(db, "gw-1", settings)
+    empty = desired_state(db, "gw-1", settings)
     _register(db, blobs, {"edge": edge, "cloud": cloud})
     _register(db, blobs, {"cloud": cloud}, name="big")
-    assert registry.desired_state(db, "gw-1", settings).generation == empty.generation
+    assert desired_state(db, "gw-1", settings).generation == empty.generation
 
     registry.set_deployment(db, "pm", "1", "alice", NOW)
     registry.set_deployment(db, "big", "1", "alice", NOW)
-    state = registry.desired_state(db, "gw-1", settings)
+    state = desired_state(db, "gw-1", settings)
 
     assert empty.models == [] and state.generation != empty.generation
     assert [(m.name, m.version, m.variant) for m in state.models] == [
@@ -516,13 +517,13 @@ def test_desired_state_generation_changes_exactly_when_content_changes(
     assert assigned.artifact_path == "/api/v1/models/pm/versions/1/artifacts/edge"
     # Same content, another call or an idempotent redeploy: same generation.
     registry.set_deployment(db, "pm", "1", "bob", NOW + 50)
-    assert registry.desired_state(db, "gw-2", dict(settings)).generation == state.generation
+    assert desired_state(db, "gw-2", dict(settings)).generation == state.generation
     # Any content change: a new generation.
-    changed = registry.desired_state(db, "gw-1", {"sync_interval_s": 3.0})
+    changed = desired_state(db, "gw-1", {"sync_interval_s": 3.0})
     assert changed.generation != state.generation
     _register(db, blobs, {"edge": cloud})
     registry.set_deployment(db, "pm", "2", "alice", NOW + 60)
-    assert registry.desired_state(db, "gw-1", settings).generation not in {
+    assert desired_state(db, "gw-1", settings).generation not in {
         state.generation,
         changed.generation,
         empty.generation,

@@ -1,7 +1,7 @@
 """The rollout driver and registry stages as services, on every metadata backend.
 
 Devices are enrolled for real and "report" through ``fleet.record_status`` (what the status
-route calls); what each device should run is read back through ``registry.desired_state``.
+route calls); what each device should run is read back through ``desired_state.desired_state``.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from hybridai.cloud import fleet, registry, rollout, stages
 from hybridai.cloud.certificates import DeviceAuthority
+from hybridai.cloud.desired_state import desired_state
 from hybridai.link import pki
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import (
@@ -57,7 +58,7 @@ def fleet_db(db: Session, tmp_path: Path, classifier_onnx: bytes) -> Session:
 
 
 def _runs(db: Session, device: str) -> str:
-    return registry.desired_state(db, device, {}).models[0].version
+    return desired_state(db, device, {}).models[0].version
 
 
 def _report(db: Session, device: str, version: str, at: float, failed: str | None = None) -> None:

@@ -8,8 +8,9 @@ import time
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hybridai.cloud import fleet, policies, registry, users
+from hybridai.cloud import fleet, policies, users
 from hybridai.cloud.auth import cloud_of, require, require_device
+from hybridai.cloud.desired_state import desired_state
 from hybridai.cloud.site_peers import site_peers
 from hybridai.link.signing import public_key_text
 from hybridai.protocol.fleet import (
@@ -80,9 +81,7 @@ def _desired(request: Request, device_id: str) -> DesiredState:
         peers = site_peers(session, device_id, time.time(), stale_s)
         settings[PEERS_SETTING] = [p.model_dump(mode="json") for p in peers]
         key = None if cloud.signing_key is None else public_key_text(cloud.signing_key)
-        return registry.desired_state(
-            session, device_id, settings, key, policies.list_policies(session)
-        )
+        return desired_state(session, device_id, settings, key, policies.list_policies(session))
 
 
 @router.get("/devices/{device_id}/desired-state", response_model=DesiredState)

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Form, Request, Response, UploadFile
 
 from hybridai.cloud import calibration, registry, stages
 from hybridai.cloud.auth import cloud_of, principal, require
+from hybridai.cloud.desired_state import desired_state
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import Variant
 from hybridai.protocol.placement import CalibrationReport, CalibrationRequest
@@ -74,7 +75,7 @@ def download_artifact(name: str, version: str, variant: Variant, request: Reques
     ctx = cloud_of(request)
     with ctx.session() as session:
         if who.kind == "device":
-            assigned = registry.desired_state(session, who.name, {}).models
+            assigned = desired_state(session, who.name, {}).models
             if not any(
                 (m.name, m.version, m.variant) == (name, version, variant) for m in assigned
             ):

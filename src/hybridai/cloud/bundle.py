@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy.orm import Session
 
 from hybridai.cloud import registry
+from hybridai.cloud.desired_state import artifact_path
 from hybridai.link.signing import public_key_text
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import DesiredState, ModelAssignment
@@ -71,7 +72,7 @@ def build(
             "variant": served.variant,
             "sha256": served.sha256,
             "size": served.size,
-            "artifact_path": registry.artifact_path(info.name, info.version, served.variant),
+            "artifact_path": artifact_path(info.name, info.version, served.variant),
             "signature": served.signature,
             "policy": policy,
             "reference": info.lineage.get("reference"),

@@ -14,17 +14,15 @@ import json
 import re
 from typing import Any
 
-import onnx
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from hybridai.cloud.onnx_inspect import inspect_onnx
 from hybridai.link.signing import key_id, public_key_text, sign_artifact
 from hybridai.protocol.errors import ApiError, ErrorCode
-from hybridai.protocol.fleet import DesiredState, ModelAssignment
 from hybridai.protocol.placement import PlacementPolicy
-from hybridai.protocol.policy import DataPolicy
 from hybridai.protocol.registry import (
     MODEL_NAME_PATTERN,
     ArtifactInfo,
@@ -35,8 +33,6 @@ from hybridai.protocol.registry import (
 from hybridai.storage.blobs import BlobStore
 from hybridai.storage.tables import (
     DeploymentRow,
-    DeviceModelPinRow,
-    DeviceRow,
     ModelArtifactRow,
     ModelRow,
     ModelVersionRow,
@@ -45,79 +41,14 @@ from hybridai.storage.tables import (
 VARIANTS = ("edge", "cloud")
 _REGISTER_ATTEMPTS = 5
 _NAME = re.compile(MODEL_NAME_PATTERN)
-_V2_DATATYPES: dict[int, str] = {
-    onnx.TensorProto.BOOL: "BOOL",
-    onnx.TensorProto.UINT8: "UINT8",
-    onnx.TensorProto.UINT16: "UINT16",
-    onnx.TensorProto.UINT32: "UINT32",
-    onnx.TensorProto.UINT64: "UINT64",
-    onnx.TensorProto.INT8: "INT8",
-    onnx.TensorProto.INT16: "INT16",
-    onnx.TensorProto.INT32: "INT32",
-    onnx.TensorProto.INT64: "INT64",
-    onnx.TensorProto.FLOAT16: "FP16",
-    onnx.TensorProto.FLOAT: "FP32",
-    onnx.TensorProto.DOUBLE: "FP64",
-    onnx.TensorProto.STRING: "BYTES",
-}
 
 
 def blob_key(name: str, version: int | str, variant: str) -> str:
     return f"models/{name}/{version}/{variant}.onnx"
 
 
-def artifact_path(name: str, version: int | str, variant: str) -> str:
-    """Where devices download an artifact, relative to the cloud's base URL."""
-    return f"/api/v1/models/{name}/versions/{version}/artifacts/{variant}"
-
-
 def _invalid(message: str) -> ApiError:
     return ApiError(400, ErrorCode.INVALID_INPUT, message)
-
-
-def _tensors(values: Any, variant: str, role: str, skip: set[str]) -> list[dict[str, Any]]:
-    tensors: list[dict[str, Any]] = []
-    for value in values:
-        if value.name in skip:  # old exporters list initializers among the graph inputs
-            continue
-        if value.type.WhichOneof("value") != "tensor_type":
-            raise _invalid(
-                f"{role} {value.name!r} of the {variant} artifact is not a tensor: v2 serves "
-                "tensors only (for scikit-learn classifiers convert with "
-                "options={'zipmap': False})"
-            )
-        tensor = value.type.tensor_type
-        datatype = _V2_DATATYPES.get(tensor.elem_type)
-        if datatype is None:
-            element = onnx.TensorProto.DataType.Name(tensor.elem_type)
-            raise _invalid(
-                f"{role} {value.name!r} of the {variant} artifact has element type {element}, "
-                "which the Open Inference Protocol v2 cannot carry"
-            )
-        shape = (
-            [dim.dim_value if dim.HasField("dim_value") else -1 for dim in tensor.shape.dim]
-            if tensor.HasField("shape")
-            else [-1]
-        )
-        tensors.append({"name": value.name, "datatype": datatype, "shape": shape})
-    return tensors
-
-
-def inspect_onnx(data: bytes, variant: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """Return the v2 input and output tensor metadata; 400 if ``data`` is not usable ONNX."""
-    try:
-        model = onnx.load_model_from_string(data)
-    except Exception as exc:  # protobuf raises several types for garbage input
-        raise _invalid(f"the {variant} artifact is not a valid ONNX model: {exc}") from None
-    if model.ir_version <= 0 or not model.graph.output:
-        raise _invalid(
-            f"the {variant} artifact is not a valid ONNX model: no IR version or no graph "
-            "outputs (was it exported with onnx.save / skl2onnx?)"
-        )
-    initializers = {init.name for init in model.graph.initializer}
-    inputs = _tensors(model.graph.input, variant, "input", initializers)
-    outputs = _tensors(model.graph.output, variant, "output", set())
-    return inputs, outputs
 
 
 def _json_object(value: dict[str, Any], label: str) -> dict[str, Any]:
@@ -436,98 +367,3 @@ def _deployment(name: str, version: int, policy: dict[str, Any] | None) -> Deplo
 def get_deployments(session: Session) -> list[Deployment]:
     rows = session.scalars(select(DeploymentRow).order_by(DeploymentRow.name))
     return [_deployment(row.name, row.version, row.policy) for row in rows]
-
-
-def _can_run(device: DeviceRow | None, policy: dict[str, Any] | None) -> bool:
-    """Whether the device's recorded capabilities meet the model's declared needs."""
-    if device is None or not policy:
-        return True
-    needs = PlacementPolicy.model_validate(policy).needs
-    capabilities = device.capabilities or {}
-    if needs.accelerator is not None and capabilities.get("accelerator") != needs.accelerator:
-        return False
-    return float(capabilities.get("memory_mb", 0)) >= needs.min_memory_mb
-
-
-def reference_of(session: Session, name: str, version: int) -> dict[str, Any] | None:
-    """The training-data histograms a version ships to edges for drift (None: none recorded)."""
-    row = session.get(ModelVersionRow, (name, version))
-    reference = (row.lineage or {}).get("reference") if row is not None else None
-    return reference if isinstance(reference, dict) else None
-
-
-def desired_state(
-    session: Session,
-    device_id: str,
-    settings: dict[str, Any],
-    signing_public_key: str | None = None,
-    policies: list[DataPolicy] | None = None,
-) -> DesiredState:
-    """Compute what ``device_id`` should run: deployed models, signing key and data policies.
-
-    Every deployed model is assigned, edge variant preferred, with its placement policy (at
-    the version a rollout pinned for this device, if any, else the deployment's), except
-    to a device whose capabilities do not meet the policy's needs (its router hands such
-    requests to a site peer or the cloud); the data policies are what the edge applies before
-    a batch leaves the site.
-
-    ``generation`` is a digest of the content, so it serves as an ETag that changes exactly
-    when the models or settings change, whichever replica computes it.
-    """
-    models: list[ModelAssignment] = []
-    device = session.get(DeviceRow, device_id)
-    pins = {  # per-device versions a rollout set; they override the fleet's deployment
-        pin.name: pin.version
-        for pin in session.scalars(
-            select(DeviceModelPinRow).where(DeviceModelPinRow.device_id == device_id)
-        )
-    }
-    for deployment in session.scalars(select(DeploymentRow).order_by(DeploymentRow.name)):
-        if not _can_run(device, deployment.policy):
-            continue
-        artifacts = {
-            art.variant: art
-            for art in session.scalars(
-                select(ModelArtifactRow).where(
-                    ModelArtifactRow.name == deployment.name,
-                    ModelArtifactRow.version == pins.get(deployment.name, deployment.version),
-                )
-            )
-        }
-        artifact = artifacts.get("edge") or artifacts.get("cloud")
-        if artifact is None:
-            continue
-        models.append(
-            ModelAssignment.model_validate(
-                {
-                    "name": artifact.name,
-                    "version": str(artifact.version),
-                    "variant": artifact.variant,
-                    "sha256": artifact.sha256,
-                    "size": artifact.size,
-                    "artifact_path": artifact_path(
-                        artifact.name, artifact.version, artifact.variant
-                    ),
-                    "signature": artifact.signature,
-                    "policy": deployment.policy,
-                    "reference": reference_of(session, artifact.name, artifact.version),
-                }
-            )
-        )
-    policies = sorted(policies or [], key=lambda p: p.dataset)
-    content = {
-        "models": [m.model_dump(mode="json") for m in models],
-        "settings": settings,
-        "signing_public_key": signing_public_key,
-        "policies": [p.model_dump(mode="json") for p in policies],
-    }
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
-    generation = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
-    return DesiredState(
-        device_id=device_id,
-        generation=generation,
-        models=models,
-        settings=settings,
-        signing_public_key=signing_public_key,
-        policies=policies,
-    )

@@ -2,7 +2,7 @@
 
 The decisions are the pure state machine's (``hybridai.orchestrator.rollout``); this module
 only reads the reports the devices sent, stores the new state and makes desired state follow
-it through per-device pins (``DeviceModelPinRow``, read by ``registry.desired_state``): the
+it through per-device pins (``DeviceModelPinRow``, read by ``desired_state.desired_state``): the
 devices of the current waves are pinned to the new version, every other device runs the
 fleet's deployment. An abort removes the pins (restoring any a previous rollout had set), so
 every device goes back to the version it ran. A succeeded rollout of the whole fleet becomes

@@ -258,7 +258,7 @@ class RolloutRow(Base):
 class DeviceModelPinRow(Base):
     """A per-device version of a model that overrides the fleet's deployment (migration 0009).
 
-    Set by the rollout driver for the devices of the current waves; ``registry.desired_state``
+    Set by the rollout driver for the devices of the current waves; ``desired_state.desired_state``
     reads it, so that stays the one place that computes what a device should run.
     """
 
