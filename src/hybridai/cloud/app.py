@@ -96,14 +96,20 @@ def create_app(cloud: Cloud) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(cloud.settings))
     app.add_middleware(AuditMiddleware, sessions=cloud.sessions)  # outside: sees 413s too
     install_error_handlers(app)
-    for module in (api_fleet, api_sync, api_models, api_training, api_lake):
+    for module in (
+        api_fleet,  # enrollment, devices, status, desired state
+        api_certificates,  # device certificate renewal, revocation
+        api_sync,
+        api_models,
+        api_training,
+        api_lifecycle,  # retraining policies, bundles, training rows
+        api_rollouts,
+        api_lake,
+        api_policies,  # data policies, lake retention
+        api_compliance,
+        api_users,  # login, users, MFA, API tokens
+        api_audit,
+    ):
         app.include_router(module.router)
-    app.include_router(api_policies.router)  # data policies, lake retention
-    app.include_router(api_compliance.router)
-    app.include_router(api_certificates.router)  # device certificate renewal, revocation
-    app.include_router(api_users.router)  # login, users, MFA, API tokens
-    app.include_router(api_audit.router)
-    app.include_router(api_rollouts.router)
-    app.include_router(api_lifecycle.router)  # retraining policies, bundles, training rows
     app.include_router(v2_router(CloudBackend(cloud)), dependencies=[Depends(_v2_access)])
     return app
