@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import sqlite3
 import statistics
 import time
 from pathlib import Path
@@ -59,3 +60,21 @@ def show(title: str, metrics: dict[str, float]) -> None:
     for key, value in metrics.items():
         table.add_row(key, f"{value:,.3f}" if isinstance(value, float) else str(value))
     Console().print(table)
+
+
+def sqlite_rate(path: Path, batches: list[list[dict[str, Any]]]) -> float:
+    """The floor for ingest: the same records as JSON rows, same durability, no HTTP, no checks."""
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE IF NOT EXISTS r (id INTEGER PRIMARY KEY, ts REAL, payload TEXT)")
+    started = time.perf_counter()
+    for batch in batches:
+        with db:
+            db.executemany(
+                "INSERT INTO r (ts, payload) VALUES (?, ?)",
+                [(r["ts"], json.dumps(r, separators=(",", ":"))) for r in batch],
+            )
+    elapsed = time.perf_counter() - started
+    db.close()
+    return sum(len(b) for b in batches) / elapsed

@@ -14,8 +14,6 @@ Usage: python bench/infer.py [--quick]
 from __future__ import annotations
 
 import argparse
-import json
-import sqlite3
 import sys
 import tempfile
 import threading
@@ -29,7 +27,7 @@ import onnxruntime
 import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, percentile, show, write
+from _common import median, percentile, show, sqlite_rate, write
 
 from hybridai.cloud.lake import Lake
 from hybridai.cloud.training import train
@@ -139,24 +137,6 @@ def ingest_rate(url: str, batches: list[list[dict[str, Any]]]) -> float:
                 f"{url}/api/v1/streams/bench/records", json={"records": batch}
             ).raise_for_status()
         elapsed = time.perf_counter() - started
-    return sum(len(b) for b in batches) / elapsed
-
-
-def sqlite_rate(path: Path, batches: list[list[dict[str, Any]]]) -> float:
-    """The floor: the same records as JSON rows, same durability, no HTTP, no checks."""
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE IF NOT EXISTS r (id INTEGER PRIMARY KEY, ts REAL, payload TEXT)")
-    started = time.perf_counter()
-    for batch in batches:
-        with db:
-            db.executemany(
-                "INSERT INTO r (ts, payload) VALUES (?, ?)",
-                [(r["ts"], json.dumps(r, separators=(",", ":"))) for r in batch],
-            )
-    elapsed = time.perf_counter() - started
-    db.close()
     return sum(len(b) for b in batches) / elapsed
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import sqlite3
 import sys
 import tempfile
 import time
@@ -25,7 +24,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _common import median, show, write
+from _common import median, show, sqlite_rate, write
 
 from hybridai.demo.lone_edge import LoneEdge
 from hybridai.demo.simulator import Plant
@@ -57,24 +56,6 @@ def edge_rate(url: str, stream: str, content_type: str, bodies: list[bytes], tot
             response.raise_for_status()
         elapsed = time.perf_counter() - started
     return total / elapsed
-
-
-def sqlite_rate(path: Path, batches: list[Records]) -> float:
-    """The floor: the same records as JSON rows, same durability, no HTTP, no checks."""
-    db = sqlite3.connect(path)
-    db.execute("PRAGMA journal_mode=WAL")
-    db.execute("PRAGMA synchronous=FULL")
-    db.execute("CREATE TABLE IF NOT EXISTS r (id INTEGER PRIMARY KEY, ts REAL, payload TEXT)")
-    started = time.perf_counter()
-    for batch in batches:
-        with db:
-            db.executemany(
-                "INSERT INTO r (ts, payload) VALUES (?, ?)",
-                [(r["ts"], json.dumps(r, separators=(",", ":"))) for r in batch],
-            )
-    elapsed = time.perf_counter() - started
-    db.close()
-    return sum(len(b) for b in batches) / elapsed
 
 
 def main() -> None:
