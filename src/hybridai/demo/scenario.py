@@ -23,8 +23,10 @@ from hybridai.demo.fleet import FleetError, LocalFleet, wait_for
 from hybridai.demo.simulator import HORIZON_S, labelled_holdout, pm_training_spec
 from hybridai.demo.traffic import Traffic
 
-LABELLED_FAILURES = (  # failures whose machine's telemetry in the lake labels the run-up
-    "SELECT count(*) FROM failures f WHERE f.ts + "
+# Machines with a failure whose run-up the lake's telemetry labels. Training splits by machine
+# into train, validation and test, each needing positives: several machines must have failed.
+LABELLED_FAILURES = (
+    "SELECT count(DISTINCT f.machine_id) FROM failures f WHERE f.ts + "
     f"{HORIZON_S!r} <= (SELECT max(t.ts) FROM telemetry t WHERE t.machine_id = f.machine_id)"
 )
 
@@ -204,7 +206,7 @@ class Scenario:
             hold(warmup_s)
             wait_for(  # failures sync first (high priority): wait for the telemetry after them
                 "failures in the lake to learn from",
-                lambda: self.fleet.lake_count(LABELLED_FAILURES) >= 3,
+                lambda: self.fleet.lake_count(LABELLED_FAILURES) >= 6,
                 60,
             )
             phase("cloud training v1 on lake data")
