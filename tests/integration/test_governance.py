@@ -25,6 +25,7 @@ from hybridai.cloud.app import create_app
 from hybridai.cloud.context import Cloud, open_cloud
 from hybridai.cloud.settings import CloudSettings
 from hybridai.governance import access_tokens, audit, mfa
+from hybridai.protocol.people import AuditEntry
 from hybridai.storage.tables import AuditEntryRow, UserRow
 
 PASSWORD = "correct horse battery staple"
@@ -84,7 +85,7 @@ def _enrolled(api: TestClient, admin: dict[str, str], name: str, role: str) -> t
     return secret, answer.json()["access_token"]
 
 
-def _entries(cloud: Cloud, **filters: Any) -> list[audit.Entry]:
+def _entries(cloud: Cloud, **filters: Any) -> list[AuditEntry]:
     with cloud.session() as session:
         return audit.list_entries(session, **filters)
 

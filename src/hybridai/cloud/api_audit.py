@@ -38,7 +38,7 @@ def list_audit(
             until=until,
             limit=limit,
         )
-    return [AuditEntry(**asdict(e)) for e in entries]
+    return entries
 
 
 @router.get("/verify")

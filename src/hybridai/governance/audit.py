@@ -19,6 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from hybridai.protocol.people import AuditEntry
 from hybridai.storage.tables import AuditEntryRow, AuditHeadRow
 
 GENESIS = "0" * 64
@@ -42,22 +43,6 @@ class Event:
     result: Result
     status: int
     detail: str = ""
-
-
-@dataclass(frozen=True)
-class Entry:
-    seq: int
-    ts: float
-    actor: str
-    role: str
-    action: str
-    target: str
-    client: str
-    result: str
-    status: int
-    detail: str
-    prev_hash: str
-    hash: str
 
 
 @dataclass(frozen=True)
@@ -90,8 +75,8 @@ def _fields(row: AuditEntryRow) -> dict[str, Any]:
     return {name: getattr(row, name) for name in _FIELDS}
 
 
-def _entry(row: AuditEntryRow) -> Entry:
-    return Entry(seq=row.seq, prev_hash=row.prev_hash, hash=row.hash, **_fields(row))
+def _entry(row: AuditEntryRow) -> AuditEntry:
+    return AuditEntry(seq=row.seq, prev_hash=row.prev_hash, hash=row.hash, **_fields(row))
 
 
 def clean(text: str) -> str:
@@ -104,7 +89,7 @@ def _cut(text: str) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
-def append(session: Session, event: Event, now: float) -> Entry:
+def append(session: Session, event: Event, now: float) -> AuditEntry:
     """Append ``event`` at ``now`` and commit; use a session with no pending work of its own.
 
     The first statement locks the chain head, so the sequence number and previous hash read
@@ -159,7 +144,7 @@ def list_entries(
     since: float | None = None,
     until: float | None = None,
     limit: int = 1000,
-) -> list[Entry]:
+) -> list[AuditEntry]:
     """Entries matching every given filter, oldest first; the newest ``limit`` of them.
 
     ``actor`` and ``result`` match exactly, ``action`` and ``target`` as substrings (the
