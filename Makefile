@@ -28,6 +28,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/router.py
 	$(BIN)/python bench/tls.py
 	$(BIN)/python bench/ingest.py
+	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/lifecycle.py
 
 bench-quick: $(STAMP)
@@ -35,6 +36,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/router.py --quick
 	$(BIN)/python bench/tls.py --quick
 	$(BIN)/python bench/ingest.py --quick
+	$(BIN)/python bench/dataplane.py --quick
 	$(BIN)/python bench/lifecycle.py --quick
 
 lint: $(STAMP)

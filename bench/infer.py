@@ -14,6 +14,7 @@ Usage: python bench/infer.py [--quick]
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import threading
@@ -152,8 +153,9 @@ def wire_bytes(records: list[dict[str, Any]]) -> tuple[float, float]:
         StoredRecord(i, r["ts"], {k: v for k, v in r.items() if k != "ts"})
         for i, r in enumerate(records, 1)
     ]
-    encoded = encode_batch(PendingBatch(1, "telemetry", stored), "edge-1", "plant-a")
-    return len(encoded.body) / len(records), encoded.raw_json_bytes / len(records)
+    encoded = encode_batch(PendingBatch.of_records(1, "telemetry", stored), "edge-1", "plant-a")
+    raw = json.dumps(records, separators=(",", ":")).encode()
+    return len(encoded.body) / len(records), len(raw) / len(records)
 
 
 def main() -> None:

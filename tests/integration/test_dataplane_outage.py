@@ -8,6 +8,8 @@ returns, the backlog drains with the alerts committed to the lake before any tel
 
 from __future__ import annotations
 
+import base64
+import random
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,9 +38,14 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
         yield f
 
 
+def _noise(i: int) -> str:
+    """About 200 bytes that compression cannot shrink, so the quota fills as planned."""
+    return base64.b64encode(random.Random(i).randbytes(200)).decode()
+
+
 def telemetry(start: int, n: int) -> list[dict[str, Any]]:
     return [
-        {"ts": T0 + i, "machine": f"m{i % 4}", "temperature": 20 + i % 7, "note": "x" * 150}
+        {"ts": T0 + i, "machine": f"m{i % 4}", "temperature": 20 + i % 7, "note": _noise(i)}
         for i in range(start, start + n)
     ]
 

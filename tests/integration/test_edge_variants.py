@@ -19,6 +19,10 @@ from hybridai.protocol.registry import EdgeBudget, TrainingSpec
 
 MACHINES = [f"m{i:02d}" for i in range(12)]
 
+# An MLP capped at 300 iterations may stop short of convergence (scikit-learn >= 1.9 says so);
+# the variants are judged on held-out quality, which is what these tests assert.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
 
 def _commit(lake: Lake, dataset: str, seq: int, records: list[dict[str, Any]]) -> None:
     rows = [

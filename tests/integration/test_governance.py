@@ -246,6 +246,8 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/lake/maintenance"): {"dataset": "telemetry", "action": "optimize"},
     ("POST", "/api/v1/rollouts"): {"model": "vera", "version": "1"},
     ("POST", "/api/v1/models/{name}/versions/{version}/stage"): {"stage": "archived"},
+    ("PUT", "/api/v1/streams/{stream}/schema"): {"fields": {"x": "number"}},
+    ("PATCH", "/api/v1/devices/{device_id}/tags"): {"add": {"line": "3"}},
 }  # fmt: skip
 
 
@@ -262,6 +264,7 @@ def _concrete(path: str) -> str:
         .replace("{batch_seq}", "1")
         .replace("{device_id}", "gw-1")
         .replace("{dataset}", "telemetry")
+        .replace("{stream}", "telemetry")
         .replace("{run_id}", "r1")
         .replace("{token_id}", "0123456789abcdef")
     )

@@ -49,6 +49,7 @@ TABLES = {
     "rollouts",
     "device_model_pins",
     "retraining_policies",
+    "stream_schemas",
 }
 
 

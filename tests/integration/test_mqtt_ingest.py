@@ -1,4 +1,4 @@
-"""MQTT ingest against the real Mosquitto: routing, exactly once, dead letters, kill -9.
+"""MQTT ingest against the real Mosquitto: routing, exactly once, dead letters, kill -9, counters.
 
 Needs a broker at 127.0.0.1:1883 (``.ci/run`` starts one); skipped without one, failed under
 ``CI=true``. Each test uses its own topic prefix and client ids, and clears its broker sessions.
@@ -16,13 +16,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import msgpack
 import paho.mqtt.client as paho
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from prometheus_client.parser import text_string_to_metric_families
+from typer.testing import CliRunner
 
+from hybridai.cli.main import app as cli
 from hybridai.demo.fleet import wait_for
 from hybridai.demo.lone_edge import LoneEdge
 from hybridai.edge.mqtt import MalformedMessage, parse, route
@@ -245,3 +249,93 @@ def test_kill_9_in_flight_loses_no_acknowledged_message(
     stored = _stored(edge.data_dir)["telemetry"]
     assert len(stored) == total
     assert sorted(r.ts for r in stored) == [r["ts"] for r in published]
+
+
+def _metric(text: str, sample: str) -> float:
+    """One sample's value from a Prometheus text exposition (0 when absent)."""
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            if (f"{s.name}{{{labels}}}" if labels else s.name) == sample:
+                return float(s.value)
+    return 0.0
+
+
+@pytest.mark.slow
+def test_ingest_counters_show_in_status_metrics_and_the_cli(
+    broker: None, prefix: str, tmp_path: Path
+) -> None:
+    """A good record, its duplicate, a misfit and garbage each move their own counter."""
+    edge = _edge(tmp_path, prefix)
+    publisher = Publisher(f"{prefix}-pub")
+    with edge:
+        _subscribed(edge, publisher, prefix)
+        before = edge.status()["mqtt"]
+        assert before["connected"] and before["connected_since"] is not None
+        assert before["reconnects"] == 0 and before["last_error"] is None
+        topic = f"{prefix}/m1/telemetry"
+        good = json.dumps(_record(1)).encode()
+        publisher.publish(topic, good)
+        publisher.publish(topic, good)  # the same content again: a duplicate, stored once
+        misfit = {"ts": 2.0, "machine_id": "m1", "vibration": "loud"}
+        publisher.publish(topic, json.dumps(misfit).encode())  # parked: schema
+        publisher.publish(topic, b"not json at all")  # parked: malformed
+        wait_for(
+            "four messages handled",
+            lambda: edge.status()["mqtt"]["messages_received"] >= before["messages_received"] + 4,
+            30,
+        )
+        after = edge.status()["mqtt"]
+        moved = {
+            key: after[key] - before[key]
+            for key in (
+                "messages_received",
+                "records_stored",
+                "records_duplicate",
+                "messages_dead_lettered",
+            )
+        }
+        assert moved == {
+            "messages_received": 4,
+            "records_stored": 1,
+            "records_duplicate": 1,
+            "messages_dead_lettered": 2,
+        }
+        parked = after["dead_lettered_by_reason"]
+        assert parked == {"malformed": 1, "schema": 1, "invalid_record": 0, "unrouted": 0}
+
+        metrics = httpx.get(f"{edge.url}/metrics", timeout=10).text
+        assert _metric(metrics, "hybridai_edge_mqtt_messages_received_total") == float(
+            after["messages_received"]
+        )
+        assert _metric(metrics, "hybridai_edge_mqtt_records_duplicate_total") == 1.0
+        assert (
+            _metric(metrics, 'hybridai_edge_mqtt_messages_dead_lettered_total{reason="schema"}')
+            == 1.0
+        )
+        assert _metric(metrics, "hybridai_edge_mqtt_connected") == 1.0
+
+        shown = CliRunner().invoke(cli, ["edge", "status", "--url", edge.url, "--json"])
+        assert shown.exit_code == 0, shown.output
+        assert json.loads(shown.output)["mqtt"]["dead_lettered_by_reason"] == parked
+        table = CliRunner().invoke(cli, ["edge", "status", "--url", edge.url])
+        assert table.exit_code == 0, table.output
+        assert "mqtt ingest" in table.output and "malformed 1, schema 1" in table.output
+
+        # Another client taking the agent's client id kicks it off the broker: it reconnects.
+        _forget_session(f"hybridai-{prefix}")
+        wait_for(
+            "the agent to reconnect",
+            lambda: (m := edge.status()["mqtt"])["reconnects"] >= 1 and m["connected"],
+            30,
+        )
+        kicked = edge.status()["mqtt"]
+        assert kicked["disconnects"] >= 1 and "connection lost" in (kicked["last_error"] or "")
+        publisher.publish(topic, json.dumps(_record(2)).encode())
+        wait_for(
+            "a record after the reconnect",
+            lambda: edge.status()["mqtt"]["records_stored"] == after["records_stored"] + 1,
+            30,
+        )
+        edge.stop()
+    publisher.close()

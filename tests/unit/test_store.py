@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import base64
+import random
 import sqlite3
 import threading
 from pathlib import Path
@@ -131,7 +133,10 @@ def test_batches_follow_in_sequence_and_cover_everything_once(store: EdgeStore) 
 
 
 def test_max_bytes_limits_a_batch_but_never_below_one_record(store: EdgeStore) -> None:
-    store.append("telemetry", rows(4, note="x" * 1000))
+    records = rows(4)
+    for i, record in enumerate(records):  # 1000 bytes each that compression cannot shrink
+        record["note"] = base64.b64encode(random.Random(i).randbytes(750)).decode()
+    store.append("telemetry", records)
 
     batch = store.next_batch(max_bytes=10)
 

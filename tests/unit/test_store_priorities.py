@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import base64
+import json
+import random
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -9,6 +13,7 @@ import pytest
 
 from hybridai.edge.store import EdgeStore
 from hybridai.edge.store_config import HIGH, StoreConfigError, build_config
+from hybridai.edge.store_schema import STREAM_COUNTERS
 
 T0 = 1_700_000_000.0
 
@@ -140,7 +145,11 @@ def test_pending_low_priority_batch_is_resent_first_after_restart(tmp_path: Path
 
 
 def sized(n: int, start: int = 0) -> list[dict[str, Any]]:
-    return [{"ts": T0 + i, "blob": "x" * 200} for i in range(start, start + n)]
+    """Records of about 260 bytes stored: random text, which compression cannot shrink."""
+    return [
+        {"ts": T0 + i, "blob": base64.b64encode(random.Random(i).randbytes(220)).decode()}
+        for i in range(start, start + n)
+    ]
 
 
 def quota_store(tmp_path: Path, quota: int) -> EdgeStore:
@@ -238,15 +247,61 @@ def test_per_stream_figures(store: EdgeStore, clock: Clock) -> None:
     assert stats.backlog_records == 5
 
 
-def test_a_schema_1_store_is_upgraded_and_counted(tmp_path: Path) -> None:
+def _schema_2_store(path: Path) -> None:
+    """A store as the agent of schema 2 left it: one row per record, a batch in flight."""
+    db = sqlite3.connect(path)
+    db.executescript(
+        """
+        CREATE TABLE records (id INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL,
+            hash BLOB NOT NULL, ts REAL NOT NULL, payload TEXT NOT NULL, batch_seq INTEGER,
+            synced INTEGER NOT NULL DEFAULT 0, UNIQUE (stream, hash));
+        CREATE TABLE batches (seq INTEGER PRIMARY KEY AUTOINCREMENT, stream TEXT NOT NULL,
+            records INTEGER NOT NULL, created_at REAL NOT NULL,
+            acked INTEGER NOT NULL DEFAULT 0, wire_bytes INTEGER);
+        CREATE TABLE counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+        CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+        CREATE TABLE streams (stream TEXT PRIMARY KEY, {counters});
+        INSERT INTO counters VALUES ('records_ingested', 6), ('records_synced', 2);
+        INSERT INTO batches VALUES (1, 'telemetry', 2, 0, 1, 10), (2, 'telemetry', 2, 0, 0, NULL);
+        PRAGMA user_version=2;
+        """.replace("{counters}", ", ".join(f"{c} INTEGER DEFAULT 0" for c in STREAM_COUNTERS))
+    )
+    rows = [  # ids interleave two streams; 1-2 synced, 3 and 5 in batch 2, 7 tombstoned
+        (1, "telemetry", 1, 1), (2, "telemetry", 1, 1), (3, "telemetry", 2, 0),
+        (4, "alerts", None, 0), (5, "telemetry", 2, 0), (6, "telemetry", None, 0),
+        (7, "telemetry", 0, 1),
+    ]  # fmt: skip
+    db.executemany(
+        "INSERT INTO records (id, stream, hash, ts, payload, batch_seq, synced) "
+        "VALUES (?, ?, randomblob(8), ?, ?, ?, ?)",
+        [(i, s, T0 + i, json.dumps({"temp": 20.0 + i}), b, y) for i, s, b, y in rows],
+    )
+    db.commit()
+    db.close()
+
+
+def test_a_schema_2_store_is_converted_with_its_batch_in_flight(tmp_path: Path) -> None:
     path = tmp_path / "edge.db"
-    with EdgeStore(path) as store:
-        store.append("telemetry", rows(3))
-        store._conn.execute("DROP TABLE streams")
-        store._conn.execute("PRAGMA user_version=1")
+    _schema_2_store(path)
 
     with EdgeStore(path) as store:
+        in_flight = store.next_batch()
+        assert in_flight is not None
+        store.mark_synced(in_flight.seq, 1)
+        rest = drain(store)
+        store.append("telemetry", rows(1, start=50))
         stats = store.stats()
+        newest = store.next_batch()
 
-    assert stats.streams["telemetry"].records_stored == 3
-    assert stats.bytes_stored > 0
+    assert in_flight.seq == 2 and [r.local_id for r in in_flight.records] == [3, 5]
+    assert [r.payload["temp"] for r in in_flight.records] == [23.0, 25.0]
+    assert rest == [("alerts", 1), ("telemetry", 1)]  # 4, then 6; 7 was compressed away
+    assert stats.records_ingested == 7 and stats.records_synced == 2 + 4
+    assert newest is not None and [r.local_id for r in newest.records] == [8]
+
+
+def test_a_store_from_a_newer_agent_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "edge.db"
+    sqlite3.connect(path).execute("PRAGMA user_version=9").connection.close()
+    with pytest.raises(RuntimeError, match="upgrade the agent"):
+        EdgeStore(path)

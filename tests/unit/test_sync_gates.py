@@ -127,3 +127,23 @@ def test_outside_the_window_only_high_priority_syncs(tmp_path: Path) -> None:
 
     assert (outside, backlog, inside) == (1, 1, 1)
     assert [b.dataset for b in sink.sent] == ["alerts", "telemetry"]
+
+
+def test_throughput_is_reported_per_stream(tmp_path: Path) -> None:
+    t, sink = FakeTime(), Sink()
+    with EdgeStore(tmp_path / "edge.db") as store:
+        store.append("alerts", [{"ts": T0 + i, "code": f"c{i}"} for i in range(40)])
+        store.append("telemetry", [{"ts": T0 + i, "v": i * 1.5} for i in range(200)])
+        up = make(store, sink, t, max_records=20, bandwidth=lambda: 1000.0)
+
+        asyncio.run(up.drain())
+
+    per = {
+        s: sum(len(b.body) for b in sink.sent if b.dataset == s) for s in ("alerts", "telemetry")
+    }
+    assert set(up.stream_throughput) == {"alerts", "telemetry"}
+    for stream, (bytes_per_s, records_per_s) in up.stream_throughput.items():
+        assert 0 < bytes_per_s <= 1000.0 * 1.5  # paced by the cap, like the whole drain
+        assert records_per_s == pytest.approx(
+            bytes_per_s * (40 if stream == "alerts" else 200) / per[stream]
+        )

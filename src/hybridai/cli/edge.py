@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from hybridai.cli._api import JsonOpt, err, fail, out, print_json
@@ -109,7 +111,7 @@ def status(
     url: Annotated[str, typer.Option(help="Edge agent base URL.")] = "http://127.0.0.1:8500",
     as_json: JsonOpt = False,
 ) -> None:
-    """Show an edge agent's status: models, backlog, sync, placement counts."""
+    """Show an edge agent's status: models, backlog, sync, placement, MQTT ingest, schemas."""
     try:
         data = httpx.get(f"{url}/api/v1/status", timeout=5).json()
     except httpx.HTTPError as exc:
@@ -130,6 +132,53 @@ def status(
     out.print(table)
     if streams:
         out.print(stream_table(streams))
+    if data.get("mqtt"):
+        out.print(mqtt_table(data["mqtt"]))
+    if data.get("stream_schemas"):
+        out.print(schema_table(data["stream_schemas"]))
+
+
+def mqtt_table(mqtt: dict[str, Any]) -> Table:
+    """MQTT ingest since the agent started: the broker link, what came in, where it went."""
+    table = Table(title="mqtt ingest")
+    table.add_column("what")
+    table.add_column("value")
+    since = mqtt.get("connected_since")
+    link = f"connected for {time.time() - since:.0f}s" if since else "disconnected"
+    table.add_row("broker", link)
+    table.add_row("reconnects / disconnects", f"{mqtt['reconnects']} / {mqtt['disconnects']}")
+    table.add_row("last error", escape(mqtt.get("last_error") or "-"))
+    table.add_row("messages received", str(mqtt["messages_received"]))
+    table.add_row("records stored", str(mqtt["records_stored"]))
+    table.add_row("records duplicate", str(mqtt["records_duplicate"]))
+    reasons = ", ".join(f"{k} {v}" for k, v in mqtt["dead_lettered_by_reason"].items() if v)
+    parked = str(mqtt["messages_dead_lettered"]) + (f" ({reasons})" if reasons else "")
+    table.add_row("dead-lettered", parked)
+    table.add_row("store failures (retried)", str(mqtt["store_failures"]))
+    return table
+
+
+def schema_table(schemas: dict[str, Any]) -> Table:
+    """The stream schemas the cloud declares for this edge: applied, or refused and why."""
+    table = Table(title="declared stream schemas")
+    for column in ("stream", "state", "enforced fields", "reason"):
+        table.add_column(column)
+    for stream, state in sorted(schemas.items()):
+        enforced = state.get("enforced") or {}
+        required = set(enforced.get("required", []))
+        fields = ", ".join(
+            f"{name}:{kind}{' (required)' if name in required else ''}"
+            for name, kind in sorted(enforced.get("fields", {}).items())
+        )
+        if enforced.get("closed"):
+            fields += " (closed)"
+        table.add_row(
+            stream,
+            "applied" if state["applied"] else "[red]refused[/]",
+            fields or "-",
+            escape(state.get("error") or ""),
+        )
+    return table
 
 
 _STREAM_COLUMNS = (
@@ -142,6 +191,8 @@ _STREAM_COLUMNS = (
     ("backlog", "backlog_records"),
     ("oldest s", "oldest_unsynced_age_s"),
     ("synced", "records_synced"),
+    ("sync B/s", "sync_bytes_per_s"),
+    ("sync rec/s", "sync_records_per_s"),
     ("evicted synced", "records_evicted_synced"),
     ("evicted unsynced", "records_evicted_unsynced"),
 )

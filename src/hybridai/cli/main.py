@@ -22,6 +22,7 @@ from hybridai.cli import (
     model_lifecycle,
     policy,
     rollout,
+    stream,
     token,
     user,
 )
@@ -42,6 +43,7 @@ app.add_typer(model.app, name="model")
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(lake.app, name="lake")
 app.add_typer(policy.app, name="policy")
+app.add_typer(stream.app, name="stream")
 app.add_typer(compliance.app, name="compliance")
 app.command("demo")(demo.demo)
 app.add_typer(user.app, name="user")

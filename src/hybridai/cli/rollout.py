@@ -18,6 +18,7 @@ from hybridai.cli._api import (
     out,
     print_json,
 )
+from hybridai.cli.fleet import parse_tags
 
 app = typer.Typer(
     help="Roll model versions out gradually: canary, waves, health gates.", no_args_is_help=True
@@ -26,9 +27,9 @@ _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0}
 _FINAL = ("succeeded", "aborted")
 
 
-def seconds(text: str) -> float:
-    """Seconds in ``10``, ``10s``, ``2m`` or ``1h`` (zero allowed: no soak)."""
-    value = text.strip().lower()
+def seconds(text: str | float) -> float:
+    """Seconds in ``10``, ``10s``, ``2m`` or ``1h`` (zero allowed: no soak; defaults are floats)."""
+    value = str(text).strip().lower()
     unit = _UNITS.get(value[-1:]) if value else None
     number = value[:-1] if unit else value
     try:
@@ -46,12 +47,18 @@ def _split(values: list[str] | None) -> list[str]:
     return [v.strip() for value in values or [] for v in value.split(",") if v.strip()]
 
 
+def _skipped(rollout: dict[str, Any]) -> str:
+    count = len(rollout.get("skipped", []))
+    return f", {count} skipped" if count else ""
+
+
 def show(rollout: dict[str, Any]) -> None:
     """A rollout for people: its status, its steps and each updated device's verdict."""
     out.print(
         f"rollout {rollout['rollout_id']}: {rollout['model']} v{rollout['from_version']} -> "
         f"v{rollout['to_version']}  [bold]{rollout['status']}[/bold] (step {rollout['step']}, "
-        f"{len(rollout['updated'])}/{len(rollout['devices'])} devices)  {rollout['reason']}"
+        f"{len(rollout['updated'])}/{len(rollout['devices'])} devices{_skipped(rollout)})  "
+        f"{rollout['reason']}"
     )
     verdicts = {v["device_id"]: v for v in rollout["verdicts"]}
     table = Table()
@@ -63,6 +70,8 @@ def show(rollout: dict[str, Any]) -> None:
             table.add_row(str(step["number"]), device, v["health"], v["reason"])
     if rollout["steps"]:
         out.print(table)
+    for skipped in rollout.get("skipped", []):
+        out.print(f"  skipped {skipped['device_id']}: {skipped['reason']}")
 
 
 @app.command()
@@ -70,10 +79,16 @@ def start(
     model: Annotated[str, typer.Argument(help="Model name.")],
     version: Annotated[str, typer.Argument(help="The version to roll out.")],
     sites: Annotated[list[str] | None, typer.Option(help="Target these sites.")] = None,
-    kinds: Annotated[
-        list[str] | None, typer.Option(help="Target these device kinds (tags).")
+    kinds: Annotated[list[str] | None, typer.Option(help="Target these device kinds.")] = None,
+    tag: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--tag", help="Target devices with the tag KEY=VALUE (repeat: all must match)."
+        ),
     ] = None,
-    devices: Annotated[list[str] | None, typer.Option(help="Target these devices.")] = None,
+    devices: Annotated[
+        list[str] | None, typer.Option(help="Also target these devices, by name.")
+    ] = None,
     canary: Annotated[float, typer.Option(help="Share of the target in the canary.")] = 0.34,
     step: Annotated[float, typer.Option(help="Share of the target added per step.")] = 0.33,
     soak: Annotated[
@@ -92,11 +107,22 @@ def start(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Start rolling VERSION out: a canary first, then waves while the devices stay healthy."""
+    """Start rolling VERSION out: a canary first, then waves while the devices stay healthy.
+
+    --sites, --kinds and --tag narrow the target together (a device must match each one
+    given); --devices adds devices by name; none of them: the whole fleet. Devices that
+    cannot run the version (capabilities) are skipped, with the reason, and keep theirs.
+    """
+    target = {
+        "sites": _split(sites),
+        "kinds": _split(kinds),
+        "tags": parse_tags(tag),
+        "devices": _split(devices),
+    }
     body = {
         "model": model,
         "version": version,
-        "target": {"sites": _split(sites), "kinds": _split(kinds), "devices": _split(devices)},
+        "target": target,
         "canary_share": canary,
         "step_share": step,
         "soak_s": soak,
@@ -155,7 +181,7 @@ def status(
             r["to_version"],
             r["status"],
             str(r["step"]),
-            f"{len(r['updated'])}/{len(r['devices'])}",
+            f"{len(r['updated'])}/{len(r['devices'])}{_skipped(r)}",
             r["reason"][:80],
         )
     out.print(table)

@@ -8,7 +8,7 @@ import time
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from hybridai.cloud import fleet, policies, users
+from hybridai.cloud import fleet, policies, stream_schemas, users
 from hybridai.cloud.auth import cloud_of, require, require_device
 from hybridai.cloud.desired_state import desired_state
 from hybridai.cloud.site_peers import site_peers
@@ -21,6 +21,7 @@ from hybridai.protocol.fleet import (
     EnrollRequest,
     EnrollResponse,
     StatusReport,
+    TagChange,
 )
 from hybridai.protocol.placement import PEERS_SETTING
 
@@ -33,7 +34,7 @@ def create_enrollment_token(body: EnrollmentTokenRequest, request: Request) -> E
     require(request, "operate")
     with cloud_of(request).session() as session:
         return fleet.create_enrollment_token(
-            session, body.site, body.device_id, body.ttl_s, time.time()
+            session, body.site, body.device_id, body.ttl_s, time.time(), body.tags
         )
 
 
@@ -58,6 +59,14 @@ def get_device(device_id: str, request: Request) -> Device:
         return fleet.get_device(session, device_id)
 
 
+@router.patch("/devices/{device_id}/tags")
+def change_tags(device_id: str, body: TagChange, request: Request) -> Device:
+    """Add or remove a device's tags (rollouts select devices by them)."""
+    require(request, "operate")
+    with cloud_of(request).session() as session:
+        return fleet.change_tags(session, device_id, body)
+
+
 @router.post("/devices/{device_id}/status", status_code=204)
 def post_status(device_id: str, report: StatusReport, request: Request) -> Response:
     require_device(request, device_id)
@@ -76,12 +85,19 @@ def _desired(request: Request, device_id: str) -> DesiredState:
         "token_public_key": users.token_keys(cloud.settings.data_dir).public_pem,
     }
     with cloud.session() as session:
-        fleet.get_device(session, device_id)
+        device = fleet.get_device(session, device_id)
         stale_s = max(3 * cloud.settings.heartbeat_interval_s, 10.0)
         peers = site_peers(session, device_id, time.time(), stale_s)
         settings[PEERS_SETTING] = [p.model_dump(mode="json") for p in peers]
         key = None if cloud.signing_key is None else public_key_text(cloud.signing_key)
-        return desired_state(session, device_id, settings, key, policies.list_policies(session))
+        return desired_state(
+            session,
+            device_id,
+            settings,
+            key,
+            policies.list_policies(session),
+            stream_schemas.for_site(session, device.site),
+        )
 
 
 @router.get("/devices/{device_id}/desired-state", response_model=DesiredState)

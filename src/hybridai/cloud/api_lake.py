@@ -12,9 +12,15 @@ from starlette.concurrency import run_in_threadpool
 
 from hybridai.cloud.auth import cloud_of, require
 from hybridai.cloud.lake import DEFAULT_VACUUM_HOURS, LakeQueryError
+from hybridai.cloud.lake_storage import LakeStorageError
 from hybridai.protocol.errors import ApiError, ErrorCode
 
 router = APIRouter(prefix="/api/v1/lake", tags=["lake"])
+
+
+def _unavailable(exc: LakeStorageError) -> ApiError:
+    """The lake's storage (a folder or an S3 bucket) failed: for the operator to fix."""
+    return ApiError(503, ErrorCode.UPSTREAM_UNAVAILABLE, f"{exc}; try again once it is fixed")
 
 
 class QueryRequest(BaseModel):
@@ -46,6 +52,8 @@ async def query(body: QueryRequest, request: Request) -> QueryResult:
         table = await run_in_threadpool(lake.query, body.sql)
     except LakeQueryError as exc:
         raise ApiError(400, ErrorCode.INVALID_INPUT, f"query failed: {exc}") from None
+    except LakeStorageError as exc:
+        raise _unavailable(exc) from None
     truncated = table.num_rows > body.limit
     table = table.slice(0, body.limit)
     columns = table.column_names
@@ -58,7 +66,10 @@ async def query(body: QueryRequest, request: Request) -> QueryResult:
 async def tables(request: Request) -> dict[str, int]:
     """Current Delta table version per dataset."""
     require(request, "read")
-    return await run_in_threadpool(cloud_of(request).lake.versions)
+    try:
+        return await run_in_threadpool(cloud_of(request).lake.versions)
+    except LakeStorageError as exc:
+        raise _unavailable(exc) from None
 
 
 class MaintenanceRequest(BaseModel):
@@ -94,6 +105,8 @@ def _maintain(request: Request, body: MaintenanceRequest) -> MaintenanceResult:
         raise ApiError(404, ErrorCode.NOT_FOUND, message) from None
     except ValueError as exc:
         raise ApiError(400, ErrorCode.INVALID_INPUT, str(exc)) from None
+    except LakeStorageError as exc:
+        raise _unavailable(exc) from None
     return MaintenanceResult(dataset=body.dataset, action=body.action, files_now=files_now, **done)
 
 

@@ -13,7 +13,9 @@ from starlette.concurrency import run_in_threadpool
 from hybridai.cloud import fleet
 from hybridai.cloud.auth import cloud_of, require_device
 from hybridai.cloud.context import Cloud
-from hybridai.protocol import sync
+from hybridai.cloud.lake import LakeConflictError
+from hybridai.cloud.lake_storage import LakeStorageError
+from hybridai.protocol import sync, wire_decimals
 from hybridai.protocol.errors import ApiError, ErrorCode
 
 router = APIRouter(prefix="/api/v1", tags=["sync"])
@@ -22,7 +24,7 @@ MAX_BATCH_BYTES = 64 * 1024 * 1024
 
 def _read_parquet(body: bytes) -> pa.Table:
     try:
-        return pq.read_table(io.BytesIO(body))
+        return wire_decimals.restore(pq.read_table(io.BytesIO(body)))
     except (pa.ArrowInvalid, OSError) as exc:
         raise ApiError(
             400, ErrorCode.INVALID_INPUT, f"the batch body is not a readable Parquet file: {exc}"
@@ -45,6 +47,10 @@ def _commit(cloud: Cloud, device_id: str, seq: int, dataset: str, body: bytes) -
         version, duplicate = cloud.lake.commit_batch(dataset, device_id, seq, table)
     except ValueError as exc:
         raise ApiError(400, ErrorCode.INVALID_INPUT, f"batch refused: {exc}") from None
+    except (LakeConflictError, LakeStorageError) as exc:
+        raise ApiError(
+            503, ErrorCode.UPSTREAM_UNAVAILABLE, f"the lake cannot take the batch now: {exc}"
+        ) from None
     return sync.BatchAck(
         device_id=device_id,
         batch_seq=seq,
@@ -71,7 +77,9 @@ async def put_batch(device_id: str, batch_seq: int, request: Request) -> sync.Ba
         )
     body = await request.body()
     if len(body) > MAX_BATCH_BYTES:
-        raise ApiError(413, ErrorCode.BAD_REQUEST, "batch too large: split it (64 MiB at most)")
+        raise ApiError(
+            413, ErrorCode.PAYLOAD_TOO_LARGE, "batch too large: split it (64 MiB at most)"
+        )
     actual = hashlib.sha256(body).hexdigest()
     if actual != digest:
         raise ApiError(

@@ -20,18 +20,19 @@ from hybridai.cloud import (
     api_models,
     api_policies,
     api_rollouts,
+    api_streams,
     api_sync,
     api_training,
     api_users,
 )
 from hybridai.cloud.auditing import AuditMiddleware
 from hybridai.cloud.auth import principal, require_user_or_device
-from hybridai.cloud.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.inference import CloudBackend
 from hybridai.cloud.retraining import retraining_ticker
 from hybridai.cloud.rollout_ticker import rollout_ticker
 from hybridai.cloud.settings import CloudSettings
+from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.serving.errors import install_error_handlers
 from hybridai.serving.v2_routes import v2_router
 
@@ -106,6 +107,7 @@ def create_app(cloud: Cloud) -> FastAPI:
         api_rollouts,
         api_lake,
         api_policies,  # data policies, lake retention
+        api_streams,  # stream schemas
         api_compliance,
         api_users,  # login, users, MFA, API tokens
         api_audit,

@@ -71,7 +71,7 @@ def open_cloud(settings: CloudSettings) -> Cloud:
         engine=engine,
         sessions=session_factory(engine),
         blobs=open_blob_store(settings.resolved_blob_url()),
-        lake=Lake(settings.resolved_lake_url()),
+        lake=Lake(settings.resolved_lake_url(), settings.lake_s3()),
         signing_key=load_or_create_key(settings.resolved_signing_key_file()),
         authority=DeviceAuthority.load(
             settings.pki_dir, settings.passphrase(), settings.device_cert_lifetime_s

@@ -1,8 +1,8 @@
 """What one device should run: the desired state the edge pulls, computed in one place.
 
-Deployments, per-device rollout pins, capability needs, signing key and data policies meet
-here; ``generation`` is a digest of the content, so it is an ETag that changes exactly when
-what the device should run changes, whichever cloud replica computes it.
+Deployments, per-device rollout pins, capability needs, signing key, data policies and
+stream schemas meet here; ``generation`` is a digest of the content, so it is an ETag that
+changes exactly when what the device should run changes, whichever cloud replica computes it.
 """
 
 from __future__ import annotations
@@ -14,9 +14,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from hybridai.cloud.targets import device_facts, policy_needs
+from hybridai.orchestrator.targeting import unmet
 from hybridai.protocol.fleet import DesiredState, ModelAssignment
-from hybridai.protocol.placement import PlacementPolicy
 from hybridai.protocol.policy import DataPolicy
+from hybridai.protocol.streams import SchemaSpec
 from hybridai.storage.tables import (
     DeploymentRow,
     DeviceModelPinRow,
@@ -35,11 +37,7 @@ def _can_run(device: DeviceRow | None, policy: dict[str, Any] | None) -> bool:
     """Whether the device's recorded capabilities meet the model's declared needs."""
     if device is None or not policy:
         return True
-    needs = PlacementPolicy.model_validate(policy).needs
-    capabilities = device.capabilities or {}
-    if needs.accelerator is not None and capabilities.get("accelerator") != needs.accelerator:
-        return False
-    return float(capabilities.get("memory_mb", 0)) >= needs.min_memory_mb
+    return unmet(policy_needs(policy), device_facts(device)) is None
 
 
 def reference_of(session: Session, name: str, version: int) -> dict[str, Any] | None:
@@ -55,6 +53,7 @@ def desired_state(
     settings: dict[str, Any],
     signing_public_key: str | None = None,
     policies: list[DataPolicy] | None = None,
+    stream_schemas: dict[str, SchemaSpec] | None = None,
 ) -> DesiredState:
     """Compute what ``device_id`` should run: deployed models, signing key and data policies.
 
@@ -62,7 +61,8 @@ def desired_state(
     the version a rollout pinned for this device, if any, else the deployment's), except
     to a device whose capabilities do not meet the policy's needs (its router hands such
     requests to a site peer or the cloud); the data policies are what the edge applies before
-    a batch leaves the site.
+    a batch leaves the site; the stream schemas (those of the device's site) what it enforces
+    on ingest.
 
     ``generation`` is a digest of the content, so it serves as an ETag that changes exactly
     when the models or settings change, whichever replica computes it.
@@ -108,12 +108,15 @@ def desired_state(
             )
         )
     policies = sorted(policies or [], key=lambda p: p.dataset)
-    content = {
+    content: dict[str, Any] = {
         "models": [m.model_dump(mode="json") for m in models],
         "settings": settings,
         "signing_public_key": signing_public_key,
         "policies": [p.model_dump(mode="json") for p in policies],
     }
+    schemas = dict(sorted((stream_schemas or {}).items()))
+    if schemas:  # absent when none: generations computed before schemas existed stay valid
+        content["stream_schemas"] = {s: v.model_dump(mode="json") for s, v in schemas.items()}
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     generation = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
     return DesiredState(
@@ -123,4 +126,5 @@ def desired_state(
         settings=settings,
         signing_public_key=signing_public_key,
         policies=policies,
+        stream_schemas=schemas,
     )

@@ -9,8 +9,12 @@ model's edge variant is a smaller model instead (``edge_family``), judged by the
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,61 @@ _LATENCY_RUNS = 200
 
 class EdgeVariantError(ValueError):
     """No acceptable edge variant; the message says what to change in the pipeline."""
+
+
+_ORT_WARNING = 2  # ONNX Runtime's default log severity (it offers no getter to restore from)
+_ORT_ERROR = 3
+_quiet_lock = threading.Lock()
+_quiet_depth = 0
+_stand_in: logging.Handler | None = None
+
+
+class _QuantizationNoise(logging.Filter):
+    """Drops what ONNX Runtime's quantization tools log below ERROR; passes everything else."""
+
+    def __init__(self, folder: str) -> None:
+        super().__init__()
+        self.folder = folder
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.ERROR or not record.pathname.startswith(self.folder)
+
+
+@contextlib.contextmanager
+def _quiet_quantization() -> Iterator[None]:
+    """Silence ONNX Runtime's advice and warnings around a quantize call; errors still show.
+
+    Its quantization tools log through the root logger (``logging.warning``), which would also
+    configure logging for the whole process (``basicConfig``) if nothing had, and its
+    calibration sessions log natively. Around the call: a root-logger filter drops only records
+    from the quantization package below ERROR, a ``NullHandler`` stands in on an unconfigured
+    root so nothing is configured behind the application's back, and the native logger reports
+    errors only. Nested and concurrent calls share one setup.
+    """
+    global _quiet_depth, _stand_in
+    import onnxruntime.quantization
+
+    root = logging.getLogger()
+    noise = _QuantizationNoise(str(Path(onnxruntime.quantization.__file__).parent))
+    with _quiet_lock:
+        if _quiet_depth == 0:
+            ort.set_default_logger_severity(_ORT_ERROR)
+            if not root.handlers:
+                _stand_in = logging.NullHandler()
+                root.addHandler(_stand_in)
+        _quiet_depth += 1
+        root.addFilter(noise)
+    try:
+        yield
+    finally:
+        with _quiet_lock:
+            root.removeFilter(noise)
+            _quiet_depth -= 1
+            if _quiet_depth == 0:
+                ort.set_default_logger_severity(_ORT_WARNING)
+                if _stand_in is not None:
+                    root.removeHandler(_stand_in)
+                    _stand_in = None
 
 
 def _weights_to_quantize(artifact: bytes) -> int:
@@ -60,7 +119,7 @@ def quantize(artifact: bytes, mode: str, input_name: str, calibration: Array) ->
             "linear classifiers exported as ONNX-ML ops do not quantize): set edge.family to a "
             "smaller model (e.g. tree) instead of edge.quantize, or use family mlp / mlp-torch"
         )
-    with tempfile.TemporaryDirectory(prefix="hybridai-quant-") as tmp:
+    with _quiet_quantization(), tempfile.TemporaryDirectory(prefix="hybridai-quant-") as tmp:
         source, target = Path(tmp) / "cloud.onnx", Path(tmp) / "edge.onnx"
         source.write_bytes(artifact)
         if mode == "dynamic":

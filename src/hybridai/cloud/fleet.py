@@ -28,21 +28,47 @@ from hybridai.link import pki
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import (
     DEVICE_ID_PATTERN,
+    MAX_TAGS,
     Device,
     EnrollmentToken,
     EnrollRequest,
     EnrollResponse,
     StatusReport,
+    TagChange,
+    check_tags,
 )
 from hybridai.storage.tables import ApiTokenRow, DeviceRow, EnrollmentTokenRow
 
 _ID = re.compile(DEVICE_ID_PATTERN)
 
 
+def _checked_tags(tags: dict[str, str]) -> dict[str, str]:
+    try:
+        check_tags(tags)
+    except ValueError as exc:
+        raise ApiError(400, ErrorCode.INVALID_INPUT, str(exc)) from None
+    if len(tags) > MAX_TAGS:
+        raise ApiError(
+            400,
+            ErrorCode.INVALID_INPUT,
+            f"a device carries at most {MAX_TAGS} tags, this would give it {len(tags)}: "
+            "remove some with `hybridai fleet tag DEVICE --remove KEY`",
+        )
+    return dict(sorted(tags.items()))
+
+
 def create_enrollment_token(
-    session: Session, site: str, device_id: str, ttl_s: float, now: float
+    session: Session,
+    site: str,
+    device_id: str,
+    ttl_s: float,
+    now: float,
+    tags: dict[str, str] | None = None,
 ) -> EnrollmentToken:
-    """Mint a one-time token that lets exactly ``device_id`` join ``site`` until it expires."""
+    """Mint a one-time token that lets exactly ``device_id`` join ``site`` until it expires.
+
+    ``tags`` are given to the device when it enrolls with the token, over any it declares.
+    """
     for label, value in (("site", site), ("device_id", device_id)):
         if not _ID.match(value):
             raise ApiError(
@@ -53,15 +79,22 @@ def create_enrollment_token(
             )
     if ttl_s <= 0:
         raise ApiError(400, ErrorCode.INVALID_INPUT, f"ttl_s must be positive, got {ttl_s}")
+    tags = _checked_tags(tags or {})
     token = new_token(ENROLLMENT_PREFIX)
     expires_at = now + ttl_s
     session.add(
         EnrollmentTokenRow(
-            token_hash=hash_token(token), site=site, device_id=device_id, expires_at=expires_at
+            token_hash=hash_token(token),
+            site=site,
+            device_id=device_id,
+            expires_at=expires_at,
+            tags=tags,
         )
     )
     session.commit()
-    return EnrollmentToken(token=token, site=site, device_id=device_id, expires_at=expires_at)
+    return EnrollmentToken(
+        token=token, site=site, device_id=device_id, expires_at=expires_at, tags=tags
+    )
 
 
 def _bad_token(reason: str, site: str = "SITE", device_id: str = "DEVICE") -> ApiError:
@@ -80,7 +113,8 @@ def enroll(
 
     Re-enrolling revokes the device's earlier certificates and lifts a device revocation: an
     operator-issued token is the deliberate way back into the fleet. A bad CSR is refused
-    before the token is spent.
+    before the token is spent. Tags: those the device already had, then those it declares,
+    then the token's (an operator's word wins).
     """
     token_hash = hash_token(request.token)
     token = session.get(EnrollmentTokenRow, token_hash)
@@ -97,6 +131,9 @@ def enroll(
     if token.expires_at <= now:
         raise _bad_token("has expired", token.site, token.device_id)
     certificates.check_csr(request.csr, request.device_id)
+    device = session.get(DeviceRow, request.device_id)
+    held = dict(device.tags or {}) if device is not None else {}
+    tags = _checked_tags({**held, **request.tags, **(token.tags or {})})
     # Conditional update: of two concurrent enrollments with one token, exactly one wins.
     spent = cast(
         "CursorResult[Any]",
@@ -115,7 +152,6 @@ def enroll(
         raise _bad_token("was already used", token.site, token.device_id)
 
     capabilities = request.capabilities.model_dump(mode="json")
-    device = session.get(DeviceRow, request.device_id)
     if device is None:
         session.add(
             DeviceRow(
@@ -125,6 +161,7 @@ def enroll(
                 capabilities=capabilities,
                 enrolled_at=now,
                 revoked=False,
+                tags=tags,
             )
         )
     else:
@@ -133,6 +170,7 @@ def enroll(
         device.capabilities = capabilities
         device.enrolled_at = now
         device.revoked = False
+        device.tags = tags
     try:
         session.flush()
         certificates.revoke_all(session, request.device_id, now)
@@ -186,6 +224,7 @@ def _to_device(row: DeviceRow) -> Device:
             "last_seen": row.last_seen,
             "revoked": row.revoked,
             "status": row.status,
+            "tags": row.tags or {},
         }
     )
 
@@ -205,6 +244,18 @@ def list_devices(session: Session) -> list[Device]:
 
 def get_device(session: Session, device_id: str) -> Device:
     return _to_device(_device_row(session, device_id))
+
+
+def change_tags(session: Session, device_id: str, change: TagChange) -> Device:
+    """Remove, then add, tags on a device; the result holds at most ``MAX_TAGS`` tags.
+
+    Removing a tag the device does not carry is no error (the wanted state is reached).
+    """
+    device = _device_row(session, device_id)
+    tags = {k: v for k, v in (device.tags or {}).items() if k not in set(change.remove)}
+    device.tags = _checked_tags({**tags, **change.add})
+    session.commit()
+    return _to_device(device)
 
 
 def revoke_device(session: Session, device_id: str, now: float) -> Device:

@@ -6,31 +6,45 @@ sequence, so a batch whose sequence number is not above the device's recorded tr
 version has already been committed: the lake is exactly-once by construction, even across
 restarts, because the key lives in the table's own log. Table versions give time travel, so a
 training run can name exactly the rows it read.
+
+The lake lives in a local folder or under an ``s3://bucket/prefix`` (``lake_storage``). Several
+processes (cloud replicas) may commit to one table at once: Delta's optimistic concurrency
+retries appends that do not conflict, and two commits of the same ``(device, seq)`` conflict on
+the device's transaction, so the loser re-reads the log, finds the batch committed and answers
+it as a repeat.
 """
 
 from __future__ import annotations
 
-import os
+import random
 import re
 import threading
-from collections.abc import Mapping
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
-from deltalake.exceptions import DeltaError
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
+from hybridai.cloud.lake_storage import LakeLocation, LakeStorageError, S3Options
 from hybridai.protocol.sync import DATE, DEVICE_ID, RECORD_ID, SITE, TIMESTAMP
 
 DATASET_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 REQUIRED_COLUMNS: tuple[str, ...] = (RECORD_ID, DEVICE_ID, SITE, TIMESTAMP, DATE)
 PARTITION_COLUMNS: list[str] = [SITE, DATE]
 DEFAULT_VACUUM_HOURS = 168.0  # Delta's own default: a week of time travel
+COMMIT_ATTEMPTS = 12  # tries of one batch's commit against writers in other processes
 
 
 class LakeQueryError(ValueError):
     """A lake query failed; the message is DuckDB's (or says which version is missing)."""
+
+
+class LakeConflictError(RuntimeError):
+    """A batch lost every commit race to other writers: nothing was written; send it again."""
 
 
 def _check_dataset(dataset: str) -> None:
@@ -68,41 +82,51 @@ def _check_batch(device_id: str, batch_seq: int, table: pa.Table) -> None:
 
 
 class Lake:
-    """Delta tables under ``root`` (a local folder today; object storage URLs later).
+    """Delta tables under ``root``: a local folder, ``file:///PATH`` or ``s3://BUCKET/PREFIX``.
 
     Commits to one dataset are serialised inside this process, which makes the check of the
-    device's last committed sequence and the commit that follows it atomic. Several processes
-    writing one lake rely on Delta's optimistic concurrency instead.
+    device's last committed sequence and the commit that follows it atomic here. Writers in
+    other processes are handled by Delta's optimistic concurrency (see the module docstring).
+    Storage failures raise ``LakeStorageError`` (an ``OSError``) saying where and why.
     """
 
-    def __init__(self, root: str) -> None:
-        self._root = root.rstrip("/") or "/"
-        self._local = "://" not in root or root.startswith("file://")
-        if self._local:
-            self._root = self._root.removeprefix("file://")
-            os.makedirs(self._root, exist_ok=True)
+    def __init__(self, root: str, s3: S3Options | None = None) -> None:
+        self._location = LakeLocation(root, s3)
+        self._location.prepare()
         self._locks: dict[str, threading.Lock] = {}
         self._locks_guard = threading.Lock()
 
+    def __repr__(self) -> str:
+        return f"Lake({self._location.root!r})"
+
     @property
     def root(self) -> str:
-        return self._root
+        return self._location.root
 
     # -- locations: the one place that knows how a dataset maps to storage ------------------
 
     def _uri(self, dataset: str) -> str:
-        return os.path.join(self._root, dataset) if self._local else f"{self._root}/{dataset}"
+        return self._location.uri(dataset)
 
-    def _list_candidates(self) -> list[str]:
-        if not self._local:
-            raise NotImplementedError("listing datasets needs a local lake for now")
-        return sorted(name for name in os.listdir(self._root) if os.path.isdir(self._uri(name)))
+    @contextmanager
+    def _storage(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except LakeStorageError:
+            raise
+        except OSError as error:
+            raise self._location.storage_error(doing, error) from error
 
     def _open(self, dataset: str, version: int | None = None) -> DeltaTable | None:
-        uri = self._uri(dataset)
-        if not DeltaTable.is_deltatable(uri):
-            return None
-        return DeltaTable(uri, version=version)
+        with self._storage(f"opening dataset {dataset!r}"):
+            try:
+                return DeltaTable(
+                    self._uri(dataset),
+                    version=version,
+                    storage_options=self._location.storage_options,
+                )
+            except TableNotFoundError:
+                return None
 
     def _lock(self, dataset: str) -> threading.Lock:
         with self._locks_guard:
@@ -116,32 +140,53 @@ class Lake:
         """Append a device's batch as one commit; returns ``(table_version, duplicate)``.
 
         A batch whose ``batch_seq`` is not above the device's last committed one is a repeat
-        and is answered with the current version without writing anything.
+        and is answered with the current version without writing anything. The version
+        returned is one that holds the batch (a later writer may already have added to it).
+        Raises ``ValueError`` for a batch that does not fit the dataset and
+        ``LakeConflictError`` when other writers kept winning the commit race.
         """
         _check_dataset(dataset)
         _check_batch(device_id, batch_seq, table)
-        with self._lock(dataset):
-            current = self._open(dataset)
-            if current is not None:
-                committed = current.transaction_version(device_id)
-                if committed is not None and committed >= batch_seq:
-                    return current.version(), True
-            try:
+        for attempt in range(COMMIT_ATTEMPTS):
+            with self._lock(dataset):
+                done = self._try_commit(dataset, device_id, batch_seq, table)
+            if done is not None:
+                return done
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # let the winner finish
+        raise LakeConflictError(
+            f"batch {batch_seq} of device {device_id!r} lost {COMMIT_ATTEMPTS} commit races "
+            f"on dataset {dataset!r} to other writers; nothing was written: send it again"
+        )
+
+    def _try_commit(
+        self, dataset: str, device_id: str, batch_seq: int, table: pa.Table
+    ) -> tuple[int, bool] | None:
+        """One attempt: the outcome, or ``None`` when another writer's commit won the race."""
+        current = self._open(dataset)
+        if current is not None:
+            committed = current.transaction_version(device_id)
+            if committed is not None and committed >= batch_seq:
+                return current.version(), True
+        try:
+            with self._storage(f"committing to dataset {dataset!r}"):
                 write_deltalake(
                     self._uri(dataset) if current is None else current,
                     table,
                     mode="append",
                     partition_by=PARTITION_COLUMNS,
                     schema_mode="merge",
+                    storage_options=self._location.storage_options if current is None else None,
                     commit_properties=CommitProperties(
                         app_transactions=[Transaction(app_id=device_id, version=batch_seq)]
                     ),
                 )
-            except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
-                raise ValueError(f"batch does not fit dataset {dataset!r}: {error}") from error
-            written = current if current is not None else self._open(dataset)
-            assert written is not None  # the write above created the table
-            return written.version(), False
+        except CommitFailedError:
+            return None  # a concurrent commit conflicted (maybe this very batch): look again
+        except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise ValueError(f"batch does not fit dataset {dataset!r}: {error}") from error
+        written = current if current is not None else self._open(dataset)
+        assert written is not None  # the write above created the table
+        return written.version(), False
 
     def apply_retention(self, dataset: str, older_than_ts: float) -> int:
         """Delete the rows with ``ts`` before ``older_than_ts`` and vacuum their files.
@@ -160,10 +205,11 @@ class Lake:
             table = self._open(dataset)
             if table is None:
                 return 0
-            metrics = table.delete(f"{TIMESTAMP} < {float(older_than_ts)!r}")
-            deleted = int(metrics.get("num_deleted_rows", 0) or 0)
-            if deleted:
-                table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
+            with self._storage(f"applying retention to dataset {dataset!r}"):
+                metrics = table.delete(f"{TIMESTAMP} < {float(older_than_ts)!r}")
+                deleted = int(metrics.get("num_deleted_rows", 0) or 0)
+                if deleted:
+                    table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
             return deleted
 
     # -- maintenance (``hybridai lake optimize`` / ``vacuum``) --------------------------------
@@ -178,7 +224,8 @@ class Lake:
         _check_dataset(dataset)
         with self._lock(dataset):
             table = self._require(dataset)
-            metrics = table.optimize.compact()
+            with self._storage(f"compacting dataset {dataset!r}"):
+                metrics = table.optimize.compact()
             return {
                 "version": table.version(),
                 "files_added": int(metrics.get("numFilesAdded", 0) or 0),
@@ -199,11 +246,12 @@ class Lake:
             )
         with self._lock(dataset):
             table = self._require(dataset)
-            deleted = table.vacuum(
-                retention_hours=int(retention_hours),
-                dry_run=False,
-                enforce_retention_duration=False,
-            )
+            with self._storage(f"vacuuming dataset {dataset!r}"):
+                deleted = table.vacuum(
+                    retention_hours=int(retention_hours),
+                    dry_run=False,
+                    enforce_retention_duration=False,
+                )
             return {"version": table.version(), "files_deleted": len(deleted)}
 
     def files(self, dataset: str) -> int:
@@ -226,11 +274,14 @@ class Lake:
 
     def datasets(self) -> list[str]:
         """Names of the datasets that hold at least one commit."""
-        return [
-            name
-            for name in self._list_candidates()
-            if DATASET_PATTERN.fullmatch(name) and DeltaTable.is_deltatable(self._uri(name))
-        ]
+        options = self._location.storage_options
+        with self._storage("listing datasets"):
+            return [
+                name
+                for name in self._location.children()
+                if DATASET_PATTERN.fullmatch(name)
+                and DeltaTable.is_deltatable(self._uri(name), storage_options=options)
+            ]
 
     def versions(self) -> dict[str, int]:
         """Return the current table version of every dataset: what lineage records."""
@@ -245,7 +296,10 @@ class Lake:
         """Rows in a dataset; 0 for a dataset that does not exist yet."""
         _check_dataset(dataset)
         table = self._open(dataset)
-        return 0 if table is None else table.to_pyarrow_dataset().count_rows()
+        if table is None:
+            return 0
+        with self._storage(f"counting the rows of dataset {dataset!r}"):
+            return int(table.to_pyarrow_dataset().count_rows())
 
     def query(self, sql: str, versions: Mapping[str, int] | None = None) -> pa.Table:
         """Run DuckDB SQL in which every dataset is a view named after it.

@@ -8,6 +8,11 @@ fleet's deployment. An abort removes the pins (restoring any a previous rollout 
 every device goes back to the version it ran. A succeeded rollout of the whole fleet becomes
 the fleet's deployment. At most one rollout per model is active; a finished or aborted one
 never blocks the next.
+
+Devices of the target whose recorded capabilities rule the version out (the policy's needs,
+or too little memory for its artifact) are skipped at the start, with the reason, rather than
+left to time out in a wave; they keep the version they run, even once a whole-fleet rollout
+becomes the deployment (they are pinned to it then).
 """
 
 from __future__ import annotations
@@ -19,7 +24,7 @@ from typing import Any
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from hybridai.cloud import registry
+from hybridai.cloud import registry, targets
 from hybridai.orchestrator import rollout as machine
 from hybridai.orchestrator.rollout import (
     DeviceReport,
@@ -29,9 +34,10 @@ from hybridai.orchestrator.rollout import (
     Step,
     Verdict,
 )
+from hybridai.orchestrator.targeting import unmet
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.placement import PlacementPolicy
-from hybridai.protocol.rollout import Rollout, RolloutRequest
+from hybridai.protocol.rollout import Rollout, RolloutRequest, SkippedDevice
 from hybridai.storage.tables import DeploymentRow, DeviceModelPinRow, DeviceRow, RolloutRow
 
 
@@ -64,6 +70,7 @@ def _to_wire(row: RolloutRow) -> Rollout:
             "step": state.step,
             "steps": [asdict(s) for s in state.steps],
             "devices": list(_plan_of(row).devices),
+            "skipped": row.plan.get("skipped", []),
             "updated": sorted(machine.assigned(state)),
             "verdicts": [asdict(v) for v in state.verdicts],
             "request": row.plan["request"],
@@ -72,28 +79,6 @@ def _to_wire(row: RolloutRow) -> Rollout:
             "created_by": row.created_by,
         }
     )
-
-
-def _targets(session: Session, request: RolloutRequest) -> tuple[str, ...]:
-    target = request.target
-    rows = session.scalars(select(DeviceRow).where(DeviceRow.revoked.is_(False))).all()
-    known = {row.device_id for row in rows}
-    unknown = sorted(set(target.devices) - known)
-    if unknown:
-        raise ApiError(
-            404,
-            ErrorCode.UNKNOWN_DEVICE,
-            f"no enrolled, unrevoked device {', '.join(unknown)}: see `hybridai fleet list`",
-        )
-    chosen = [
-        row.device_id
-        for row in rows
-        if target.everything()
-        or row.site in target.sites
-        or row.kind in target.kinds
-        or row.device_id in target.devices
-    ]
-    return tuple(sorted(chosen))
 
 
 def _active(session: Session, model: str) -> RolloutRow | None:
@@ -123,12 +108,22 @@ def start(session: Session, request: RolloutRequest, actor: str, now: float) -> 
             f"rollout {running.rollout_id} of {request.model!r} is {running.status}: wait for "
             f"it, or `hybridai rollout abort {running.rollout_id}`",
         )
+    needs = targets.policy_needs(deployment.policy, targets.served_size(info))
+    selection = targets.select_devices(session, request.target, needs)
+    skipped = [SkippedDevice(device_id=s.device_id, reason=s.reason) for s in selection.skipped]
+    if skipped and not selection.devices:
+        listed = "; ".join(f"{s.device_id}: {s.reason}" for s in skipped)
+        raise ApiError(
+            400,
+            ErrorCode.INVALID_INPUT,
+            f"no device of the target can run {request.model} v{info.version}: {listed}",
+        )
     g = request.gates
     plan = RolloutPlan(
         model=request.model,
         from_version=str(deployment.version),
         to_version=info.version,
-        devices=_targets(session, request),
+        devices=selection.devices,
         canary_share=request.canary_share,
         step_share=request.step_share,
         soak_s=request.soak_s,
@@ -157,6 +152,7 @@ def start(session: Session, request: RolloutRequest, actor: str, now: float) -> 
             "machine": asdict(plan),
             "request": request.model_dump(mode="json"),
             "previous_pins": previous,
+            "skipped": [s.model_dump(mode="json") for s in skipped],
         },
         state=asdict(RolloutState(updated_at=now)),
         created_at=now,
@@ -252,10 +248,38 @@ def _promote(session: Session, row: RolloutRow, plan: RolloutPlan, now: float) -
             DeviceModelPinRow.name == plan.model, DeviceModelPinRow.rollout_id == row.rollout_id
         )
     )
+    _keep_skipped(session, row, plan, now)
     session.commit()
     registry.set_deployment(
         session, plan.model, plan.to_version, f"rollout {row.rollout_id}", now, policy=policy
     )
+
+
+def _keep_skipped(session: Session, row: RolloutRow, plan: RolloutPlan, now: float) -> None:
+    """Pin the skipped devices that run the old version to it, before it stops being deployed.
+
+    A device the model's policy rules out altogether runs no version of it, so needs no pin;
+    one that holds a pin already (an earlier rollout's) keeps that one.
+    """
+    deployment = session.get(DeploymentRow, plan.model)
+    needs = targets.policy_needs(None if deployment is None else deployment.policy)
+    for skipped in row.plan.get("skipped", []):
+        device = session.get(DeviceRow, skipped["device_id"])
+        if device is None:
+            continue
+        pinned = session.get(DeviceModelPinRow, (device.device_id, plan.model))
+        if pinned is not None:
+            continue
+        if unmet(needs, targets.device_facts(device)) is None:
+            session.add(
+                DeviceModelPinRow(
+                    device_id=device.device_id,
+                    name=plan.model,
+                    version=int(plan.from_version),
+                    rollout_id=row.rollout_id,
+                    updated_at=now,
+                )
+            )
 
 
 def tick(session: Session, now: float) -> list[Rollout]:

@@ -7,6 +7,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from hybridai.cloud.lake_storage import S3Options
+
 
 class CloudSettings(BaseSettings):
     """Read from ``HYBRIDAI_CLOUD_*`` environment variables, then ``.env``, then defaults."""
@@ -29,7 +31,30 @@ class CloudSettings(BaseSettings):
         default=None, description="Blob store for model artifacts (default: DATA_DIR/blobs)."
     )
     lake_url: str | None = Field(
-        default=None, description="Root of the Delta Lake tables (default: DATA_DIR/lake)."
+        default=None,
+        description="Root of the Delta Lake tables: a folder, file:///PATH or "
+        "s3://BUCKET/PREFIX (the bucket must exist; see LAKE_S3_*) (default: DATA_DIR/lake).",
+    )
+    lake_s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint of an s3:// lake on an S3-compatible store (MinIO, SeaweedFS, "
+        "R2), e.g. http://127.0.0.1:8333; unset: AWS S3 (or AWS_ENDPOINT_URL). The store must "
+        "honour conditional writes (If-None-Match), which safe concurrent commits rely on.",
+    )
+    lake_s3_access_key_id: str | None = Field(
+        default=None,
+        description="Access key of an s3:// lake; unset: the AWS credential chain "
+        "(AWS_ACCESS_KEY_ID, profiles, instance roles).",
+    )
+    lake_s3_secret_access_key: SecretStr | None = Field(
+        default=None, description="Secret key of an s3:// lake (never logged or shown)."
+    )
+    lake_s3_region: str | None = Field(
+        default=None, description="Region of an s3:// lake's bucket; unset: AWS_REGION."
+    )
+    lake_s3_allow_http: bool = Field(
+        default=False,
+        description="Allow a plain http:// LAKE_S3_ENDPOINT_URL (a local test store only).",
     )
     host: str = Field(default="127.0.0.1", description="Address the cloud API listens on.")
     port: int = Field(default=8400, description="Port the cloud API listens on.")
@@ -105,6 +130,17 @@ class CloudSettings(BaseSettings):
 
     def resolved_lake_url(self) -> str:
         return self.lake_url or str(self.data_dir / "lake")
+
+    def lake_s3(self) -> S3Options:
+        """How to reach an s3:// lake (ignored for a local one)."""
+        secret = self.lake_s3_secret_access_key
+        return S3Options(
+            endpoint_url=self.lake_s3_endpoint_url,
+            access_key_id=self.lake_s3_access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else None,
+            region=self.lake_s3_region,
+            allow_http=self.lake_s3_allow_http,
+        )
 
     @property
     def admin_token_path(self) -> Path:

@@ -22,10 +22,12 @@ from hybridai.edge.bundle import start_from_bundle
 from hybridai.edge.cloud_client import CloudClient, CloudUnavailable
 from hybridai.edge.data_policy import EdgeDataPolicy, store_key, trusted_key
 from hybridai.edge.dataplane import DataPlane
+from hybridai.edge.declared_schemas import DeclaredSchemas
 from hybridai.edge.drift import DriftMonitor
 from hybridai.edge.hard_examples import STREAM as HARD_EXAMPLES
 from hybridai.edge.identity import DeviceIdentity
 from hybridai.edge.ingest import Ingest
+from hybridai.edge.mqtt_metrics import MqttCollector
 from hybridai.edge.placement_state import PlacementState
 from hybridai.edge.reconciler import Reconciler
 from hybridai.edge.router import CloudLink, EdgeBackend
@@ -111,6 +113,12 @@ class EdgeAgent:
         self.data_policy = EdgeDataPolicy(settings, self.store, self.reconciler)
         self.dataplane = DataPlane(settings, self.store, lambda: self.reconciler.settings)
         self.backend.metrics.registry.register(StoreCollector(self._store_stats))
+        if self.mqtt is not None:
+            self.backend.metrics.registry.register(MqttCollector(self.mqtt.stats))
+        self.schemas = DeclaredSchemas(  # stream schemas the cloud declares
+            self.ingest,
+            lambda: self.reconciler.desired.stream_schemas if self.reconciler.desired else None,
+        )
         self.drift = DriftMonitor(
             lambda: self.reconciler.desired.models if self.reconciler.desired else []
         )
@@ -130,6 +138,7 @@ class EdgeAgent:
         await self.reconciler.restore()
         if self.settings.bundle_file is not None and not self.reconciler.has_desired:
             await start_from_bundle(self.reconciler, self.settings.bundle_file)
+        await asyncio.to_thread(self.schemas.apply)
         if self.mqtt is not None:
             self.mqtt.start()
         if self.identity.valid(time.time()) and self.site:
@@ -220,6 +229,7 @@ class EdgeAgent:
                 capabilities=self.capabilities,
                 agent_version=f"{__version__} ({platform.system()})",
                 csr=self.identity.csr(),
+                tags=self.settings.tags,
             )
         )
         self.identity.store(response.certificate, response.ca_certificate)
@@ -256,6 +266,7 @@ class EdgeAgent:
             self.link.success()
             if desired is not None:
                 await self.reconciler.apply(desired)
+                await asyncio.to_thread(self.schemas.apply)
                 if self.dataplane.apply():
                     await asyncio.to_thread(self.store.enforce_quota)
             return 0.0
@@ -300,8 +311,22 @@ class EdgeAgent:
     def _store_stats(self) -> StoreStats:
         stats = self.data_policy.stats()
         bytes_per_s, records_per_s = self.uploader.throughput if self.uploader else (0.0, 0.0)
+        per_stream = self.uploader.stream_throughput if self.uploader else {}
+        streams = {
+            name: s.model_copy(
+                update={
+                    "sync_bytes_per_s": per_stream.get(name, (0.0, 0.0))[0],
+                    "sync_records_per_s": per_stream.get(name, (0.0, 0.0))[1],
+                }
+            )
+            for name, s in stats.streams.items()
+        }
         return stats.model_copy(
-            update={"sync_bytes_per_s": bytes_per_s, "sync_records_per_s": records_per_s}
+            update={
+                "sync_bytes_per_s": bytes_per_s,
+                "sync_records_per_s": records_per_s,
+                "streams": streams,
+            }
         )
 
     def status(self) -> StatusReport:
@@ -323,4 +348,6 @@ class EdgeAgent:
             policies=sorted(self.reconciler.policies),
             drift=self.drift.report(),
             model_health=self.backend.health.snapshot(),
+            mqtt=self.mqtt.stats() if self.mqtt is not None else None,
+            stream_schemas=self.schemas.report(),
         )

@@ -6,6 +6,7 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import pyarrow as pa
 from fastapi import FastAPI, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -15,13 +16,17 @@ from hybridai.edge import ingest_formats
 from hybridai.edge.admin import admin_router
 from hybridai.edge.agent import EdgeAgent
 from hybridai.edge.schema import SchemaViolation
+from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store import AppendResult, InvalidRecord
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import StatusReport
+from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.serving.errors import install_error_handlers
 from hybridai.serving.v2_routes import v2_router
 
 STREAM = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+INGEST_PATH = "/api/v1/streams/"
+MAX_OTHER_BYTES = 64 * 1024 * 1024  # v2 inference tensors and the rest
 
 
 class IngestResult(BaseModel):
@@ -34,7 +39,17 @@ def _decode_and_write(
     agent: EdgeAgent, stream: str, content_type: str | None, body: bytes
 ) -> AppendResult:
     """Decode a batch body (JSON, MessagePack or Arrow IPC) and store it; off the event loop."""
-    return agent.ingest.write(stream, ingest_formats.decode(content_type, body))
+    decoded = ingest_formats.decode(content_type, body)
+    if isinstance(decoded, pa.Table):
+        return agent.ingest.write_table(stream, decoded)
+    return agent.ingest.write(stream, decoded)
+
+
+def _body_limits(settings: EdgeSettings) -> LimitFor:
+    def limit(method: str, path: str) -> int:
+        return settings.max_ingest_bytes if path.startswith(INGEST_PATH) else MAX_OTHER_BYTES
+
+    return limit
 
 
 def create_app(agent: EdgeAgent) -> FastAPI:
@@ -52,6 +67,7 @@ def create_app(agent: EdgeAgent) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.agent = agent
+    app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(agent.settings))
     install_error_handlers(app)
     app.include_router(v2_router(agent.backend))
     app.include_router(admin_router(agent))  # operators only: cloud-signed access tokens
@@ -87,8 +103,8 @@ def create_app(agent: EdgeAgent) -> FastAPI:
             raise ApiError(
                 400,
                 ErrorCode.SCHEMA_MISMATCH,
-                f"nothing stored: {exc}; fix the record or the "
-                "stream's schema (HYBRIDAI_EDGE_STREAM_SCHEMAS)",
+                f"nothing stored: {exc}; fix the record or the stream's schema "
+                "(`hybridai stream schema set`, or HYBRIDAI_EDGE_STREAM_SCHEMAS)",
             ) from None
         except InvalidRecord as exc:
             raise ApiError(400, ErrorCode.INVALID_INPUT, f"nothing stored: {exc}") from None

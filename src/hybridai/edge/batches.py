@@ -4,31 +4,33 @@ Encoding is deterministic: the same batch always yields the same bytes, so a bat
 after a crash carries the sha256 the cloud may already have seen under the same
 ``(device_id, batch_seq)``.
 
-Column types are fixed per batch from the values, never by guesswork that could fail: a column
-of only ints is int64, ints mixed with floats is float64, only bools is bool, only strings is
-string; any other mix is written as strings (JSON text of the non-string values) so that no
-batch is ever unsendable. A field missing from a row is null; a field null in every row of
-the batch is left out, since a null column carries no information and has no lake type.
+The columns are the store's (``columns``): a field is int64, float64, bool or string as its
+values were, int mixed with float is float64, and a field whose values mix other types is sent
+as strings (JSON text of the non-string values) so that no batch is ever unsendable. A field
+null in every row of the batch is left out, since a null column carries no information and has
+no lake type. Encodings are chosen per column for thin links: record ids share their device
+prefix (delta byte array), floats that are short decimals travel as scaled integers, delta
+encoded (``protocol.wire_decimals``; the cloud restores them), other floats are byte-split
+before zstd, the rest is dictionary-encoded.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from typing import Any
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from hybridai.edge.columns import JSON_TEXT, values_of
 from hybridai.edge.store import PendingBatch
+from hybridai.protocol import wire_decimals
 from hybridai.protocol.sync import DATE, DEVICE_ID, RECORD_ID, SITE, TIMESTAMP
 
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
+ZSTD_LEVEL = 9
 
 
 @dataclass(frozen=True)
@@ -40,77 +42,91 @@ class EncodedBatch:
     body: bytes
     sha256: str
     records: int
-    raw_json_bytes: int  # the same records as compact JSON, to show what Parquet saves
 
 
-def _date(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).strftime("%Y-%m-%d")
+def _wire(field: pa.Field, column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+    """A stored column as the lake takes it: JSON text only for the non-strings."""
+    if field.metadata != JSON_TEXT:
+        return column
+    values = values_of(field, column)
+    return pa.array(
+        [v if v is None or isinstance(v, str) else json.dumps(v) for v in values],
+        type=pa.string(),
+    )
 
 
-def _kind(value: Any) -> str:
-    if isinstance(value, bool):
-        return "bool"
-    if isinstance(value, int):
-        return "int" if _INT64_MIN <= value <= _INT64_MAX else "float"
-    if isinstance(value, float):
-        return "float"
-    return "str"
+def lake_table(batch: PendingBatch, device_id: str, site: str) -> pa.Table:
+    """The batch as the lake stores it: lake columns first, then fields by name."""
+    table = batch.table
+    n = table.num_rows
+    ts = table.column(TIMESTAMP).cast(pa.float64())
+    seconds = pc.cast(pc.floor(ts), pa.int64())
+    ids = np.char.add(f"{device_id}:", batch.ids.astype(str))
+    columns: dict[str, pa.Array | pa.ChunkedArray] = {
+        RECORD_ID: pa.array(ids.tolist(), type=pa.string()),
+        DEVICE_ID: pa.array([device_id] * n, type=pa.string()),
+        SITE: pa.array([site] * n, type=pa.string()),
+        TIMESTAMP: ts,
+        DATE: pc.strftime(pc.cast(seconds, pa.timestamp("s", tz="UTC")), format="%Y-%m-%d"),
+    }
+    fields = [pa.field(name, column.type) for name, column in columns.items()]
+    arrays = list(columns.values())
+    for field in sorted(table.schema, key=lambda f: f.name):
+        if field.name == TIMESTAMP:
+            continue
+        column = table.column(field.name)
+        if column.null_count < n:
+            fields.append(pa.field(field.name, column.type))
+            arrays.append(_wire(field, column))
+    return pa.Table.from_arrays(arrays, schema=pa.schema(fields))
 
 
-def _column(values: list[Any]) -> pa.Array | None:
-    kinds = {_kind(v) for v in values if v is not None}
-    if not kinds:
-        return None
-    convert: Callable[[Any], Any]
-    if kinds == {"bool"}:
-        return pa.array(values, type=pa.bool_())
-    if kinds == {"int"}:
-        return pa.array(values, type=pa.int64())
-    if kinds <= {"int", "float"}:
-        convert, arrow_type = float, pa.float64()
-    elif kinds == {"str"}:
-        return pa.array(values, type=pa.string())
-    else:
-
-        def convert(v: Any) -> str:
-            return v if isinstance(v, str) else json.dumps(v)
-
-        arrow_type = pa.string()
-    return pa.array([None if v is None else convert(v) for v in values], type=arrow_type)
+def _decimals(table: pa.Table) -> pa.Table:
+    """Float fields that hold decimals as scaled integers (``protocol.wire_decimals``)."""
+    for index, field in enumerate(table.schema):
+        if field.name == TIMESTAMP or not pa.types.is_float64(field.type):
+            continue
+        found = wire_decimals.scaled(table.column(index))
+        if found is not None:
+            ints, k = found
+            scaled = pa.field(field.name, pa.int64(), metadata={wire_decimals.SCALE: str(k)})
+            table = table.set_column(index, scaled, ints)
+    return table
 
 
 def encode_batch(batch: PendingBatch, device_id: str, site: str) -> EncodedBatch:
-    """Encode one Parquet row per record: lake columns first, then fields by name."""
-    rows = batch.records
-    columns: dict[str, pa.Array] = {
-        RECORD_ID: pa.array([f"{device_id}:{r.local_id}" for r in rows], type=pa.string()),
-        DEVICE_ID: pa.array([device_id] * len(rows), type=pa.string()),
-        SITE: pa.array([site] * len(rows), type=pa.string()),
-        TIMESTAMP: pa.array([r.ts for r in rows], type=pa.float64()),
-        DATE: pa.array([_date(r.ts) for r in rows], type=pa.string()),
-    }
-    names = sorted({key for r in rows for key in r.payload})
-    for name in names:
-        array = _column([r.payload.get(name) for r in rows])
-        if array is not None:
-            columns[name] = array
-    table = pa.table(columns)
-    sink = io.BytesIO()
-    pq.write_table(table, sink, compression="zstd")
-    body = sink.getvalue()
-    raw = json.dumps(
-        [{TIMESTAMP: r.ts, **r.payload} for r in rows], separators=(",", ":"), ensure_ascii=False
+    """Encode one Parquet row per record (``lake_table``), deterministically."""
+    table = _decimals(lake_table(batch, device_id, site))
+    floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
+    scaled = [f.name for f in table.schema if f.metadata and wire_decimals.SCALE in f.metadata]
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        compression_level=ZSTD_LEVEL,
+        use_dictionary=[
+            f.name
+            for f in table.schema
+            if f.name != RECORD_ID and f.name not in floats and f.name not in scaled
+        ],
+        column_encoding={
+            RECORD_ID: "DELTA_BYTE_ARRAY",
+            **dict.fromkeys(scaled, "DELTA_BINARY_PACKED"),
+        },
+        use_byte_stream_split=floats,
+        write_statistics=[TIMESTAMP, DATE],
     )
+    body = sink.getvalue().to_pybytes()
     return EncodedBatch(
         dataset=batch.stream,
         seq=batch.seq,
         body=body,
         sha256=hashlib.sha256(body).hexdigest(),
-        records=len(rows),
-        raw_json_bytes=len(raw.encode()),
+        records=table.num_rows,
     )
 
 
 def decode_batch(body: bytes) -> pa.Table:
-    """Read a batch body back as an Arrow table (tests, debugging)."""
-    return pq.read_table(pa.BufferReader(body))
+    """Read a batch body back as the cloud does (tests, debugging)."""
+    return wire_decimals.restore(pq.read_table(pa.BufferReader(body)))

@@ -19,17 +19,15 @@ import sqlite3
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
+from hybridai.edge.chunks import Chunk, Chunks, select
 from hybridai.edge.store_config import HIGH
-
-Row = tuple[int, float, str]
-_ROW_OVERHEAD = 32  # the ts and framing of a record in a batch, roughly
 
 
 @dataclass(frozen=True)
 class Cut:
     seq: int
     stream: str
-    rows: list[Row]
+    chunks: list[Chunk]
 
 
 def pending(conn: sqlite3.Connection) -> Cut | None:
@@ -39,35 +37,45 @@ def pending(conn: sqlite3.Connection) -> Cut | None:
     if row is None:
         return None
     seq, stream = row
-    rows = conn.execute(
-        "SELECT id, ts, payload FROM records WHERE batch_seq = ? ORDER BY id", (seq,)
-    ).fetchall()
-    return Cut(seq, stream, rows)
+    return Cut(seq, stream, select(conn, "batch_seq = ? ORDER BY first_id", (seq,)))
 
 
-def _candidates(conn: sqlite3.Connection, stream: str, max_records: int) -> list[Row]:
-    rows: list[Row] = conn.execute(
-        "SELECT id, ts, payload FROM records WHERE stream = ? AND batch_seq IS NULL "
-        "ORDER BY id LIMIT ?",
-        (stream, max_records),
-    ).fetchall()
-    return rows
+def _take(
+    conn: sqlite3.Connection, store: Chunks, stream: str, max_records: int, max_bytes: int
+) -> tuple[list[Chunk], bool]:
+    """The unbatched chunks that fit, oldest first (splitting the one that overflows)."""
+    taken: list[Chunk] = []
+    records = size = 0
+    for chunk in select(conn, "stream = ? AND batch_seq IS NULL ORDER BY first_id", (stream,)):
+        room_records, room_bytes = max_records - records, max_bytes - size
+        if chunk.live <= room_records and chunk.size <= room_bytes:
+            taken.append(chunk)
+            records, size = records + chunk.live, size + chunk.size
+            if records >= max_records or size >= max_bytes:
+                return taken, True
+            continue
+        per_row = max(1, chunk.size // max(chunk.live, 1))
+        head = min(room_records, room_bytes // per_row)
+        if not taken:
+            head = max(head, 1)  # one record over the byte limit still goes, alone
+        if head >= 1:
+            head_rows = _rows_for(chunk, head)
+            if head_rows < chunk.rows:
+                chunk = store.split(conn, chunk, head_rows)[0]
+            taken.append(chunk)
+        return taken, True
+    return taken, False
 
 
-def _take(rows: list[Row], max_records: int, max_bytes: int) -> tuple[list[Row], bool]:
-    """The rows that fit, and whether they make a full batch."""
-    taken: list[Row] = []
-    size = 0
-    for row in rows:
-        size += len(row[2]) + _ROW_OVERHEAD
-        if taken and size > max_bytes:
-            return taken, True
-        taken.append(row)
-    return taken, len(taken) >= max_records or size >= max_bytes
+def _rows_for(chunk: Chunk, live: int) -> int:
+    """How many rows from the head of ``chunk`` hold ``live`` records not compressed away."""
+    held = chunk.keep().cumsum()
+    return int((held <= live).sum()) if held[-1] > live else chunk.rows
 
 
 def new_batch(
     conn: sqlite3.Connection,
+    store: Chunks,
     *,
     priority: Callable[[str], int],
     max_records: int,
@@ -79,32 +87,30 @@ def new_batch(
     now: float,
 ) -> Cut | None:
     """Cut the next batch (a new sequence number) or return None when no stream is ready."""
-    heads: list[tuple[int, int, str]] = []
-    for (stream,) in conn.execute("SELECT stream FROM streams").fetchall():
-        if stream in skip or priority(stream) < min_priority:
-            continue
-        row = conn.execute(
-            "SELECT MIN(id) FROM records WHERE stream = ? AND batch_seq IS NULL", (stream,)
-        ).fetchone()
-        if row[0] is not None:
-            heads.append((-priority(stream), row[0], stream))
+    heads: list[tuple[int, int, str]] = [
+        (-priority(stream), first, stream)
+        for stream, first in conn.execute(
+            "SELECT stream, MIN(first_id) FROM chunks WHERE batch_seq IS NULL GROUP BY stream"
+        ).fetchall()
+        if stream not in skip and priority(stream) >= min_priority
+    ]
     for _, _, stream in sorted(heads):
-        taken, full = _take(_candidates(conn, stream, max_records), max_records, max_bytes)
+        taken, full = _take(conn, store, stream, max_records, max_bytes)
         since = waiting_since.get(stream)
         overdue = since is None or now - since >= max_wait_s
-        if not (full or overdue or priority(stream) >= HIGH):
+        if not taken or not (full or overdue or priority(stream) >= HIGH):
             continue
+        records = sum(c.live for c in taken)
         cursor = conn.execute(
             "INSERT INTO batches (stream, records, created_at) VALUES (?, ?, ?)",
-            (stream, len(taken), now),
+            (stream, records, now),
         )
         seq = cursor.lastrowid
         assert seq is not None
-        conn.execute(
-            "UPDATE records SET batch_seq = ? WHERE stream = ? AND batch_seq IS NULL AND id <= ?",
-            (seq, stream, taken[-1][0]),
+        conn.executemany(
+            "UPDATE chunks SET batch_seq = ? WHERE id = ?", [(seq, c.id) for c in taken]
         )
         if not full:
             waiting_since.pop(stream, None)  # everything it had is in this batch
-        return Cut(seq, stream, taken)
+        return Cut(seq, stream, select(conn, "batch_seq = ? ORDER BY first_id", (seq,)))
     return None

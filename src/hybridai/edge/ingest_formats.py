@@ -59,13 +59,13 @@ def media_type(content_type: str | None) -> str:
     return base
 
 
-def decode(content_type: str | None, body: bytes) -> list[dict[str, Any]]:
-    """The records a batch body carries, whatever its (supported) format."""
+def decode(content_type: str | None, body: bytes) -> list[dict[str, Any]] | pa.Table:
+    """The records a batch body carries: a list of records, or a table for Arrow IPC."""
     kind = media_type(content_type)
     if kind == MSGPACK:
         return _msgpack(body)
     if kind == ARROW:
-        return _arrow(body)
+        return _arrow_table(body)
     try:
         return _Envelope.model_validate_json(body).records
     except ValidationError as exc:
@@ -90,15 +90,24 @@ def _msgpack(body: bytes) -> list[dict[str, Any]]:
     return records
 
 
-def _arrow(body: bytes) -> list[dict[str, Any]]:
+def _arrow_table(body: bytes) -> pa.Table:
     try:
         table = pa.ipc.open_stream(pa.BufferReader(body)).read_all()
+        # Reading checks the framing only: a string column of invalid UTF-8 or offsets past
+        # their buffer would fail (or worse) only when converted below.
+        table.validate(full=True)
     except (pa.ArrowInvalid, pa.ArrowTypeError, OSError) as exc:
-        raise MalformedBody(f"the body is not an Arrow IPC stream: {exc}") from None
+        raise MalformedBody(f"the body is not a valid Arrow IPC stream: {exc}") from None
     if TIMESTAMP in table.column_names and pa.types.is_timestamp(
         table.schema.field(TIMESTAMP).type
     ):
         table = _ts_as_seconds(table)
+    return table
+
+
+def _arrow(body: bytes) -> list[dict[str, Any]]:
+    """An Arrow body as records (null fields left out), for paths that take records."""
+    table = _arrow_table(body)
     rows: list[dict[str, Any]] = table.to_pylist()
     if any(column.null_count for column in table.columns):
         rows = [{k: v for k, v in row.items() if v is not None} for row in rows]

@@ -14,6 +14,11 @@ the raw payload. When the store itself fails (a full disk), the message is retri
 and not acknowledged until it is stored.
 
 paho runs the connection in its own thread and reconnects with exponential backoff.
+
+What happens is counted (``MqttCounters``): messages in, records stored and duplicate, messages
+parked by reason, store failures, and the broker link (up since, reconnects, losses, the last
+error). The status report (``StatusReport.mqtt``), ``hybridai edge status`` and Prometheus
+(``mqtt_metrics``) show the counts, which start again from zero when the agent restarts.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import random
 import re
 import ssl
 import threading
-from dataclasses import dataclass
+import time
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -39,6 +46,7 @@ from hybridai.edge.schema import SchemaViolation
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store import InvalidRecord
 from hybridai.link.retry import Backoff
+from hybridai.protocol.fleet import MqttStats
 
 log = logging.getLogger(__name__)
 QOS = 1
@@ -56,13 +64,53 @@ class MalformedMessage(ValueError):
     """A payload that is not a record or a list of records."""
 
 
+# Why a message was parked in dead_letters, as counted (the full reason is in the letter).
+MALFORMED, SCHEMA, INVALID_RECORD, UNROUTED = "malformed", "schema", "invalid_record", "unrouted"
+DEAD_LETTER_REASONS = (MALFORMED, SCHEMA, INVALID_RECORD, UNROUTED)
+_REASONS: tuple[tuple[type[Exception], str], ...] = (
+    (MalformedMessage, MALFORMED),
+    (SchemaViolation, SCHEMA),
+    (InvalidRecord, INVALID_RECORD),
+)
+
+
+def _kind(exc: Exception) -> str:
+    return next(kind for cls, kind in _REASONS if isinstance(exc, cls))
+
+
 @dataclass
 class MqttCounters:
+    """Counts since the agent started; written from paho's thread, read by ``snapshot``."""
+
     received: int = 0
     stored: int = 0
     duplicates: int = 0
     dead_lettered: int = 0
+    dead_lettered_by_reason: Counter[str] = field(default_factory=Counter)
     store_failures: int = 0
+    connections: int = 0
+    disconnects: int = 0
+    connected_since: float | None = None
+    last_error: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def snapshot(self) -> MqttStats:
+        with self.lock:
+            return MqttStats(
+                connected=self.connected_since is not None,
+                connected_since=self.connected_since,
+                reconnects=max(self.connections - 1, 0),
+                disconnects=self.disconnects,
+                last_error=self.last_error,
+                messages_received=self.received,
+                records_stored=self.stored,
+                records_duplicate=self.duplicates,
+                messages_dead_lettered=self.dead_lettered,
+                dead_lettered_by_reason={
+                    kind: self.dead_lettered_by_reason[kind] for kind in DEAD_LETTER_REASONS
+                },
+                store_failures=self.store_failures,
+            )
 
 
 def route(topics: dict[str, str], topic: str) -> str | None:
@@ -139,6 +187,7 @@ class MqttIngest:
             self.client.tls_set_context(context)
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
@@ -149,6 +198,9 @@ class MqttIngest:
             self.host, self.port, keepalive=KEEPALIVE_S, clean_start=False, properties=properties
         )
         self.client.loop_start()  # a thread that connects, reconnects with backoff, dispatches
+
+    def stats(self) -> MqttStats:
+        return self.counters.snapshot()
 
     def stop(self) -> None:
         self._stop.set()
@@ -162,20 +214,36 @@ class MqttIngest:
             log.warning(
                 "MQTT broker %s:%s refused the connection: %s", self.host, self.port, reason
             )
+            with self.counters.lock:
+                self.counters.last_error = f"the broker refused the connection: {reason}"
             return
         client.subscribe([(pattern, QOS) for pattern in self.topics])
+        with self.counters.lock:
+            self.counters.connections += 1
+            self.counters.connected_since = time.time()
         self.connected.set()
         log.info("MQTT: connected to %s:%s, subscribed to %s", self.host, self.port, self.topics)
 
+    def _on_connect_fail(self, _c: paho.Client, _u: Any) -> None:
+        with self.counters.lock:
+            self.counters.last_error = f"cannot reach the broker at {self.host}:{self.port}"
+
     def _on_disconnect(self, _c: paho.Client, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
         self.connected.clear()
+        with self.counters.lock:
+            was_up = self.counters.connected_since is not None
+            self.counters.connected_since = None
+            if was_up and not self._stop.is_set():
+                self.counters.disconnects += 1
+                self.counters.last_error = f"connection lost: {reason}"
         if not self._stop.is_set():
             log.warning(
                 "MQTT: disconnected from %s:%s (%s); reconnecting", self.host, self.port, reason
             )
 
     def _on_message(self, client: paho.Client, _u: Any, message: paho.MQTTMessage) -> None:
-        self.counters.received += 1
+        with self.counters.lock:
+            self.counters.received += 1
         if self._store_durably(message):
             client.ack(message.mid, message.qos)
 
@@ -187,7 +255,8 @@ class MqttIngest:
                 self._handle(message)
                 return True
             except Exception:  # the store failed (disk full, I/O): keep it unacknowledged
-                self.counters.store_failures += 1
+                with self.counters.lock:
+                    self.counters.store_failures += 1
                 log.exception("MQTT: could not store a message from %s; retrying", message.topic)
                 self._stop.wait(self._backoff.delay(attempt, self._rng))
                 attempt += 1
@@ -198,19 +267,22 @@ class MqttIngest:
         payload = bytes(message.payload)
         stream = route(self.topics, topic)
         if stream is None:  # a retained message on a filter we no longer hold, say
-            self._park(topic, "no stream is mapped to this topic", payload)
+            self._park(topic, UNROUTED, "no stream is mapped to this topic", payload)
             return
         content_type = getattr(message.properties, "ContentType", None)
         try:
             records = parse(payload, content_type)
             result = self.ingest.write(stream, records)
         except (MalformedMessage, SchemaViolation, InvalidRecord) as exc:
-            self._park(topic, str(exc), payload)
+            self._park(topic, _kind(exc), str(exc), payload)
             return
-        self.counters.stored += result.accepted
-        self.counters.duplicates += result.duplicates
+        with self.counters.lock:
+            self.counters.stored += result.accepted
+            self.counters.duplicates += result.duplicates
 
-    def _park(self, topic: str, reason: str, payload: bytes) -> None:
+    def _park(self, topic: str, kind: str, reason: str, payload: bytes) -> None:
         self.ingest.dead_letter(topic, reason, payload)
-        self.counters.dead_lettered += 1
+        with self.counters.lock:
+            self.counters.dead_lettered += 1
+            self.counters.dead_lettered_by_reason[kind] += 1
         log.warning("MQTT: message on %s parked in dead_letters: %s", topic, reason)

@@ -1,15 +1,16 @@
 """The store's disk quota: what goes when it is full, in a fixed and reported order.
 
-When the records' stored size exceeds the quota, records are evicted until it is back under
+When the chunks' accounted size exceeds the quota, records are evicted until it is back under
 ``TARGET`` of the quota (so that not every append evicts), in this order:
 
-1. synced records (and compression tombstones), lowest priority class first, oldest first;
+1. synced records, lowest priority class first, oldest first;
 2. unsynced records not yet in a batch, of the ``low`` class, then of ``normal``, oldest first.
 
 Unsynced ``high`` records (alerts) and the records of the batch in flight are never evicted;
 when they alone exceed the quota the store stays over it and says so (``over_quota``) rather
-than lose them. Every eviction is counted per stream, synced apart from unsynced, and unsynced
-evictions are logged as warnings: nothing goes silently.
+than lose them. Eviction takes whole chunks, splitting the last one so that no more unsynced
+records go than needed. Every eviction is counted per stream, synced apart from unsynced, and
+unsynced evictions are logged as warnings: nothing goes silently.
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ import logging
 import sqlite3
 from collections.abc import Callable
 
+from hybridai.edge.chunks import Chunks, select
 from hybridai.edge.store_config import HIGH, PRIORITIES
-from hybridai.edge.store_schema import SIZE_SQL, bump_stream
+from hybridai.edge.store_schema import bump_stream
 
 log = logging.getLogger(__name__)
 TARGET = 0.9
-_CHUNK = 2000
 
 
 def stored_bytes(conn: sqlite3.Connection) -> int:
@@ -31,7 +32,10 @@ def stored_bytes(conn: sqlite3.Connection) -> int:
 
 
 def enforce(
-    conn: sqlite3.Connection, quota: int | None, priority: Callable[[str], int]
+    conn: sqlite3.Connection,
+    store: Chunks,
+    quota: int | None,
+    priority: Callable[[str], int],
 ) -> tuple[int, int]:
     """Evict until under the quota (inside the caller's transaction); ``(synced, unsynced)``."""
     if quota is None:
@@ -48,7 +52,7 @@ def enforce(
                 break
             members = [s for s in streams if priority(s) == cls]
             if members:
-                freed, n = _evict(conn, members, synced, excess)
+                freed, n = _evict(conn, store, members, synced, excess)
                 excess -= freed
                 counts[synced] += n
     if counts[False]:
@@ -59,33 +63,25 @@ def enforce(
 
 
 def _evict(
-    conn: sqlite3.Connection, streams: list[str], synced: bool, excess: int
+    conn: sqlite3.Connection, store: Chunks, streams: list[str], synced: bool, excess: int
 ) -> tuple[int, int]:
     """Delete the oldest records of ``streams`` until ``excess`` bytes are freed."""
     marks = ",".join("?" * len(streams))
     state = "synced = 1" if synced else "synced = 0 AND batch_seq IS NULL"
+    where = f"{state} AND stream IN ({marks}) ORDER BY first_id LIMIT 1"
+    column = "evicted_synced" if synced else "evicted_unsynced"
     freed = count = 0
-    while freed < excess:
-        rows = conn.execute(
-            f"SELECT id, stream, {SIZE_SQL} FROM records WHERE {state} AND stream IN ({marks}) "
-            "ORDER BY id LIMIT ?",
-            (*streams, _CHUNK),
-        ).fetchall()
-        if not rows:
-            break
-        gone: list[tuple[int]] = []
-        per_stream: dict[str, list[int]] = {}
-        for local_id, stream, size in rows:
-            if freed >= excess:
-                break
-            gone.append((local_id,))
-            tally = per_stream.setdefault(stream, [0, 0])
-            tally[0] += 1
-            tally[1] += size
-            freed += size
-        conn.executemany("DELETE FROM records WHERE id = ?", gone)
-        count += len(gone)
-        column = "evicted_synced" if synced else "evicted_unsynced"
-        for stream, (n, size) in per_stream.items():
-            bump_stream(conn, stream, records=-n, bytes=-size, **{column: n})
+    while freed < excess and (found := select(conn, where, streams)):
+        chunk = found[0]
+        if chunk.size > excess - freed and chunk.rows > 1:
+            per_row = max(1, chunk.size // chunk.rows)
+            head = min(chunk.rows - 1, -(-(excess - freed) // per_row))
+            before = stored_bytes(conn)
+            chunk = store.split(conn, chunk, head)[0]
+            excess += stored_bytes(conn) - before  # each part carries its own overhead
+        store.delete(conn, chunk)
+        freed += chunk.size
+        count += chunk.live
+        change = {"records": -chunk.live, "bytes": -chunk.size, column: chunk.live}
+        bump_stream(conn, chunk.stream, **change)
     return freed, count

@@ -1,8 +1,9 @@
-"""What the edge store holds: records as producers send them, and as sync batches hand out.
+"""What the edge store holds: records as producers send them, and as it hands them back.
 
-``prepare`` is the one validation every ingest path shares (HTTP, SDK, MQTT): a record is a flat
-JSON object with a finite ``ts`` (seconds since the epoch) and no field the lake reserves. Its
-canonical JSON (sorted keys, ``ts`` as a float) is what de-duplication hashes.
+``prepare`` is the rule every ingest path shares (HTTP, SDK, MQTT): a record is a flat JSON
+object with a finite ``ts`` (seconds since the epoch) and no field the lake reserves. The store
+applies it to whole columns (``columns``) and falls back to it, record by record, to say which
+record is wrong and why.
 """
 
 from __future__ import annotations
@@ -40,15 +41,6 @@ class StoredRecord:
     local_id: int
     ts: float
     payload: dict[str, Any]
-
-
-@dataclass(frozen=True)
-class PendingBatch:
-    """Records of one stream handed out for sync under sequence number ``seq``."""
-
-    seq: int
-    stream: str
-    records: list[StoredRecord]
 
 
 def check_stream(stream: str) -> None:
@@ -94,7 +86,3 @@ def prepare(index: int, record: Any) -> tuple[float, str, bytes]:
         return ts, payload, canonical.encode()
     except UnicodeEncodeError:
         raise bad("holds a string that is not valid Unicode") from None
-
-
-def to_records(rows: list[tuple[int, float, str]]) -> list[StoredRecord]:
-    return [StoredRecord(local_id=i, ts=ts, payload=json.loads(p)) for i, ts, p in rows]

@@ -1,4 +1,4 @@
-"""Per-stream record schemas: declared in settings, or inferred from the first batch, enforced.
+"""Per-stream record schemas: declared (cloud, settings) or inferred from the first batch.
 
 A stream's schema names its fields with a type (``string``, ``number``, ``integer``,
 ``boolean``), which of them every record must carry (present and not null), and whether it is
@@ -11,35 +11,47 @@ required, open to new fields. Later batches must agree with it: a field that cha
 refused (it would also break the lake column); a field seen for the first time joins the schema
 with its type (the lake gains the column too), after which its type is enforced as well.
 Inferred schemas are kept in the store's metadata, so they survive restarts.
+
+The cloud can declare a stream's schema too, in the desired state (``declare``): it takes
+precedence over the settings and is merged onto what the edge enforces already. Fields the
+declaration does not name keep their type (unless it is closed), new fields join, and a field
+whose type the declaration would change is refused (``SchemaConflict``) while the old schema
+stays in force: records already stored, and the lake column, have the old type. A cloud schema
+is kept in the store's metadata like an inferred one, grows the same way, and when the cloud
+withdraws it the stream keeps its field types but nothing more (as if inferred).
 """
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Mapping
-from typing import Any, Literal, Protocol
+from collections.abc import Iterable, Mapping
+from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import Field
 
+from hybridai.protocol.streams import FieldType, SchemaSpec, conflicts
 from hybridai.protocol.sync import TIMESTAMP
 
-FieldType = Literal["string", "number", "integer", "boolean"]
 META_PREFIX = "schema:"
+CLOUD_STREAMS_KEY = "schemas-from-cloud"  # the streams whose schema the cloud declared
 
 
-class StreamSchema(BaseModel):
+class StreamSchema(SchemaSpec):
     """The shape every record of one stream must have."""
 
-    fields: dict[str, FieldType] = Field(description="Field name -> type (ts excluded).")
-    required: list[str] = Field(
-        default_factory=list, description="Fields every record carries, not null."
-    )
-    closed: bool = Field(default=False, description="Refuse fields not named in ``fields``.")
     inferred: bool = Field(default=False, description="Learnt from the first accepted batch.")
+    from_cloud: bool = Field(
+        default=False, description="Declared in the cloud's desired state (then kept here)."
+    )
 
 
 class SchemaViolation(ValueError):
     """A record does not fit its stream's schema; nothing of its batch was stored."""
+
+
+class SchemaConflict(ValueError):
+    """A declared schema would change the type of a field the stream has; not applied."""
 
 
 class MetaStore(Protocol):
@@ -134,25 +146,60 @@ def _article(kind: FieldType) -> str:
     return f"an {kind}" if kind == "integer" else f"a {kind}"
 
 
+def merge(stream: str, current: StreamSchema | None, declared: SchemaSpec) -> StreamSchema:
+    """The schema to enforce once ``declared`` (the cloud's) meets ``current`` (the edge's).
+
+    Declared fields win, with their required/closed rules; fields only the edge knew keep
+    their type unless the declaration is closed. Raises ``SchemaConflict`` when the declaration
+    changes the type of a field the stream already has (see ``protocol.streams.conflicts``).
+    """
+    known = dict(current.fields) if current is not None else {}
+    problems = conflicts(known, declared.fields)
+    if problems:
+        raise SchemaConflict(
+            f"declared schema for stream '{stream}' refused: {'; '.join(problems)}. Records "
+            "already stored (and the lake column) have the old type: keep it, or declare the "
+            "values under a new field or stream. The previous schema stays in force."
+        )
+    fields = dict(declared.fields) if declared.closed else {**known, **declared.fields}
+    return StreamSchema(
+        fields=fields,
+        required=list(declared.required),
+        closed=declared.closed,
+        from_cloud=True,
+    )
+
+
 class SchemaRegistry:
-    """Declared schemas first, then the inferred ones kept in the store's metadata."""
+    """Cloud-declared schemas first, then those in the settings, then the inferred ones.
+
+    Cloud-declared and inferred schemas live in the store's metadata. Callers serialise
+    ``admit``/``save`` against ``declare``/``withdraw`` (``Ingest`` holds one lock for both).
+    """
 
     def __init__(self, store: MetaStore, declared: Mapping[str, StreamSchema]) -> None:
         self._store = store
         self._declared = dict(declared)
-        self._cache: dict[str, StreamSchema] = {}
+        self._cache: dict[str, StreamSchema | None] = {}
         self._lock = threading.Lock()
 
-    def get(self, stream: str) -> StreamSchema | None:
-        if stream in self._declared:
-            return self._declared[stream]
+    def _stored(self, stream: str) -> StreamSchema | None:
         with self._lock:
             if stream not in self._cache:
                 raw = self._store.get_meta(META_PREFIX + stream)
-                if raw is None:
-                    return None
-                self._cache[stream] = StreamSchema.model_validate_json(raw)
+                self._cache[stream] = None if raw is None else StreamSchema.model_validate_json(raw)
             return self._cache[stream]
+
+    def _put(self, stream: str, schema: StreamSchema) -> None:
+        with self._lock:
+            self._store.set_meta(META_PREFIX + stream, schema.model_dump_json())
+            self._cache[stream] = schema
+
+    def get(self, stream: str) -> StreamSchema | None:
+        stored = self._stored(stream)
+        if stored is not None and stored.from_cloud:
+            return stored
+        return self._declared.get(stream, stored)
 
     def admit(self, stream: str, records: list[Any]) -> StreamSchema | None:
         """Check a batch; return the schema to save once the batch is stored (None: no change)."""
@@ -166,8 +213,41 @@ class SchemaRegistry:
 
     def save(self, stream: str, schema: StreamSchema) -> None:
         """Keep an inferred (or grown) schema; declared ones live in the settings."""
-        if stream in self._declared:
+        if stream in self._declared and not schema.from_cloud:
             return
-        with self._lock:
-            self._store.set_meta(META_PREFIX + stream, schema.model_dump_json())
-            self._cache[stream] = schema
+        self._put(stream, schema)
+
+    def cloud_streams(self) -> list[str]:
+        raw = self._store.get_meta(CLOUD_STREAMS_KEY)
+        return sorted(json.loads(raw)) if raw else []
+
+    def declare(self, stream: str, spec: SchemaSpec) -> StreamSchema:
+        """Enforce the cloud's ``spec`` for ``stream`` from now on (merged, see ``merge``).
+
+        Raises ``SchemaConflict`` and changes nothing when it would retype a field.
+        """
+        current = self.get(stream)
+        merged = merge(stream, current, spec)
+        if merged != current:
+            self._put(stream, merged)
+        streams = self.cloud_streams()
+        if stream not in streams:
+            self._store.set_meta(CLOUD_STREAMS_KEY, json.dumps(sorted([*streams, stream])))
+        return merged
+
+    def withdraw(self, keep: Iterable[str]) -> list[str]:
+        """Stop enforcing cloud schemas the cloud no longer declares (streams not in ``keep``).
+
+        Such a stream keeps its field types (its records and lake column have them) but
+        requires and closes nothing, as if inferred; a schema in the settings applies again.
+        """
+        kept = set(keep)
+        withdrawn = [s for s in self.cloud_streams() if s not in kept]
+        for stream in withdrawn:
+            stored = self._stored(stream)
+            if stored is not None and stored.from_cloud:
+                self._put(stream, StreamSchema(fields=stored.fields, inferred=True))
+        if withdrawn:
+            remaining = [s for s in self.cloud_streams() if s in kept]
+            self._store.set_meta(CLOUD_STREAMS_KEY, json.dumps(remaining))
+        return withdrawn

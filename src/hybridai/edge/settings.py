@@ -8,7 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from hybridai.edge.schema import StreamSchema
-from hybridai.protocol.fleet import DeviceKind
+from hybridai.protocol.fleet import DeviceKind, Tags
 
 
 class EdgeSettings(BaseSettings):
@@ -32,6 +32,12 @@ class EdgeSettings(BaseSettings):
     )
     device_id: str = Field(default="edge-1", description="This device's id in the fleet.")
     kind: DeviceKind = Field(default="edge-server", description="What kind of device this is.")
+    tags: Tags = Field(
+        default={},
+        description='Tags this device declares when it enrolls, JSON, e.g. {"line": "3"}; '
+        "rollouts select devices by tag. The enrollment token's tags win over these, and "
+        "operators edit them later with `hybridai fleet tag`.",
+    )
     data_dir: Path = Field(
         default=Path(".hybridai/edge"),
         description="Local store, cached models and desired state (survive restarts).",
@@ -151,6 +157,12 @@ class EdgeSettings(BaseSettings):
         default=None,
         description="Local times of day bulk sync may run, e.g. 22:00-06:00 (comma-separate "
         "several); outside them only high-priority streams sync. Unset: any time.",
+    )
+    max_ingest_bytes: int = Field(
+        default=32 * 1024 * 1024,
+        ge=1024,
+        description="Largest record batch body the ingest API accepts, bytes (413 "
+        "payload_too_large above: split the batch).",
     )
     stream_schemas: dict[str, StreamSchema] = Field(
         default={},

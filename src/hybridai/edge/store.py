@@ -2,52 +2,60 @@
 
 SQLite in WAL mode with ``synchronous=FULL`` (fsync at every commit): when ``append`` returns,
 the records are on stable storage and survive a crash or a power cut, so an edge may acknowledge
-them to the sender. Records are grouped into sync batches whose sequence numbers are persistent
-and never reused; a batch created before a crash is handed out again, record for record, until
-the cloud acknowledges it, which is what makes ``(device_id, batch_seq)`` a sound idempotency
-key. Which stream gets the next batch: ``hybridai.edge.batching``; compression of slow signals:
-``compression``; the disk quota: ``quota``; per-stream rules: ``store_config``.
+them to the sender. A batch a producer sends is kept as one chunk (``hybridai.edge.chunks``):
+its records as Arrow columns in one row, checked and hashed as columns (``columns``), their
+hashes checked against an in-memory index of every record held (``dedup``). Records are
+grouped into sync batches whose sequence numbers are persistent and never reused; a batch
+created before a crash is handed out again, record for record, until the cloud acknowledges
+it, which is what makes ``(device_id, batch_seq)`` a sound idempotency key. Which stream gets
+the next batch: ``batching``; compression of slow signals: ``compression``; the disk quota:
+``quota``; per-stream rules: ``store_config``.
 
 One connection, guarded by a lock, serves FastAPI worker threads and the asyncio sync loop
-(through ``asyncio.to_thread``) alike. With a key, payloads are encrypted at rest and the
+(through ``asyncio.to_thread``) alike. With a key, chunks are encrypted at rest and the
 de-duplication hash is keyed (``hybridai.edge.store_crypto``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from hybridai.edge import batching, quota
+import numpy as np
+import pyarrow as pa
+
+from hybridai.edge import batching, columns, quota
+from hybridai.edge.chunks import Chunk, Chunks, select
+from hybridai.edge.dedup import HashIndex
 from hybridai.edge.records import (
     RESERVED_FIELDS,
     STREAM_PATTERN,
     AppendResult,
     InvalidRecord,
-    PendingBatch,
     StoredRecord,
     check_stream,
-    prepare,
-    to_records,
 )
 from hybridai.edge.store_compress import compress
 from hybridai.edge.store_config import LOW, PRIORITY_NAMES, StoreConfig
 from hybridai.edge.store_crypto import PayloadCipher, check_store_key
 from hybridai.edge.store_schema import (
-    RECORD_OVERHEAD,
+    COMPRESSED_SEQ,
     bump,
     bump_stream,
-    delete_counted,
-    open_schema,
+    create_schema,
+    schema_version,
     stream_rows,
 )
+from hybridai.edge.store_upgrade import upgrade_rows
 from hybridai.protocol.fleet import StoreStats, StreamStats
+from hybridai.protocol.sync import TIMESTAMP
 
 __all__ = [
     "RESERVED_FIELDS",
@@ -58,6 +66,46 @@ __all__ = [
     "PendingBatch",
     "StoredRecord",
 ]
+
+
+@dataclass(frozen=True, eq=False)
+class PendingBatch:
+    """Records of one stream handed out for sync under sequence number ``seq``.
+
+    ``table`` holds ``ts`` and the records' fields as columns, ``ids`` their local ids.
+    """
+
+    seq: int
+    stream: str
+    table: pa.Table
+    ids: np.ndarray[Any, np.dtype[np.int64]]
+
+    @classmethod
+    def of_records(cls, seq: int, stream: str, records: Sequence[StoredRecord]) -> PendingBatch:
+        table = columns.from_records([{**r.payload, TIMESTAMP: r.ts} for r in records])
+        ids = np.array([r.local_id for r in records], dtype=np.int64)
+        return cls(seq, stream, table, ids)
+
+    @cached_property
+    def records(self) -> list[StoredRecord]:
+        return [
+            StoredRecord(local_id=int(i), ts=ts, payload=fields)
+            for i, (ts, fields) in zip(self.ids, columns.to_rows(self.table), strict=True)
+        ]
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PendingBatch):
+            return NotImplemented
+        return (
+            (self.seq, self.stream) == (other.seq, other.stream)
+            and self.table.equals(other.table, check_metadata=True)
+            and np.array_equal(self.ids, other.ids)
+        )
+
+    __hash__ = None  # type: ignore[assignment]
 
 
 class EdgeStore:
@@ -74,37 +122,34 @@ class EdgeStore:
         self.config = config or StoreConfig()
         self._clock = clock
         self._waiting_since: dict[str, float] = {}  # stream -> arrival of its oldest unbatched
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # held across a transaction and the index update
         self._cipher = PayloadCipher(key) if key is not None else None
+        self._hash_key = b"" if self._cipher is None else self._cipher.dedup_key
+        self._chunks = Chunks(self._cipher)
         self._conn = sqlite3.connect(
             str(self.path), check_same_thread=False, isolation_level=None, timeout=10.0
         )
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=FULL")
-            open_schema(self._conn, self.path)
-            check_store_key(self._conn, self._cipher, self.path)
+            version = schema_version(self._conn, self.path)
+            with self._transaction() as conn:
+                create_schema(conn)
+                if 0 < version < 3:
+                    upgrade_rows(conn, self._chunks, self._cipher, self._hash_key)
+                check_store_key(conn, self._cipher, self.path)
+            self._index = self._load_index()
         except BaseException:
             self._conn.close()
             raise
 
+    def _load_index(self) -> HashIndex:
+        rows = self._conn.execute("SELECT hashes FROM chunks").fetchall()
+        return HashIndex(np.frombuffer(raw, dtype=columns.U64) for (raw,) in rows)
+
     def configure(self, config: StoreConfig) -> None:
         """Apply new per-stream rules (from settings or the desired state) from now on."""
         self.config = config
-
-    def _hash(self, content: bytes) -> bytes:
-        if self._cipher is None:
-            return hashlib.sha256(content).digest()
-        return self._cipher.record_hash(content)
-
-    def _seal(self, stream: str, ts: float, payload: str) -> str | bytes:
-        return payload if self._cipher is None else self._cipher.seal(stream, ts, payload)
-
-    def _records(self, stream: str, rows: list[tuple[int, float, Any]]) -> list[StoredRecord]:
-        if self._cipher is None:
-            return to_records(rows)
-        opened = [(i, ts, self._cipher.open(stream, ts, p)) for i, ts, p in rows]
-        return to_records(opened)
 
     def __enter__(self) -> EdgeStore:
         return self
@@ -127,55 +172,85 @@ class EdgeStore:
                 self._conn.execute("ROLLBACK")
                 raise
 
-    def append(self, stream: str, records: list[dict[str, Any]]) -> AppendResult:
+    def append(self, stream: str, records: Sequence[Any]) -> AppendResult:
         """Store ``records`` all or nothing; durable when this returns.
 
         A record whose content (with its stream) is already stored counts as a duplicate.
-        With compression configured for the stream, points it makes redundant become
-        tombstones in the same transaction; over the quota, records are evicted (``quota``).
+        With compression configured for the stream, points it makes redundant are dropped in
+        the same transaction; over the quota, records are evicted (``quota``).
         """
         check_stream(stream)
-        prepared = [prepare(i, r) for i, r in enumerate(records)]
-        if not prepared:
+        return self.append_table(stream, columns.from_records(records), checked=True)
+
+    def append_table(self, stream: str, table: pa.Table, *, checked: bool = False) -> AppendResult:
+        """Store the records of an Arrow table (``ts`` plus flat fields), as ``append`` does.
+
+        ``checked``: the table came from ``columns.from_records`` or ``columns.from_arrow``.
+        """
+        check_stream(stream)
+        if not checked:
+            table = columns.from_arrow(table)
+        if not table.num_rows:
             return AppendResult(accepted=0, duplicates=0)
-        prefix = stream.encode() + b"\0"
+        hashes = columns.row_hashes(stream, table, self._hash_key)
         spec = self.config.compression.get(stream)
-        accepted = size = compressed = 0
-        with self._transaction() as conn:
-            for (ts, payload, canonical), record in zip(prepared, records, strict=True):
-                sealed = self._seal(stream, ts, payload)
-                cursor = conn.execute(
-                    "INSERT OR IGNORE INTO records (stream, hash, ts, payload) VALUES (?, ?, ?, ?)",
-                    (stream, self._hash(prefix + canonical), ts, sealed),
-                )
-                if cursor.rowcount:
-                    accepted += 1
-                    raw = sealed if isinstance(sealed, bytes) else sealed.encode()
-                    size += len(raw) + RECORD_OVERHEAD
+        with self._lock:
+            with self._transaction() as conn:
+                fresh = self._index.fresh(hashes)
+                accepted = int(fresh.sum())
+                duplicates = table.num_rows - accepted
+                compressed = earlier = evicted = 0
+                if accepted:
+                    if accepted < table.num_rows:
+                        table, hashes = table.filter(pa.array(fresh)), hashes[fresh]
+                    first_id = self._next_ids(conn, accepted)
+                    dropped = None
                     if spec is not None:
-                        assert cursor.lastrowid is not None
-                        fields = {k: v for k, v in record.items() if k != "ts"}
-                        compressed += compress(conn, spec, stream, cursor.lastrowid, ts, fields)
-            duplicates = len(prepared) - accepted
-            bump(conn, "records_ingested", accepted)
-            bump(conn, "records_deduplicated", duplicates)
-            bump_stream(
-                conn,
-                stream,
-                records=accepted,
-                bytes=size,
-                ingested=accepted,
-                deduplicated=duplicates,
-            )
-            evicted = sum(quota.enforce(conn, self.config.quota_bytes, self.config.priority))
-        if accepted:
-            self._waiting_since.setdefault(stream, self._clock())
-        return AppendResult(accepted, duplicates, compressed=compressed, evicted=evicted)
+                        dropped, earlier = compress(
+                            conn, self._chunks, spec, stream, first_id, columns.to_rows(table)
+                        )
+                        compressed = int(dropped.sum())
+                    chunk = self._chunks.insert(conn, stream, first_id, table, hashes, dropped)
+                    if chunk.live == 0:
+                        conn.execute(
+                            "UPDATE chunks SET batch_seq = ?, synced = 1 WHERE id = ?",
+                            (COMPRESSED_SEQ, chunk.id),
+                        )
+                    bump_stream(conn, stream, records=chunk.live, bytes=chunk.size)
+                bump(conn, "records_ingested", accepted)
+                bump(conn, "records_deduplicated", duplicates)
+                bump_stream(
+                    conn,
+                    stream,
+                    ingested=accepted,
+                    deduplicated=duplicates,
+                    compressed=compressed,
+                )
+                if accepted:
+                    evicted = sum(self._enforce(conn))
+            if accepted:  # after the commit, before anyone else may append
+                self._index.add(hashes)
+                self._waiting_since.setdefault(stream, self._clock())
+            if evicted:
+                self._index = self._load_index()
+        return AppendResult(accepted, duplicates, compressed=compressed + earlier, evicted=evicted)
+
+    def _next_ids(self, conn: sqlite3.Connection, n: int) -> int:
+        (last,) = conn.execute("SELECT value FROM counters WHERE name = 'record_ids'").fetchone()
+        bump(conn, "record_ids", n)
+        return int(last) + 1
+
+    def _enforce(self, conn: sqlite3.Connection) -> tuple[int, int]:
+        return quota.enforce(conn, self._chunks, self.config.quota_bytes, self.config.priority)
 
     def enforce_quota(self) -> tuple[int, int]:
         """Evict down to the quota now (after it was lowered); ``(synced, unsynced)``."""
-        with self._transaction() as conn:
-            return quota.enforce(conn, self.config.quota_bytes, self.config.priority)
+        with self._lock:
+            with self._transaction() as conn:
+                evicted = self._enforce(conn)
+            if any(evicted):
+                self._index = self._load_index()
+        return evicted
 
     def next_batch(
         self,
@@ -191,10 +266,11 @@ class EdgeStore:
         An unacknowledged batch is returned again unchanged (whatever the limits), so a resend
         after a crash carries the same records. Otherwise a new batch is cut as
         ``hybridai.edge.batching`` says (priority, then age; full, overdue or high priority).
-        ``max_bytes`` bounds the payloads' JSON size; a batch always holds at least one record.
-        Streams in ``skip_streams`` (local-only by policy) or below ``min_priority`` (outside
-        the sync window) never get a new batch. ``max_bytes`` defaults to the store's config;
-        ``max_wait_s`` to 0 (cut whatever is there: the uploader passes the configured wait).
+        ``max_bytes`` bounds the records' stored size; a batch always holds at least one
+        record. Streams in ``skip_streams`` (local-only by policy) or below ``min_priority``
+        (outside the sync window) never get a new batch. ``max_bytes`` defaults to the store's
+        config; ``max_wait_s`` to 0 (cut whatever is there: the uploader passes the configured
+        wait).
         """
         max_bytes = self.config.batch_max_bytes if max_bytes is None else max_bytes
         if max_records < 1 or max_bytes < 1:
@@ -202,6 +278,7 @@ class EdgeStore:
         with self._transaction() as conn:
             cut = batching.pending(conn) or batching.new_batch(
                 conn,
+                self._chunks,
                 priority=self.config.priority,
                 max_records=max_records,
                 max_bytes=max_bytes,
@@ -211,10 +288,19 @@ class EdgeStore:
                 waiting_since=self._waiting_since,
                 now=self._clock(),
             )
-        if cut is None:
-            return None
+            if cut is None:
+                return None
+            tables, ids = [], []
+            for chunk in cut.chunks:
+                keep = chunk.keep()
+                table = self._chunks.table(conn, chunk)
+                tables.append(table if chunk.dropped is None else table.filter(pa.array(keep)))
+                ids.append(np.arange(chunk.first_id, chunk.first_id + chunk.rows)[keep])
         return PendingBatch(
-            seq=cut.seq, stream=cut.stream, records=self._records(cut.stream, cut.rows)
+            seq=cut.seq,
+            stream=cut.stream,
+            table=columns.unify(tables),
+            ids=np.concatenate(ids) if ids else np.zeros(0, dtype=np.int64),
         )
 
     def withdraw_batch(self, seq: int) -> None:
@@ -225,7 +311,7 @@ class EdgeStore:
         with self._transaction() as conn:
             conn.execute("DELETE FROM batches WHERE seq = ? AND acked = 0", (seq,))
             conn.execute(
-                "UPDATE records SET batch_seq = NULL WHERE batch_seq = ? AND synced = 0", (seq,)
+                "UPDATE chunks SET batch_seq = NULL WHERE batch_seq = ? AND synced = 0", (seq,)
             )
 
     def expire(
@@ -238,19 +324,33 @@ class EdgeStore:
         expire like synced ones. Returns ``(deleted, overdue)``.
         """
         check_stream(stream)
-        gone = "(synced = 1 OR batch_seq IS NULL)" if local_only else "synced = 1"
-        with self._transaction() as conn:
-            removed = delete_counted(
-                conn, f"stream = ? AND ts < ? AND {gone}", (stream, older_than_ts)
-            )
-            deleted = removed.get(stream, (0, 0))[0]
-            overdue = conn.execute(
-                "SELECT COUNT(*) FROM records WHERE stream = ? AND ts < ? AND synced = 0",
-                (stream, older_than_ts),
-            ).fetchone()[0]
-            bump(conn, "records_expired", deleted)
-            bump_stream(conn, stream, expired=deleted)
-        return deleted, int(overdue)
+        deleted = overdue = 0
+        with self._lock:
+            with self._transaction() as conn:
+                for chunk in select(conn, "stream = ? AND min_ts < ?", (stream, older_than_ts)):
+                    old = self._older(conn, chunk, older_than_ts)
+                    expires = chunk.synced or (local_only and chunk.batch_seq is None)
+                    if not expires:
+                        overdue += int((old & chunk.keep()).sum())
+                        continue
+                    n = int((old & chunk.keep()).sum())
+                    kept = self._chunks.keep_rows(conn, chunk, ~old)
+                    live, size = sum(c.live for c in kept), sum(c.size for c in kept)
+                    bump_stream(conn, stream, records=live - chunk.live, bytes=size - chunk.size)
+                    deleted += n
+                bump(conn, "records_expired", deleted)
+                bump_stream(conn, stream, expired=deleted)
+            if deleted:
+                self._index = self._load_index()
+        return deleted, overdue
+
+    def _older(
+        self, conn: sqlite3.Connection, chunk: Chunk, cutoff: float
+    ) -> np.ndarray[Any, np.dtype[np.bool_]]:
+        if chunk.max_ts < cutoff:
+            return np.ones(chunk.rows, dtype=bool)
+        ts = self._chunks.table(conn, chunk).column(TIMESTAMP).to_numpy()
+        return np.asarray(ts < cutoff)
 
     def mark_synced(self, seq: int, wire_bytes: int) -> None:
         """Record the cloud's acknowledgement of batch ``seq``; repeating it changes nothing."""
@@ -266,7 +366,7 @@ class EdgeStore:
                     "UPDATE batches SET acked = 1, wire_bytes = ? WHERE seq = ?",
                     (wire_bytes, seq),
                 )
-                conn.execute("UPDATE records SET synced = 1 WHERE batch_seq = ?", (seq,))
+                conn.execute("UPDATE chunks SET synced = 1 WHERE batch_seq = ?", (seq,))
                 bump(conn, "records_synced", count)
                 bump(conn, "batches_synced", 1)
                 bump(conn, "bytes_synced", wire_bytes)
@@ -286,7 +386,8 @@ class EdgeStore:
             unsynced = {
                 s: (int(n), oldest)
                 for s, n, oldest in self._conn.execute(
-                    "SELECT stream, COUNT(*), MIN(ts) FROM records WHERE synced = 0 GROUP BY stream"
+                    "SELECT stream, SUM(live), MIN(min_ts) FROM chunks "
+                    "WHERE synced = 0 AND live > 0 GROUP BY stream"
                 ).fetchall()
             }
         streams: dict[str, StreamStats] = {}

@@ -1,7 +1,8 @@
-"""Compression inside the store's append transaction: series state in SQLite, tombstones.
+"""Compression inside the store's append transaction: series state in SQLite, dropped rows.
 
-A point compressed away becomes a tombstone (see ``store_schema``) in the same transaction that
-stores the point which made it redundant, so a crash leaves either both changes or neither.
+A point compressed away is marked dropped in its chunk (see ``chunks``) in the same transaction
+that stores the point which made it redundant, so a crash leaves either both changes or
+neither. A held point already handed to a sync batch is kept (its chunk cannot change).
 """
 
 from __future__ import annotations
@@ -9,8 +10,12 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+import numpy as np
+
+from hybridai.edge.chunks import Chunks, Mask, select
 from hybridai.edge.compression import (
     CompressionSpec,
+    SeriesState,
     deadband,
     dump_state,
     load_state,
@@ -18,53 +23,71 @@ from hybridai.edge.compression import (
     swinging_door,
     to_point,
 )
-from hybridai.edge.store_schema import COMPRESSED_SEQ, RECORD_OVERHEAD, SIZE_SQL, bump_stream
+from hybridai.edge.store_schema import COMPRESSED_SEQ, bump_stream
 
 
-def _tombstone(conn: sqlite3.Connection, stream: str, local_id: int) -> bool:
-    """Empty an unbatched record's payload and retire it; False if it is already batched."""
-    row = conn.execute(
-        f"SELECT {SIZE_SQL} FROM records WHERE id = ? AND batch_seq IS NULL", (local_id,)
-    ).fetchone()
-    if row is None:
-        return False
-    conn.execute(
-        "UPDATE records SET payload = '', batch_seq = ?, synced = 1 WHERE id = ?",
-        (COMPRESSED_SEQ, local_id),
+def _drop_stored(conn: sqlite3.Connection, store: Chunks, stream: str, record_id: int) -> bool:
+    """Mark an earlier, unbatched record dropped; False if it is already in a batch."""
+    found = select(
+        conn,
+        "stream = ? AND batch_seq IS NULL AND first_id <= ? AND first_id + rows > ? "
+        "ORDER BY first_id DESC LIMIT 1",
+        (stream, record_id, record_id),
     )
-    bump_stream(conn, stream, bytes=-(int(row[0]) - RECORD_OVERHEAD), compressed=1)
+    if not found:
+        return False
+    chunk = found[0]
+    freed = store.drop_row(conn, chunk, record_id - chunk.first_id)
+    if chunk.live == 1:  # nothing left to send: it never needs a batch
+        conn.execute(
+            "UPDATE chunks SET batch_seq = ?, synced = 1 WHERE id = ?", (COMPRESSED_SEQ, chunk.id)
+        )
+    bump_stream(conn, stream, bytes=-freed, records=-1, compressed=1)
     return True
 
 
 def compress(
     conn: sqlite3.Connection,
+    store: Chunks,
     spec: CompressionSpec,
     stream: str,
-    local_id: int,
-    ts: float,
-    fields: dict[str, Any],
-) -> int:
-    """Apply ``spec`` to a just-stored record; return how many records it compressed away."""
-    key = series_key(spec, fields)
-    row = conn.execute(
-        "SELECT state FROM series WHERE stream = ? AND key = ?", (stream, key)
-    ).fetchone()
-    state = load_state(spec, None if row is None else row[0])
-    point = to_point(spec, local_id, ts, fields)
-    dropped = 0
-    if spec.method == "deadband":
-        drop, new_state = deadband(spec, state, point)
-        dropped = int(drop and _tombstone(conn, stream, local_id))  # fresh: never batched
-    else:
+    first_id: int,
+    rows: list[tuple[float, dict[str, Any]]],
+) -> tuple[Mask, int]:
+    """Apply ``spec`` to records about to be stored as ids ``first_id``...
+
+    Returns which of them are dropped already, and how many earlier stored records were.
+    """
+    dropped = np.zeros(len(rows), dtype=bool)
+    states: dict[str, SeriesState | None] = {}
+    earlier = 0
+    for offset, (ts, fields) in enumerate(rows):
+        key = series_key(spec, fields)
+        if key not in states:
+            row = conn.execute(
+                "SELECT state FROM series WHERE stream = ? AND key = ?", (stream, key)
+            ).fetchone()
+            states[key] = load_state(spec, None if row is None else row[0])
+        state = states[key]
+        point = to_point(spec, first_id + offset, ts, fields)
+        if spec.method == "deadband":
+            drop, states[key] = deadband(spec, state, point)
+            dropped[offset] = drop
+            continue
         drop_held, if_dropped, if_kept = swinging_door(spec, state, point)
-        new_state = if_kept
+        states[key] = if_kept
         if drop_held:
             assert state is not None and state.h is not None
-            if _tombstone(conn, stream, state.h.id):
-                new_state, dropped = if_dropped, 1
-    conn.execute(
+            held = state.h.id
+            if held >= first_id:
+                dropped[held - first_id] = True
+                states[key] = if_dropped
+            elif _drop_stored(conn, store, stream, held):
+                earlier += 1
+                states[key] = if_dropped
+    conn.executemany(
         "INSERT INTO series (stream, key, state) VALUES (?, ?, ?) "
         "ON CONFLICT (stream, key) DO UPDATE SET state = excluded.state",
-        (stream, key, dump_state(spec, new_state)),
+        [(stream, k, dump_state(spec, s)) for k, s in states.items() if s is not None],
     )
-    return dropped
+    return dropped, earlier

@@ -97,6 +97,23 @@ class PayloadCipher:
     def record_hash(self, content: bytes) -> bytes:
         return hmac.new(self._mac, content, hashlib.sha256).digest()
 
+    @property
+    def dedup_key(self) -> bytes:
+        """Keys the store's 64-bit row hashes (``columns.row_hashes``)."""
+        return self._mac[:32]
+
+    def seal_bytes(self, aad: bytes, data: bytes) -> bytes:
+        nonce = os.urandom(_NONCE_BYTES)
+        return nonce + self._aead.encrypt(nonce, data, aad)
+
+    def open_bytes(self, aad: bytes, sealed: bytes, stream: str) -> bytes:
+        try:
+            return self._aead.decrypt(sealed[:_NONCE_BYTES], sealed[_NONCE_BYTES:], aad)
+        except InvalidTag:
+            raise StoreKeyError(
+                f"a chunk of stream {stream!r} fails authentication: it was altered on disk"
+            ) from None
+
     @staticmethod
     def _aad(stream: str, ts: float) -> bytes:
         return f"{stream}\0{ts!r}".encode()
@@ -131,7 +148,7 @@ def check_store_key(conn: sqlite3.Connection, cipher: PayloadCipher | None, path
             )
         return
     if row is None:
-        if conn.execute("SELECT 1 FROM records LIMIT 1").fetchone() is not None:
+        if conn.execute("SELECT 1 FROM chunks LIMIT 1").fetchone() is not None:
             raise StoreKeyError(
                 f"{path} holds unencrypted records: let it drain and start with a new "
                 "data dir to turn encryption on"

@@ -65,6 +65,14 @@ class StoreCollector(Collector):
             "Sync throughput over the last drain that sent something.",
             value=stats.sync_bytes_per_s,
         )
+        per_stream = GaugeMetricFamily(
+            "hybridai_edge_sync_stream_bytes_per_second",
+            "Sync throughput of one stream's batches over the last drain that sent them.",
+            labels=["stream"],
+        )
+        for stream, s in streams.items():
+            per_stream.add_metric([stream], s.sync_bytes_per_s)
+        yield per_stream
         yield GaugeMetricFamily(
             "hybridai_edge_store_quota_bytes",
             "The store's disk quota (0: none).",

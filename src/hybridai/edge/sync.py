@@ -86,6 +86,7 @@ class Uploader:
         self.sleep = sleep
         self._bucket: TokenBucket | None = None
         self.throughput = (0.0, 0.0)  # (bytes/s, records/s) over the last drain that sent
+        self.stream_throughput: dict[str, tuple[float, float]] = {}  # the same, per stream
 
     async def _throttle(self, size: int) -> None:
         rate = self.bandwidth()
@@ -108,8 +109,10 @@ class Uploader:
         """
         sent = sent_bytes = sent_records = 0
         started = self.clock()
+        per_stream: dict[str, list[float]] = {}  # stream -> [bytes, records, seconds]
         try:
             while True:
+                batch_started = self.clock()
                 policies = dict(self.policies())
                 local = frozenset(d for d, p in policies.items() if local_only(p))
                 window = self.window()
@@ -139,6 +142,10 @@ class Uploader:
                 sent += 1
                 sent_bytes += len(encoded.body)
                 sent_records += encoded.records
+                tally = per_stream.setdefault(encoded.dataset, [0.0, 0.0, 0.0])
+                tally[0] += len(encoded.body)
+                tally[1] += encoded.records
+                tally[2] += self.clock() - batch_started
         except SyncError as exc:
             self.last_error = str(exc) or type(exc).__name__
             self.consecutive_failures += 1
@@ -147,6 +154,9 @@ class Uploader:
         if sent:
             elapsed = max(self.clock() - started, 1e-6)
             self.throughput = (sent_bytes / elapsed, sent_records / elapsed)
+            for stream, (size, records, seconds) in per_stream.items():
+                seconds = max(seconds, 1e-6)  # the time its batches took: cut, send, ack
+                self.stream_throughput[stream] = (size / seconds, records / seconds)
         return sent
 
     def _redacted(self, batch: PendingBatch, policy: DataPolicy | None) -> PendingBatch:
@@ -156,7 +166,7 @@ class Uploader:
             StoredRecord(r.local_id, r.ts, redact(policy, self.site_key, r.payload))
             for r in batch.records
         ]
-        return PendingBatch(batch.seq, batch.stream, records)
+        return PendingBatch.of_records(batch.seq, batch.stream, records)
 
     async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
         """Drain until ``stop`` is set: poll every ``interval_s``, back off after failures.

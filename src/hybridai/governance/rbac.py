@@ -31,7 +31,8 @@ ACTIONS: tuple[Action, ...] = (
         "read",
         frozenset(ROLES),
         "list and read devices, models, versions, deployments, training runs, lake tables; "
-        "query the lake; cloud inference; read data policies and the compliance report",
+        "query the lake; cloud inference; read data policies, stream schemas and the "
+        "compliance report",
     ),
     Action(
         "train",
@@ -42,10 +43,11 @@ ACTIONS: tuple[Action, ...] = (
         "operate",
         frozenset({ADMIN, OPERATOR}),
         "create enrollment tokens, deploy and roll back models, start, pause, resume and "
-        "abort rollouts, promote versions to production or archive them, revoke devices, act "
+        "abort rollouts, promote versions to production or archive them, tag and revoke "
+        "devices, act "
         "for a "
-        "device; declare data policies, apply lake retention, optimize and vacuum the lake; "
-        "the edge's admin routes "
+        "device; declare data policies and stream schemas, apply lake retention, optimize and "
+        "vacuum the lake; the edge's admin routes "
         "(drain now, read config)",
     ),
     Action(

@@ -6,16 +6,49 @@ status reports. The cloud never opens a connection to an edge.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from hybridai.protocol.placement import PlacementPolicy
 from hybridai.protocol.policy import DataPolicy
+from hybridai.protocol.streams import SchemaSpec, StreamSchemaState
 
 DeviceKind = Literal["sensor-gateway", "edge-server", "ai-pc", "workstation"]
 Variant = Literal["edge", "cloud"]
 DEVICE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+TAG_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
+TAG_VALUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+MAX_TAGS = 32
+_TAG_KEY = re.compile(TAG_KEY_PATTERN)
+_TAG_VALUE = re.compile(TAG_VALUE_PATTERN)
+
+
+def check_tag_key(key: str) -> str:
+    if not _TAG_KEY.match(key):
+        raise ValueError(
+            f"tag key {key!r} is not valid: use 1-63 lowercase letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
+    return key
+
+
+def check_tags(tags: dict[str, str]) -> dict[str, str]:
+    """Tags as an operator writes them (``line=3``): keys like device ids, plain values."""
+    for key, value in tags.items():
+        check_tag_key(key)
+        if not _TAG_VALUE.match(value):
+            raise ValueError(
+                f"tag {key}={value!r} has an invalid value: use 1-63 letters, digits, '.', '_' "
+                "or '-', starting with a letter or digit"
+            )
+    return tags
+
+
+# Labels that select devices (rollout targets): at most MAX_TAGS per device.
+Tags = Annotated[dict[str, str], Field(max_length=MAX_TAGS), AfterValidator(check_tags)]
+TagKey = Annotated[str, AfterValidator(check_tag_key)]
 
 
 class Capabilities(BaseModel):
@@ -29,6 +62,7 @@ class EnrollmentTokenRequest(BaseModel):
     site: str = Field(pattern=DEVICE_ID_PATTERN)
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
     ttl_s: int = Field(default=3600, ge=60, le=30 * 24 * 3600)
+    tags: Tags = Field(default_factory=dict)  # given to the device when it enrolls
 
 
 class EnrollmentToken(BaseModel):
@@ -36,6 +70,7 @@ class EnrollmentToken(BaseModel):
     site: str
     device_id: str
     expires_at: float
+    tags: dict[str, str] = Field(default_factory=dict)
 
 
 class EnrollRequest(BaseModel):
@@ -45,6 +80,7 @@ class EnrollRequest(BaseModel):
     capabilities: Capabilities
     agent_version: str
     csr: str = Field(max_length=8192)  # PEM; the key it signs never leaves the device
+    tags: Tags = Field(default_factory=dict)  # declared by the device; the token's tags win
 
 
 class EnrollResponse(BaseModel):
@@ -89,6 +125,8 @@ class DesiredState(BaseModel):
     settings: dict[str, Any] = Field(default_factory=dict)
     signing_public_key: str | None = None  # base64 Ed25519: edges pin it on first use
     policies: list[DataPolicy] = Field(default_factory=list)
+    # Declared record schemas per stream (the device's site's, else the fleet's)
+    stream_schemas: dict[str, SchemaSpec] = Field(default_factory=dict)
 
 
 class LoadedModel(BaseModel):
@@ -116,6 +154,8 @@ class StreamStats(BaseModel):
     records_expired: int = 0
     records_evicted_synced: int = 0  # by the disk quota
     records_evicted_unsynced: int = 0  # by the disk quota, never sent: data lost, reported
+    sync_bytes_per_s: float = 0.0  # wire bytes per second of its batches, last drain that sent
+    sync_records_per_s: float = 0.0
 
 
 class StoreStats(BaseModel):
@@ -138,6 +178,24 @@ class StoreStats(BaseModel):
     sync_bytes_per_s: float = 0.0  # wire bytes per second over the last drain
     sync_records_per_s: float = 0.0
     streams: dict[str, StreamStats] = Field(default_factory=dict)
+
+
+class MqttStats(BaseModel):
+    """MQTT ingest since the agent started: the broker link, what came in, where it went."""
+
+    connected: bool = False
+    connected_since: float | None = None  # epoch seconds of the current connection
+    reconnects: int = 0  # connections made after the first
+    disconnects: int = 0  # connections lost (the agent's own stop excluded)
+    last_error: str | None = None  # the last refusal or loss, with the broker's reason
+    messages_received: int = 0
+    records_stored: int = 0
+    records_duplicate: int = 0  # already stored (a redelivery, a producer's retry)
+    messages_dead_lettered: int = 0
+    dead_lettered_by_reason: dict[str, int] = Field(
+        default_factory=dict, description="malformed, schema, invalid_record, unrouted"
+    )
+    store_failures: int = 0  # store errors (a full disk): retried, not acknowledged meanwhile
 
 
 class InferenceStats(BaseModel):
@@ -187,6 +245,8 @@ class StatusReport(BaseModel):
     inflight: int = 0  # inference requests in progress when the report was made
     drift: dict[str, ModelDrift] = Field(default_factory=dict)  # per model
     model_health: list[ModelHealth] = Field(default_factory=list)
+    mqtt: MqttStats | None = None  # None: MQTT ingest is not configured
+    stream_schemas: dict[str, StreamSchemaState] = Field(default_factory=dict)  # declared ones
 
 
 class Device(BaseModel):
@@ -200,3 +260,18 @@ class Device(BaseModel):
     last_seen: float | None = None
     revoked: bool = False
     status: StatusReport | None = None
+    tags: dict[str, str] = Field(default_factory=dict)
+
+
+class TagChange(BaseModel):
+    """An operator's edit of a device's tags: ``add`` sets (or overwrites), ``remove`` drops."""
+
+    add: Tags = Field(default_factory=dict)
+    remove: list[TagKey] = Field(default_factory=list, max_length=MAX_TAGS)
+
+    @model_validator(mode="after")
+    def _not_both(self) -> TagChange:
+        both = sorted(set(self.add) & set(self.remove))
+        if both:
+            raise ValueError(f"tag {', '.join(both)} is both added and removed: pick one")
+        return self

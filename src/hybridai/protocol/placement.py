@@ -37,6 +37,8 @@ class PlacementNeeds(BaseModel):
 
     accelerator: str | None = None
     min_memory_mb: float = Field(default=0.0, ge=0.0)
+    execution_provider: str | None = None  # an ONNX Runtime provider, e.g. "CUDAExecutionProvider"
+    min_cores: int = Field(default=0, ge=0)
 
 
 class PlacementPolicy(BaseModel):

@@ -6,21 +6,26 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from hybridai.protocol.fleet import DEVICE_ID_PATTERN, DeviceKind
+from hybridai.protocol.fleet import DEVICE_ID_PATTERN, DeviceKind, Tags
 from hybridai.protocol.registry import MODEL_NAME_PATTERN
 
 RolloutStatus = Literal["pending", "running", "paused", "succeeded", "aborted"]
 
 
 class RolloutTarget(BaseModel):
-    """Which devices: the union of the selectors; all empty means the whole fleet."""
+    """Which devices: all empty means the whole fleet.
+
+    ``sites``, ``kinds`` and ``tags`` narrow together (AND): a device must be at one of the
+    sites, of one of the kinds and carry every tag given; ``devices`` adds devices by name.
+    """
 
     sites: list[str] = Field(default_factory=list)
-    kinds: list[DeviceKind] = Field(default_factory=list)  # device kinds serve as tags
+    kinds: list[DeviceKind] = Field(default_factory=list)
+    tags: Tags = Field(default_factory=dict)
     devices: list[str] = Field(default_factory=list)
 
     def everything(self) -> bool:
-        return not (self.sites or self.kinds or self.devices)
+        return not (self.sites or self.kinds or self.tags or self.devices)
 
 
 class HealthGatesSpec(BaseModel):
@@ -56,6 +61,13 @@ class DeviceVerdict(BaseModel):
     reason: str
 
 
+class SkippedDevice(BaseModel):
+    """A device of the target left out at start: it cannot run the version, so it keeps its own."""
+
+    device_id: str
+    reason: str
+
+
 class Rollout(BaseModel):
     rollout_id: str
     model: str
@@ -65,7 +77,8 @@ class Rollout(BaseModel):
     reason: str
     step: int  # 0 before the canary, 1 the canary, ...
     steps: list[RolloutStep]
-    devices: list[str]  # the whole target
+    devices: list[str]  # the whole target, less the skipped devices
+    skipped: list[SkippedDevice] = Field(default_factory=list)
     updated: list[str]  # devices assigned the new version now
     verdicts: list[DeviceVerdict]
     request: RolloutRequest

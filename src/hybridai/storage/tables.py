@@ -57,6 +57,8 @@ class DeviceRow(Base):
     last_seen: Mapped[float | None] = mapped_column(Double)
     revoked: Mapped[bool] = mapped_column(Boolean, default=False)
     status: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # Operator labels that select devices for rollouts (migration 0010), e.g. {"line": "3"}.
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class DeviceCertificateRow(Base):
@@ -86,6 +88,7 @@ class EnrollmentTokenRow(Base):
     device_id: Mapped[str] = mapped_column(String(ID_LENGTH))
     expires_at: Mapped[float] = mapped_column(Double)
     used_at: Mapped[float | None] = mapped_column(Double)
+    tags: Mapped[dict[str, str]] = mapped_column(JSON, default=dict, server_default="{}")
 
 
 class ApiTokenRow(Base):
@@ -229,6 +232,22 @@ class DataPolicyRow(Base):
     __tablename__ = "data_policies"
 
     dataset: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Double)
+    updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class StreamSchemaRow(Base):
+    """A stream's declared record schema (``protocol.streams.DeclaredSpec``), migration 0011.
+
+    One row per stream for the whole fleet (``site`` empty) and one per site that declares its
+    own; ``cloud.stream_schemas`` picks the one each device gets in its desired state.
+    """
+
+    __tablename__ = "stream_schemas"
+
+    stream: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    site: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)  # "": the fleet
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[float] = mapped_column(Double)
     updated_by: Mapped[str] = mapped_column(String(200))

@@ -1,4 +1,4 @@
-"""One request-body size limit for the whole cloud API, enforced before a route reads it.
+"""Request-body size limits for a whole API (cloud and edge), enforced before a route reads it.
 
 A declared ``Content-Length`` over the limit is answered 413 at once; a body without one is
 counted as it streams and cut off at the limit. Either way the answer is ``ErrorBody`` JSON
