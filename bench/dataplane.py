@@ -141,13 +141,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run, under a minute")
     args = parser.parse_args()
-    rounds, ticks, cap = (2, 1250, 20_000) if args.quick else (7, 5000, 50_000)
+    rounds, ticks, cap = (2, 1250, 20_000) if args.quick else (7, 5000, 20_000)
     records = telemetry(ticks)
     with tempfile.TemporaryDirectory(prefix="hybridai-bench-") as tmp:
         work = Path(tmp)
         metrics = ingest(work, records, rounds)
         metrics.update(wire(work, telemetry(1250)))
-        metrics.update(drain(work, telemetry(1250 if args.quick else 2500, seed=9), cap))
+        metrics.update(drain(work, telemetry(1250 if args.quick else 5000, seed=9), cap))
     notes = {
         "rounds": rounds,
         "records_per_round": len(records),
