@@ -107,7 +107,15 @@ def test_a_gateway_hands_the_model_it_cannot_run_to_its_site_peer(fleet: LocalFl
     assert not _ready(fleet, "gw-1", "heavy")  # not assigned: it lacks the memory
 
     def handed_over() -> bool:
-        return infer(gateway, "heavy", data_class="restricted")["placement"] == "peer"
+        # Until gw-1 has heard who serves heavy on its site, restricted data has nowhere to go
+        # (503 model_not_ready, never the cloud): that is the answer to wait out.
+        response = httpx.post(
+            f"{gateway}/v2/models/heavy/infer", json=body(data_class="restricted"), timeout=10
+        )
+        if response.status_code == 503 and response.json()["code"] == "model_not_ready":
+            return False
+        assert response.status_code == 200, response.text
+        return bool(response.json()["parameters"]["placement"] == "peer")
 
     wait_for("gw-1 to learn its peer serves heavy", handed_over, 30)
     got = infer(gateway, "heavy", data_class="restricted")
