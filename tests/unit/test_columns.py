@@ -8,10 +8,12 @@ import threading
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+from hybridai.edge.batches import decode_batch, encode_batch
 from hybridai.edge.columns import from_records, row_hashes, to_rows, unify
-from hybridai.edge.store import EdgeStore
+from hybridai.edge.store import EdgeStore, PendingBatch, StoredRecord
 from hybridai.protocol import wire_decimals
 
 T0 = 1_700_000_000.0
@@ -20,14 +22,27 @@ T0 = 1_700_000_000.0
 def test_decimals_travel_as_integers_and_come_back_bit_for_bit() -> None:
     rng = random.Random(7)
     values = [round(rng.uniform(-500, 500), rng.randint(0, 4)) for _ in range(2000)]
-    found = wire_decimals.scaled(pa.array([*values, None]))
-    assert found is not None
-    ints, k = found
-    assert k == 4 and ints.type == pa.int64() and ints.null_count == 1
-    field = pa.field("x", pa.int64(), metadata={wire_decimals.SCALE: str(k)})
-    back = wire_decimals.restore(pa.Table.from_arrays([ints], schema=pa.schema([field])))
+    decimals = wire_decimals.scaled(pa.array([*values, None]))
+    assert decimals is not None
+    assert decimals.type == pa.decimal128(18, 4) and decimals.null_count == 1
+    back = wire_decimals.restore(pa.table({"x": decimals}))
     assert back.schema.field("x").type == pa.float64()
     assert back.column("x").to_pylist() == [*values, None]
+
+
+def test_a_batch_body_carries_decimals_that_the_cloud_reads_back_as_the_same_floats() -> None:
+    rng = random.Random(3)
+    records = [
+        StoredRecord(i + 1, T0 + i, {"temp": round(rng.gauss(60, 5), 3), "pi": math.pi})
+        for i in range(500)
+    ]
+    body = encode_batch(PendingBatch.of_records(1, "telemetry", records), "gw", "plant").body
+    schema = pq.ParquetFile(pa.BufferReader(body)).schema_arrow
+    assert pa.types.is_decimal(schema.field("temp").type)  # sent as scaled integers
+    assert schema.field("pi").type == pa.float64()  # not a short decimal: sent as is
+    table = decode_batch(body)
+    assert table.column("temp").to_pylist() == [r.payload["temp"] for r in records]
+    assert table.column("pi").to_pylist() == [math.pi] * 500
 
 
 @pytest.mark.parametrize(

@@ -86,11 +86,9 @@ def _decimals(table: pa.Table) -> pa.Table:
     for index, field in enumerate(table.schema):
         if field.name == TIMESTAMP or not pa.types.is_float64(field.type):
             continue
-        found = wire_decimals.scaled(table.column(index))
-        if found is not None:
-            ints, k = found
-            scaled = pa.field(field.name, pa.int64(), metadata={wire_decimals.SCALE: str(k)})
-            table = table.set_column(index, scaled, ints)
+        decimals = wire_decimals.scaled(table.column(index))
+        if decimals is not None:
+            table = table.set_column(index, pa.field(field.name, decimals.type), decimals)
     return table
 
 
@@ -98,7 +96,7 @@ def encode_batch(batch: PendingBatch, device_id: str, site: str) -> EncodedBatch
     """Encode one Parquet row per record (``lake_table``), deterministically."""
     table = _decimals(lake_table(batch, device_id, site))
     floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
-    scaled = [f.name for f in table.schema if f.metadata and wire_decimals.SCALE in f.metadata]
+    scaled = [f.name for f in table.schema if pa.types.is_decimal(f.type)]
     sink = pa.BufferOutputStream()
     pq.write_table(
         table,
@@ -116,6 +114,8 @@ def encode_batch(batch: PendingBatch, device_id: str, site: str) -> EncodedBatch
         },
         use_byte_stream_split=floats,
         write_statistics=[TIMESTAMP, DATE],
+        store_schema=False,  # the Parquet types say it all; the Arrow schema would add ~650 B
+        store_decimal_as_integer=True,
     )
     body = sink.getvalue().to_pybytes()
     return EncodedBatch(
