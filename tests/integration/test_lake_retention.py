@@ -55,6 +55,22 @@ def test_retention_deletes_old_rows_and_their_files(tmp_path: Path) -> None:
     assert lake.apply_retention("missing", NOW) == 0
 
 
+def test_retention_leaves_another_replicas_uncommitted_file_alone(tmp_path: Path) -> None:
+    """A replica writes its data file, then commits: retention in between must not take it.
+
+    Retention vacuums only the files the deletion tombstoned (not a ``full`` vacuum, which
+    would also remove every file the log does not name yet).
+    """
+    lake = Lake(str(tmp_path / "lake"))
+    lake.commit_batch("telemetry", "gw-1", 1, batch("gw-1", 0, [40, 40], "OLDROW"))
+    in_flight = tmp_path / "lake" / "telemetry" / "part-00000-in-flight.zstd.parquet"
+    in_flight.write_bytes(b"PAR1 written by another replica, commit not made yet")
+
+    assert lake.apply_retention("telemetry", NOW - 30 * DAY) == 2
+    assert files_holding(tmp_path / "lake", b"OLDROW") == []
+    assert in_flight.exists()
+
+
 def test_the_cloud_applies_each_policys_lake_period(tmp_path: Path, db: Session) -> None:
     lake = Lake(str(tmp_path / "lake"))
     lake.commit_batch("telemetry", "gw-1", 1, batch("gw-1", 0, [40, 10, 1], "T"))
