@@ -122,38 +122,17 @@ class Chunks:
         ts = table.column(TIMESTAMP).to_numpy()
         size = len(data) + 8 * rows + CHUNK_OVERHEAD
         packed = _pack(dropped)
+        lo, hi = float(ts.min()), float(ts.max())
+        values = (stream, first_id, rows, live, lo, hi, size, data, hashes.tobytes(), packed)
         cursor = conn.execute(
             "INSERT INTO chunks (stream, first_id, rows, live, min_ts, max_ts, bytes, data, "
             "hashes, dropped, batch_seq, synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                stream,
-                first_id,
-                rows,
-                live,
-                float(ts.min()),
-                float(ts.max()),
-                size,
-                data,
-                hashes.tobytes(),
-                packed,
-                batch_seq,
-                int(synced),
-            ),
+            (*values, batch_seq, int(synced)),
         )
         assert cursor.lastrowid is not None
         mask = None if packed is None else dropped
         return Chunk(
-            cursor.lastrowid,
-            stream,
-            first_id,
-            rows,
-            live,
-            float(ts.min()),
-            float(ts.max()),
-            size,
-            mask,
-            batch_seq,
-            synced,
+            cursor.lastrowid, stream, first_id, rows, live, lo, hi, size, mask, batch_seq, synced
         )
 
     def delete(self, conn: sqlite3.Connection, chunk: Chunk) -> None:
@@ -165,49 +144,39 @@ class Chunks:
         The stream's ``bytes`` counter follows the change in accounted size.
         """
         assert 0 < head_rows < chunk.rows
-        table = self.table(conn, chunk)
-        hashes = self.hashes(conn, chunk)
-        dropped = chunk.dropped
-        self.delete(conn, chunk)
-        parts = []
-        for lo, hi in ((0, head_rows), (head_rows, chunk.rows)):
-            parts.append(
-                self.insert(
-                    conn,
-                    chunk.stream,
-                    chunk.first_id + lo,
-                    table.slice(lo, hi - lo),
-                    hashes[lo:hi],
-                    None if dropped is None else dropped[lo:hi],
-                    chunk.batch_seq,
-                    chunk.synced,
-                )
-            )
-        bump_stream(conn, chunk.stream, bytes=parts[0].size + parts[1].size - chunk.size)
-        return parts[0], parts[1]
+        head, tail = self._rewrite(conn, chunk, [(0, head_rows), (head_rows, chunk.rows)])
+        bump_stream(conn, chunk.stream, bytes=head.size + tail.size - chunk.size)
+        return head, tail
 
     def keep_rows(self, conn: sqlite3.Connection, chunk: Chunk, keep: Mask) -> list[Chunk]:
         """Rewrite ``chunk`` with only the rows ``keep`` selects, one chunk per run of them.
 
         Records keep their ids: each run of consecutive kept rows becomes its own chunk.
         """
-        table = self.table(conn, chunk)
-        hashes = self.hashes(conn, chunk)
-        self.delete(conn, chunk)
         kept = np.flatnonzero(keep)
         runs = np.split(kept, np.flatnonzero(np.diff(kept) != 1) + 1) if len(kept) else []
+        return self._rewrite(conn, chunk, [(int(r[0]), int(r[-1]) + 1) for r in runs])
+
+    def _rewrite(
+        self, conn: sqlite3.Connection, chunk: Chunk, spans: list[tuple[int, int]]
+    ) -> list[Chunk]:
+        """Replace ``chunk`` by chunks of its rows ``[lo, hi)`` for each span, in its state."""
+        table = self.table(conn, chunk) if spans else None
+        hashes = self.hashes(conn, chunk)
+        self.delete(conn, chunk)
         return [
             self.insert(
                 conn,
                 chunk.stream,
-                chunk.first_id + int(run[0]),
-                table.slice(int(run[0]), len(run)),
-                hashes[run[0] : run[-1] + 1],
-                None if chunk.dropped is None else chunk.dropped[run[0] : run[-1] + 1],
+                chunk.first_id + lo,
+                table.slice(lo, hi - lo),
+                hashes[lo:hi],
+                None if chunk.dropped is None else chunk.dropped[lo:hi],
                 chunk.batch_seq,
                 chunk.synced,
             )
-            for run in runs
+            for lo, hi in spans
+            if table is not None
         ]
 
     def drop_row(self, conn: sqlite3.Connection, chunk: Chunk, offset: int) -> int:
