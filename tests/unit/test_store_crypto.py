@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +109,17 @@ def test_retention_deletes_synced_records_and_counts_unsynced_ones(tmp_path: Pat
         assert store.stats().records_expired == 4
         store.append("secret", rows(10))
         assert store.expire("secret", cutoff, local_only=True) == (6, 0)
+
+
+def test_a_chunk_altered_on_disk_is_refused_not_sent(tmp_path: Path) -> None:
+    path = tmp_path / "store.db"
+    with EdgeStore(path, key=KEY) as store:
+        store.append("telemetry", rows(20))
+    db = sqlite3.connect(path)
+    (data,) = db.execute("SELECT data FROM chunks").fetchone()
+    flipped = bytes([data[0], data[1] ^ 0x01, *data[2:]])
+    db.execute("UPDATE chunks SET data = ?", (flipped,))
+    db.commit()
+    db.close()
+    with EdgeStore(path, key=KEY) as store, pytest.raises(StoreKeyError, match="altered on disk"):
+        store.next_batch()

@@ -13,6 +13,7 @@ import pytest
 
 from hybridai.edge.store import EdgeStore
 from hybridai.edge.store_config import HIGH, StoreConfigError, build_config
+from hybridai.edge.store_crypto import PayloadCipher
 from hybridai.edge.store_schema import STREAM_COUNTERS
 
 T0 = 1_700_000_000.0
@@ -247,8 +248,9 @@ def test_per_stream_figures(store: EdgeStore, clock: Clock) -> None:
     assert stats.backlog_records == 5
 
 
-def _schema_2_store(path: Path) -> None:
+def _schema_2_store(path: Path, key: bytes | None = None) -> None:
     """A store as the agent of schema 2 left it: one row per record, a batch in flight."""
+    cipher = None if key is None else PayloadCipher(key)
     db = sqlite3.connect(path)
     db.executescript(
         """
@@ -271,20 +273,30 @@ def _schema_2_store(path: Path) -> None:
         (4, "alerts", None, 0), (5, "telemetry", 2, 0), (6, "telemetry", None, 0),
         (7, "telemetry", 0, 1),
     ]  # fmt: skip
+
+    def payload(stream: str, i: int) -> str | bytes:
+        text = json.dumps({"temp": 20.0 + i})
+        return text if cipher is None else cipher.seal(stream, T0 + i, text)
+
     db.executemany(
         "INSERT INTO records (id, stream, hash, ts, payload, batch_seq, synced) "
         "VALUES (?, ?, randomblob(8), ?, ?, ?, ?)",
-        [(i, s, T0 + i, json.dumps({"temp": 20.0 + i}), b, y) for i, s, b, y in rows],
+        [(i, s, T0 + i, payload(s, i), b, y) for i, s, b, y in rows],
     )
+    if cipher is not None:
+        db.execute("INSERT INTO meta VALUES ('store_key_check', ?)", (cipher.check_value,))
     db.commit()
     db.close()
 
 
-def test_a_schema_2_store_is_converted_with_its_batch_in_flight(tmp_path: Path) -> None:
+@pytest.mark.parametrize("key", [None, b"k" * 32], ids=["plain", "encrypted"])
+def test_a_schema_2_store_is_converted_with_its_batch_in_flight(
+    tmp_path: Path, key: bytes | None
+) -> None:
     path = tmp_path / "edge.db"
-    _schema_2_store(path)
+    _schema_2_store(path, key)
 
-    with EdgeStore(path) as store:
+    with EdgeStore(path, key=key) as store:
         in_flight = store.next_batch()
         assert in_flight is not None
         store.mark_synced(in_flight.seq, 1)
