@@ -256,7 +256,7 @@ def test_a_gateway_without_the_model_hands_requests_to_its_site_peer() -> None:
         device_id="server-1", kind="edge-server", url="http://server-1.lan", models={"pm": "1"}
     )
     gateway = backend(cloud, with_model=False, peers=[peer], device_id="gw-1")
-    gateway._peers = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+    gateway._peer_calls._http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
     got = infer(gateway, request(data_class="restricted"))
     assert got["placement"] == "peer" and got["target"] == "server-1"
     assert got["reason"] == "restricted_data_stays_on_site"
@@ -271,7 +271,7 @@ def test_a_dead_peer_falls_back_to_the_cloud_only_when_allowed() -> None:
 
     peer = SitePeer(device_id="server-1", kind="edge-server", url="http://x", models={"pm": "1"})
     gateway = backend(cloud, with_model=False, peers=[peer], device_id="gw-1")
-    gateway._peers = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+    gateway._peer_calls._http = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
     with pytest.raises(ApiError) as error:
         infer(gateway, request(data_class="restricted"))
     assert error.value.status == 503

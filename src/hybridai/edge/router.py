@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import httpx
 import numpy as np
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -25,12 +24,11 @@ from hybridai import __version__
 from hybridai.edge.cloud_client import CloudClient, CloudUnavailable
 from hybridai.edge.hard_examples import HardExampleSink, hard_example
 from hybridai.edge.model_health import ModelHealthTracker
+from hybridai.edge.peer_calls import PEER_PARAM, PeerCalls, UpstreamFailed
 from hybridai.edge.placement_state import CLOUD_ID, CloudLink, PlacementState
 from hybridai.edge.router_metrics import RouterMetrics
-from hybridai.link.transport import async_client
 from hybridai.orchestrator import (
     Decision,
-    LinkEstimate,
     Placement,
     Reason,
     RequestFacts,
@@ -51,20 +49,7 @@ from hybridai.serving.repository import ModelRepository
 __all__ = ["CloudLink", "EdgeBackend"]
 
 ServedHook = Callable[[str, str, InferenceRequest, InferenceResponse], None]
-PEER_PARAM = "hybridai_peer_of"  # set on a request handed to a site peer: it answers locally
 MIN_UPSTREAM_TIMEOUT_S = 0.02
-
-
-class _Upstream(Exception):
-    """A peer or cloud call that failed; the caller falls back or answers 503.
-
-    ``answer`` keeps an upstream's own 404 (it lacks the model): the link is healthy, and
-    when nothing on the site can answer instead, the client hears that 404, not a 503.
-    """
-
-    def __init__(self, message: str, answer: ApiError | None = None) -> None:
-        super().__init__(message)
-        self.answer = answer
 
 
 def _request_bytes(request: InferenceRequest) -> int:
@@ -110,14 +95,14 @@ class EdgeBackend:
         self.on_served: ServedHook | None = None
         self.metrics = RouterMetrics()
         self.health = ModelHealthTracker()  # per version: what rollout health gates read
-        self._peers = async_client("http://peer.invalid")
+        self._peer_calls = PeerCalls(device_id, self.metrics)
         self._last_cloud_sample = 0.0
         self._probe: asyncio.Task[None] | None = None
 
     async def aclose(self) -> None:
         if self._probe is not None:
             self._probe.cancel()
-        await self._peers.aclose()
+        await self._peer_calls.aclose()
 
     # -- v2 backend -----------------------------------------------------------------------
 
@@ -182,7 +167,7 @@ class EdgeBackend:
             response, where = await self._run(
                 decision.target, name, version, request, n_bytes, deadline, cascade
             )
-        except _Upstream as exc:
+        except UpstreamFailed as exc:
             if decision.fallback_target is None:
                 self.stats.requests_failed += 1
                 self.health.failed(name, self.repository.current_version(name))
@@ -253,7 +238,7 @@ class EdgeBackend:
     def _timeout(self, deadline: float) -> float:
         remaining = deadline - time.perf_counter()
         if remaining < MIN_UPSTREAM_TIMEOUT_S:
-            raise _Upstream("no time left in the latency budget")
+            raise UpstreamFailed("no time left in the latency budget")
         return min(self.cloud_timeout_s, remaining)
 
     async def _cloud(
@@ -279,11 +264,11 @@ class EdgeBackend:
                 if exc.status != 404:
                     raise  # the request itself is wrong: the client must hear it
                 self.link.success()  # the cloud answered: it just lacks this model
-                raise _Upstream(f"the cloud has no '{name}'", answer=exc) from None
+                raise UpstreamFailed(f"the cloud has no '{name}'", answer=exc) from None
             state.cloud = state.cloud.observe(n_bytes, elapsed_ms)  # a floor for a slow link
             self.link.failure(time.time())
             self.metrics.failures.labels("cloud").inc()
-            raise _Upstream(f"{type(exc).__name__}: {exc}") from None
+            raise UpstreamFailed(f"{type(exc).__name__}: {exc}") from None
         total_ms = (time.perf_counter() - began) * 1000
         served = (response.parameters or {}).get("service_ms")
         service = float(served) if isinstance(served, int | float) else None
@@ -305,45 +290,11 @@ class EdgeBackend:
     ) -> InferenceResponse:
         peer = self.state.peers.get(peer_id)
         if peer is None:
-            raise _Upstream(f"peer {peer_id} left the site")
+            raise UpstreamFailed(f"peer {peer_id} left the site")
         timeout = self._timeout(deadline)
-        path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"
-        parameters = {**(request.parameters or {}), PEER_PARAM: self.device_id}
-        update: dict[str, Any] = {"parameters": parameters}
-        if all_outputs:
-            update["outputs"] = None
-        body = request.model_copy(update=update)
-        peer.breaker = peer.breaker.on_attempt(time.time())
-        peer.inflight += 1
-        began = time.perf_counter()
-        try:
-            reply = await asyncio.wait_for(
-                self._peers.post(
-                    peer.info.url.rstrip("/") + path,
-                    content=body.model_dump_json(exclude_none=True),
-                    headers={"Content-Type": "application/json"},
-                    timeout=timeout,
-                ),
-                timeout,
-            )
-            if reply.status_code >= 500 or reply.status_code == 404:
-                raise _Upstream(f"HTTP {reply.status_code}")
-            if reply.status_code >= 400:
-                raise ApiError(reply.status_code, ErrorCode.INVALID_INPUT, reply.json()["error"])
-            response = InferenceResponse.model_validate_json(reply.content)
-        except (httpx.HTTPError, ValueError, _Upstream, TimeoutError) as exc:
-            peer.breaker = peer.breaker.on_failure(time.time())
-            self.metrics.failures.labels("peer").inc()
-            raise _Upstream(f"peer {peer_id}: {type(exc).__name__}: {exc}") from None
-        finally:
-            peer.inflight -= 1
-        total_ms = (time.perf_counter() - began) * 1000
-        peer.breaker = peer.breaker.on_success()
-        served = (response.parameters or {}).get("edge_service_ms")
-        service = float(served) if isinstance(served, int | float) else None
-        link = peer.links.get(name)
-        peer.links[name] = (link or LinkEstimate()).observe(n_bytes, total_ms, service_ms=service)
-        return response
+        return await self._peer_calls.infer(
+            peer, name, version, request, n_bytes, timeout, all_outputs
+        )
 
     async def _for_peer(
         self,
@@ -390,7 +341,7 @@ class EdgeBackend:
         extra["edge_ms_spent"] = round((first.parameters or {}).get("edge_service_ms") or 0.0, 3)
         try:
             answer = await self._cloud(name, version, request, n_bytes, deadline)
-        except _Upstream:
+        except UpstreamFailed:
             self.metrics.escalations.labels(name, "failed").inc()
             extra["escalation_failed"] = True
             return first, where, True, extra
