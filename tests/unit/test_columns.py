@@ -96,7 +96,8 @@ def test_duplicates_are_found_within_a_batch_across_batches_and_after_reopen(
     assert (again.accepted, again.duplicates) == (1, 50)
     assert (reopened.accepted, reopened.duplicates) == (0, 15)
     assert pending is not None and len(pending) == 101
-    assert list(pending.ids) == list(range(1, 102))
+    assert list(pending.ids) == sorted(set(pending.ids))  # unique, in arrival order
+    assert sorted(r.ts for r in pending.records) == [*(T0 + i for i in range(100)), T0 + 500]
 
 
 def test_concurrent_appends_of_the_same_records_store_them_once(tmp_path: Path) -> None:
@@ -130,3 +131,28 @@ def test_retention_inside_a_chunk_keeps_the_ids_of_what_is_left(tmp_path: Path) 
         (3, 2),
         (6, 5),
     ]
+
+
+def test_small_appends_fold_into_one_chunk_and_keep_their_place(tmp_path: Path) -> None:
+    with EdgeStore(tmp_path / "edge.db") as store:
+        store.append("alerts_raw", [{"ts": T0 - 100, "v": -1.0}])  # older, same priority
+        for i in range(300):  # one record per call, as MQTT delivers them
+            store.append("telemetry", [{"ts": T0 + i, "v": float(i), "m": f"m{i % 3}"}])
+        store.append("alerts_raw", [{"ts": T0 + 1000, "v": 1.0}])
+        single = store.stats().streams["telemetry"].bytes_stored / 300
+        chunks = store._conn.execute(
+            "SELECT COUNT(*) FROM chunks WHERE stream = 'telemetry'"
+        ).fetchone()[0]
+        first = store.next_batch(max_records=1000)
+        assert first is not None
+        store.mark_synced(first.seq, 1)
+        second = store.next_batch(max_records=1000)
+        again = store.append("telemetry", [{"ts": T0 + 7, "v": 7.0, "m": "m1"}])
+    assert chunks == 1 and single < 40  # not a kilobyte of framing per record
+    assert second is not None
+    assert list(second.ids) == list(range(2, 302))  # one stream appending: ids stay as given
+    # alerts_raw arrived first and its chunk kept that place, though it grew later
+    assert (first.stream, len(first)) == ("alerts_raw", 2)
+    assert (second.stream, len(second)) == ("telemetry", 300)
+    assert [r.payload["v"] for r in second.records] == [float(i) for i in range(300)]
+    assert again.duplicates == 1  # folded records are still known to de-duplication

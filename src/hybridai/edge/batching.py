@@ -19,7 +19,7 @@ import sqlite3
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass
 
-from hybridai.edge.chunks import Chunk, Chunks, select
+from hybridai.edge.chunks import ORDER, Chunk, Chunks, select
 from hybridai.edge.store_config import HIGH
 
 
@@ -37,7 +37,7 @@ def pending(conn: sqlite3.Connection) -> Cut | None:
     if row is None:
         return None
     seq, stream = row
-    return Cut(seq, stream, select(conn, "batch_seq = ? ORDER BY first_id", (seq,)))
+    return Cut(seq, stream, select(conn, f"batch_seq = ? ORDER BY {ORDER}", (seq,)))
 
 
 def _take(
@@ -46,7 +46,8 @@ def _take(
     """The unbatched chunks that fit, oldest first (splitting the one that overflows)."""
     taken: list[Chunk] = []
     records = size = 0
-    for chunk in select(conn, "stream = ? AND batch_seq IS NULL ORDER BY first_id", (stream,)):
+    unbatched = f"stream = ? AND batch_seq IS NULL ORDER BY {ORDER}"
+    for chunk in select(conn, unbatched, (stream,)):
         room_records, room_bytes = max_records - records, max_bytes - size
         if chunk.live <= room_records and chunk.size <= room_bytes:
             taken.append(chunk)
@@ -90,7 +91,7 @@ def new_batch(
     heads: list[tuple[int, int, str]] = [
         (-priority(stream), first, stream)
         for stream, first in conn.execute(
-            "SELECT stream, MIN(first_id) FROM chunks WHERE batch_seq IS NULL GROUP BY stream"
+            "SELECT stream, MIN(arrival) FROM chunks WHERE batch_seq IS NULL GROUP BY stream"
         ).fetchall()
         if stream not in skip and priority(stream) >= min_priority
     ]
@@ -112,5 +113,5 @@ def new_batch(
         )
         if not full:
             waiting_since.pop(stream, None)  # everything it had is in this batch
-        return Cut(seq, stream, select(conn, "batch_seq = ? ORDER BY first_id", (seq,)))
+        return Cut(seq, stream, select(conn, f"batch_seq = ? ORDER BY {ORDER}", (seq,)))
     return None

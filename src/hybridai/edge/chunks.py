@@ -30,7 +30,10 @@ from hybridai.protocol.sync import TIMESTAMP
 
 CHUNK_OVERHEAD = 128  # the row, its index entries and the batch framing, roughly
 _IPC = pa.ipc.IpcWriteOptions(compression="zstd")
-FIELDS = "id, stream, first_id, rows, live, min_ts, max_ts, bytes, dropped, batch_seq, synced"
+FIELDS = (
+    "id, stream, first_id, arrival, rows, live, min_ts, max_ts, bytes, dropped, batch_seq, synced"
+)
+ORDER = "arrival, first_id"  # oldest first: by the arrival of a chunk's oldest record
 Mask = np.ndarray[Any, np.dtype[np.bool_]]
 
 
@@ -39,6 +42,7 @@ class Chunk:
     id: int
     stream: str
     first_id: int
+    arrival: int  # first_id of its oldest record when it arrived (kept when chunks coalesce)
     rows: int
     live: int
     min_ts: float
@@ -50,9 +54,9 @@ class Chunk:
 
     @classmethod
     def of(cls, row: Sequence[Any]) -> Chunk:
-        cid, stream, first, rows, live, lo, hi, size, dropped, seq, synced = row
+        cid, stream, first, arrival, rows, live, lo, hi, size, dropped, seq, synced = row
         mask = None if dropped is None else _unpack(dropped, rows)
-        return cls(cid, stream, first, rows, live, lo, hi, size, mask, seq, bool(synced))
+        return cls(cid, stream, first, arrival, rows, live, lo, hi, size, mask, seq, bool(synced))
 
     @property
     def size(self) -> int:
@@ -86,7 +90,7 @@ class Chunks:
     def _encode(self, stream: str, first_id: int, table: pa.Table) -> bytes:
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema, options=_IPC) as writer:
-            writer.write_table(table)
+            writer.write_table(table.combine_chunks())  # one record batch, one framing
         data = sink.getvalue().to_pybytes()
         if self.cipher is not None:
             data = self.cipher.seal_bytes(_aad(stream, first_id), data)
@@ -114,8 +118,13 @@ class Chunks:
         dropped: Mask | None = None,
         batch_seq: int | None = None,
         synced: bool = False,
+        arrival: int | None = None,
     ) -> Chunk:
-        """Store ``table`` (ts column first) as one chunk; return it."""
+        """Store ``table`` (ts column first) as one chunk; return it.
+
+        ``arrival`` orders it among chunks (default: ``first_id``, it arrives now).
+        """
+        arrival = first_id if arrival is None else arrival
         data = self._encode(stream, first_id, table)
         rows = table.num_rows
         live = rows - (0 if dropped is None else int(dropped.sum()))
@@ -123,16 +132,28 @@ class Chunks:
         size = len(data) + 8 * rows + CHUNK_OVERHEAD
         packed = _pack(dropped)
         lo, hi = float(ts.min()), float(ts.max())
-        values = (stream, first_id, rows, live, lo, hi, size, data, hashes.tobytes(), packed)
+        values = (stream, first_id, arrival, rows, live, lo, hi, size, data, hashes.tobytes())
         cursor = conn.execute(
-            "INSERT INTO chunks (stream, first_id, rows, live, min_ts, max_ts, bytes, data, "
-            "hashes, dropped, batch_seq, synced) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (*values, batch_seq, int(synced)),
+            "INSERT INTO chunks (stream, first_id, arrival, rows, live, min_ts, max_ts, bytes, "
+            "data, hashes, dropped, batch_seq, synced) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (*values, packed, batch_seq, int(synced)),
         )
         assert cursor.lastrowid is not None
         mask = None if packed is None else dropped
         return Chunk(
-            cursor.lastrowid, stream, first_id, rows, live, lo, hi, size, mask, batch_seq, synced
+            cursor.lastrowid,
+            stream,
+            first_id,
+            arrival,
+            rows,
+            live,
+            lo,
+            hi,
+            size,
+            mask,
+            batch_seq,
+            synced,
         )
 
     def delete(self, conn: sqlite3.Connection, chunk: Chunk) -> None:
@@ -174,6 +195,7 @@ class Chunks:
                 None if chunk.dropped is None else chunk.dropped[lo:hi],
                 chunk.batch_seq,
                 chunk.synced,
+                chunk.arrival,
             )
             for lo, hi in spans
             if table is not None

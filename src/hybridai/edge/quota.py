@@ -19,7 +19,7 @@ import logging
 import sqlite3
 from collections.abc import Callable
 
-from hybridai.edge.chunks import Chunks, select
+from hybridai.edge.chunks import ORDER, Chunks, select
 from hybridai.edge.store_config import HIGH, PRIORITIES
 from hybridai.edge.store_schema import bump_stream
 
@@ -68,7 +68,7 @@ def _evict(
     """Delete the oldest records of ``streams`` until ``excess`` bytes are freed."""
     marks = ",".join("?" * len(streams))
     state = "synced = 1" if synced else "synced = 0 AND batch_seq IS NULL"
-    where = f"{state} AND stream IN ({marks}) ORDER BY first_id LIMIT 1"
+    where = f"{state} AND stream IN ({marks}) ORDER BY {ORDER} LIMIT 1"
     column = "evicted_synced" if synced else "evicted_unsynced"
     freed = count = 0
     while freed < excess and (found := select(conn, where, streams)):

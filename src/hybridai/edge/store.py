@@ -33,7 +33,7 @@ import pyarrow as pa
 
 from hybridai.edge import batching, columns, quota
 from hybridai.edge.chunks import Chunk, Chunks, select
-from hybridai.edge.dedup import HashIndex
+from hybridai.edge.dedup import Hashes, HashIndex
 from hybridai.edge.records import (
     RESERVED_FIELDS,
     STREAM_PATTERN,
@@ -56,6 +56,8 @@ from hybridai.edge.store_schema import (
 from hybridai.edge.store_upgrade import upgrade_rows
 from hybridai.protocol.fleet import StoreStats, StreamStats
 from hybridai.protocol.sync import TIMESTAMP
+
+COALESCE_ROWS = 1000  # small appends fold into one chunk up to this many records
 
 __all__ = [
     "RESERVED_FIELDS",
@@ -203,14 +205,22 @@ class EdgeStore:
                 if accepted:
                     if accepted < table.num_rows:
                         table, hashes = table.filter(pa.array(fresh)), hashes[fresh]
-                    first_id = self._next_ids(conn, accepted)
+                    rows, kept, arrival, first_id = table, hashes, None, None
+                    if spec is None:
+                        rows, kept, arrival, first_id = self._coalesce(conn, stream, table, hashes)
+                    if first_id is None:
+                        first_id = self._next_ids(conn, rows.num_rows)
+                    else:
+                        self._next_ids(conn, table.num_rows)  # they follow the folded ones
                     dropped = None
                     if spec is not None:
                         dropped, earlier = compress(
                             conn, self._chunks, spec, stream, first_id, columns.to_rows(table)
                         )
                         compressed = int(dropped.sum())
-                    chunk = self._chunks.insert(conn, stream, first_id, table, hashes, dropped)
+                    chunk = self._chunks.insert(
+                        conn, stream, first_id, rows, kept, dropped, arrival=arrival
+                    )
                     if chunk.live == 0:
                         conn.execute(
                             "UPDATE chunks SET batch_seq = ?, synced = 1 WHERE id = ?",
@@ -234,6 +244,39 @@ class EdgeStore:
             if evicted:
                 self._index = self._load_index()
         return AppendResult(accepted, duplicates, compressed=compressed + earlier, evicted=evicted)
+
+    def _coalesce(
+        self, conn: sqlite3.Connection, stream: str, table: pa.Table, hashes: Hashes
+    ) -> tuple[pa.Table, Hashes, int | None, int | None]:
+        """Fold a small append into the stream's newest small unbatched chunk, if any.
+
+        One record per MQTT message or SDK call would otherwise make a chunk each, a
+        kilobyte of framing for a hundred bytes of data. The chunk keeps its ids when the new
+        records' ids follow on (nothing else was stored since); otherwise the records folded
+        in, which have never left the store, take new ids. ``arrival`` keeps their place in
+        the sync order. Returns what to store, the arrival to keep and the first id to keep
+        (None: a chunk of its own / new ids).
+        """
+        alone = table, hashes, None, None
+        if table.num_rows >= COALESCE_ROWS:
+            return alone
+        found = select(
+            conn,
+            "stream = ? AND batch_seq IS NULL ORDER BY arrival DESC, first_id DESC LIMIT 1",
+            (stream,),
+        )
+        if not found or found[0].dropped is not None:
+            return alone
+        tail = found[0]
+        if tail.rows + table.num_rows > COALESCE_ROWS:
+            return alone
+        merged = columns.unify([self._chunks.table(conn, tail), table])
+        held = np.concatenate([self._chunks.hashes(conn, tail), hashes])
+        self._chunks.delete(conn, tail)
+        bump_stream(conn, stream, records=-tail.live, bytes=-tail.size)
+        (last,) = conn.execute("SELECT value FROM counters WHERE name = 'record_ids'").fetchone()
+        follows = tail.first_id + tail.rows == int(last) + 1  # its last id is the newest
+        return merged, held, tail.arrival, tail.first_id if follows else None
 
     def _next_ids(self, conn: sqlite3.Connection, n: int) -> int:
         (last,) = conn.execute("SELECT value FROM counters WHERE name = 'record_ids'").fetchone()

@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     stream TEXT NOT NULL,
     first_id INTEGER NOT NULL,
+    arrival INTEGER NOT NULL,
     rows INTEGER NOT NULL,
     live INTEGER NOT NULL,
     min_ts REAL NOT NULL,
@@ -50,9 +51,10 @@ CREATE TABLE IF NOT EXISTS chunks (
     batch_seq INTEGER,
     synced INTEGER NOT NULL DEFAULT 0
 );
-CREATE INDEX IF NOT EXISTS chunks_unbatched ON chunks (stream, first_id) WHERE batch_seq IS NULL;
+CREATE INDEX IF NOT EXISTS chunks_unbatched ON chunks (stream, arrival, first_id)
+    WHERE batch_seq IS NULL;
 CREATE INDEX IF NOT EXISTS chunks_batch ON chunks (batch_seq);
-CREATE INDEX IF NOT EXISTS chunks_order ON chunks (first_id);
+CREATE INDEX IF NOT EXISTS chunks_order ON chunks (arrival, first_id);
 CREATE TABLE IF NOT EXISTS batches (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     stream TEXT NOT NULL,
