@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pyarrow as pa
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -97,6 +98,24 @@ def test_retyping_a_declared_field_is_refused_adding_one_is_not(api: TestClient)
     assert [r.status_code for r in bad] == [400] * 4, [r.text for r in bad]
     why = ["stream name 'Bad-Name'", "site 'North Site'", "timestamp", "also be declared"]
     assert all(w in r.json()["error"] for w, r in zip(why, bad, strict=True))
+
+
+def test_a_declaration_that_contradicts_the_lake_is_refused(api: TestClient, cloud: Cloud) -> None:
+    rows = {
+        "record_id": ["gw:1"], "device_id": ["gw"], "site": ["north"], "ts": [1.7e9],
+        "date": ["2023-11-14"], "temp": [61.5], "count": pa.array([3], pa.int64()),
+        "machine": ["m1"],
+    }  # fmt: skip
+    cloud.lake.commit_batch("telemetry", "gw", 1, pa.table(rows))
+
+    refused = _put(api, {"temp": "string", "machine": "string"})
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "conflict"
+    assert "field 'temp' is number, cannot become string" in refused.json()["error"]
+    assert "lake" in refused.json()["error"]
+    assert _put(api, {"count": "number"}).status_code == 409  # floats into an int64 column
+    fits = _put(api, {"temp": "integer", "count": "integer", "machine": "string", "new": "boolean"})
+    assert fits.status_code == 200, fits.text  # narrowing number to integer, adding fields: fine
 
 
 def test_only_operators_declare_and_every_attempt_is_audited(api: TestClient, cloud: Cloud) -> None:

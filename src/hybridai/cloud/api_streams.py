@@ -44,8 +44,15 @@ def put_schema(
     """
     _audit(request, stream, site)
     who = require(request, "operate")
-    with cloud_of(request).session() as session:
-        return stream_schemas.put_schema(session, stream, spec, site, who.name, time.time())
+    cloud = cloud_of(request)
+    try:
+        lake = stream_schemas.lake_types(cloud.lake.arrow_schema(stream))
+    except ValueError:  # not a dataset name: put_schema refuses it with the reason
+        lake = {}
+    with cloud.session() as session:
+        return stream_schemas.put_schema(
+            session, stream, spec, site, who.name, time.time(), lake=lake
+        )
 
 
 @router.delete("/streams/{stream}/schema", status_code=204)

@@ -266,6 +266,12 @@ class Lake:
 
     # -- reads ------------------------------------------------------------------------------
 
+    def arrow_schema(self, dataset: str) -> pa.Schema | None:
+        """The dataset's columns and types; None for a dataset that does not exist yet."""
+        _check_dataset(dataset)
+        table = self._open(dataset)
+        return None if table is None else pa.schema(table.schema().to_arrow())
+
     def columns(self, dataset: str) -> list[str]:
         """The dataset's column names; empty for a dataset that does not exist yet."""
         _check_dataset(dataset)

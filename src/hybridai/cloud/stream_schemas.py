@@ -12,7 +12,9 @@ typed a field differently refuses the declaration too and says so in its status 
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 
+import pyarrow as pa
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -21,6 +23,7 @@ from hybridai.protocol.policy import DATASET_PATTERN
 from hybridai.protocol.streams import (
     SITE_PATTERN,
     DeclaredSpec,
+    FieldType,
     SchemaSpec,
     StreamSchemaDeclaration,
     StreamSchemaState,
@@ -92,12 +95,47 @@ def _refuse_conflicts(
             )
 
 
+def lake_types(schema: pa.Schema | None) -> dict[str, FieldType]:
+    """What the lake table's columns already hold, as schema types (None: no table yet)."""
+    types: dict[str, FieldType] = {}
+    for field in [] if schema is None else schema:
+        kind = field.type
+        if pa.types.is_string(kind) or pa.types.is_large_string(kind):
+            types[field.name] = "string"
+        elif pa.types.is_boolean(kind):
+            types[field.name] = "boolean"
+        elif pa.types.is_integer(kind):
+            types[field.name] = "integer"
+        elif pa.types.is_floating(kind):
+            types[field.name] = "number"
+    return types
+
+
 def put_schema(
-    session: Session, stream: str, spec: DeclaredSpec, site: str | None, actor: str, now: float
+    session: Session,
+    stream: str,
+    spec: DeclaredSpec,
+    site: str | None,
+    actor: str,
+    now: float,
+    lake: Mapping[str, FieldType] | None = None,
 ) -> StreamSchemaDeclaration:
-    """Declare (or replace) the schema of ``stream`` for a site, or the fleet (``site`` None)."""
+    """Declare (or replace) the schema of ``stream`` for a site, or the fleet (``site`` None).
+
+    ``lake``: the types the stream's lake table already holds (``lake_types``); a declared
+    field that contradicts one is refused, since rows of that type could never be committed.
+    """
     _check(stream, site)
     _refuse_conflicts(stream, spec, site, list_schemas(session, stream))
+    problems = conflicts(lake or {}, spec.fields)
+    if problems:
+        raise ApiError(
+            409,
+            ErrorCode.CONFLICT,
+            f"schema of stream '{stream}' for {_scope(site)} refused: {'; '.join(problems)} "
+            "(the lake table already holds that column with the old type). Keep the type, or "
+            "put the values in a new field or stream.",
+        )
     data = spec.model_dump(mode="json", include={"fields", "required", "closed"})
     row = session.get(StreamSchemaRow, (stream, site or FLEET))
     if row is None:
