@@ -96,17 +96,21 @@ class Chunks:
             data = self.cipher.seal_bytes(_aad(stream, first_id), data)
         return bytes(data)
 
-    def table(self, conn: sqlite3.Connection, chunk: Chunk) -> pa.Table:
-        (data,) = conn.execute("SELECT data FROM chunks WHERE id = ?", (chunk.id,)).fetchone()
+    def _decode(self, chunk: Chunk, data: bytes) -> pa.Table:
         if self.cipher is not None:
             data = self.cipher.open_bytes(_aad(chunk.stream, chunk.first_id), data, chunk.stream)
         return pa.ipc.open_stream(data).read_all()
 
-    def hashes(
-        self, conn: sqlite3.Connection, chunk: Chunk
-    ) -> np.ndarray[Any, np.dtype[np.uint64]]:
-        (raw,) = conn.execute("SELECT hashes FROM chunks WHERE id = ?", (chunk.id,)).fetchone()
-        return np.frombuffer(raw, dtype=U64)
+    def table(self, conn: sqlite3.Connection, chunk: Chunk) -> pa.Table:
+        (data,) = conn.execute("SELECT data FROM chunks WHERE id = ?", (chunk.id,)).fetchone()
+        return self._decode(chunk, data)
+
+    def contents(self, conn: sqlite3.Connection, chunk: Chunk) -> tuple[pa.Table, Hashes]:
+        """Its records and their hashes, in one read."""
+        data, raw = conn.execute(
+            "SELECT data, hashes FROM chunks WHERE id = ?", (chunk.id,)
+        ).fetchone()
+        return self._decode(chunk, data), np.frombuffer(raw, dtype=U64)
 
     def insert(
         self,
@@ -182,8 +186,10 @@ class Chunks:
         self, conn: sqlite3.Connection, chunk: Chunk, spans: list[tuple[int, int]]
     ) -> list[Chunk]:
         """Replace ``chunk`` by chunks of its rows ``[lo, hi)`` for each span, in its state."""
-        table = self.table(conn, chunk) if spans else None
-        hashes = self.hashes(conn, chunk)
+        if not spans:
+            self.delete(conn, chunk)
+            return []
+        table, hashes = self.contents(conn, chunk)
         self.delete(conn, chunk)
         return [
             self.insert(
@@ -198,7 +204,6 @@ class Chunks:
                 chunk.arrival,
             )
             for lo, hi in spans
-            if table is not None
         ]
 
     def drop_row(self, conn: sqlite3.Connection, chunk: Chunk, offset: int) -> int:

@@ -105,15 +105,6 @@ def _arrow_table(body: bytes) -> pa.Table:
     return table
 
 
-def _arrow(body: bytes) -> list[dict[str, Any]]:
-    """An Arrow body as records (null fields left out), for paths that take records."""
-    table = _arrow_table(body)
-    rows: list[dict[str, Any]] = table.to_pylist()
-    if any(column.null_count for column in table.columns):
-        rows = [{k: v for k, v in row.items() if v is not None} for row in rows]
-    return rows
-
-
 def _ts_as_seconds(table: pa.Table) -> pa.Table:
     column = table.column(TIMESTAMP)
     unit = column.type.unit

@@ -181,7 +181,7 @@ class EdgeStore:
         With compression configured for the stream, points it makes redundant are dropped in
         the same transaction; over the quota, records are evicted (``quota``).
         """
-        check_stream(stream)
+        check_stream(stream)  # before the records: a wrong stream name is the first error
         return self.append_table(stream, columns.from_records(records), checked=True)
 
     def append_table(self, stream: str, table: pa.Table, *, checked: bool = False) -> AppendResult:
@@ -270,8 +270,9 @@ class EdgeStore:
         tail = found[0]
         if tail.rows + table.num_rows > COALESCE_ROWS:
             return alone
-        merged = columns.unify([self._chunks.table(conn, tail), table])
-        held = np.concatenate([self._chunks.hashes(conn, tail), hashes])
+        old_table, old_hashes = self._chunks.contents(conn, tail)
+        merged = columns.unify([old_table, table])
+        held = np.concatenate([old_hashes, hashes])
         self._chunks.delete(conn, tail)
         bump_stream(conn, stream, records=-tail.live, bytes=-tail.size)
         (last,) = conn.execute("SELECT value FROM counters WHERE name = 'record_ids'").fetchone()

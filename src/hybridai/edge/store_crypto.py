@@ -94,9 +94,6 @@ class PayloadCipher:
         self._mac = _derive(key, b"/dedup")
         self.check_value = hmac.new(_derive(key, b"/check"), b"check", hashlib.sha256).hexdigest()
 
-    def record_hash(self, content: bytes) -> bytes:
-        return hmac.new(self._mac, content, hashlib.sha256).digest()
-
     @property
     def dedup_key(self) -> bytes:
         """Keys the store's 64-bit row hashes (``columns.row_hashes``)."""
@@ -119,6 +116,7 @@ class PayloadCipher:
         return f"{stream}\0{ts!r}".encode()
 
     def seal(self, stream: str, ts: float, payload: str) -> bytes:
+        """A schema-2 record payload (one per row): ``open`` reads them when a store upgrades."""
         nonce = os.urandom(_NONCE_BYTES)
         return nonce + self._aead.encrypt(nonce, payload.encode(), self._aad(stream, ts))
 

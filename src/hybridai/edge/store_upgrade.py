@@ -16,7 +16,7 @@ import sqlite3
 from hybridai.edge import columns
 from hybridai.edge.chunks import Chunks
 from hybridai.edge.store_crypto import PayloadCipher
-from hybridai.edge.store_schema import COMPRESSED_SEQ, STREAM_COUNTERS, bump_stream
+from hybridai.edge.store_schema import COMPRESSED_SEQ, bump_stream
 from hybridai.protocol.sync import TIMESTAMP
 
 Row = tuple[int, str, float, str | bytes, int | None, int]
@@ -31,8 +31,7 @@ def upgrade_rows(
     ).fetchone()
     if exists is None:
         return
-    names = ", ".join(f"{c} = 0" for c in STREAM_COUNTERS if c in ("records", "bytes"))
-    conn.execute(f"UPDATE streams SET {names}")
+    conn.execute("UPDATE streams SET records = 0, bytes = 0")  # counted again below
     rows = conn.execute(
         "SELECT id, stream, ts, payload, batch_seq, synced FROM records "
         "WHERE batch_seq IS NULL OR batch_seq != ? ORDER BY stream, id",
