@@ -29,6 +29,7 @@ from hybridai.governance import audit
 from hybridai.storage.tables import DeviceRow
 
 PATH = "/api/v1/streams/telemetry/schema"
+LOCAL = "site_notes"  # kept on site by a restricted policy
 
 
 @pytest.fixture
@@ -191,9 +192,17 @@ def _schema_state(fleet: LocalFleet, stream: str) -> dict[str, Any] | None:
 def test_a_declared_schema_reaches_the_edge_and_is_enforced(fleet: LocalFleet) -> None:
     edge = fleet.edges["edge-a"].url
     now = time.time()
-    # Before any declaration the edge learns telemetry's schema from its first batch.
+    # Before any declaration the edge learns a stream's schema from its first batch. This one
+    # is restricted, so it stays on site: only the edge's own records type its fields, and the
+    # cloud (which refuses what contradicts the lake) has nothing to check a declaration by.
+    fleet.call("PUT", f"/api/v1/policies/{LOCAL}", json={"classification": "restricted"})
+    wait_for(
+        "the edge to apply the policy",
+        lambda: LOCAL in httpx.get(f"{edge}/api/v1/status", timeout=10).json()["policies"],
+        30,
+    )
     first = [{"ts": now, "machine": "m1", "temp": 20.5}]
-    assert ingest(edge, "telemetry", first).status_code == 200
+    assert ingest(edge, LOCAL, first).status_code == 200
 
     _cli(
         fleet,
@@ -243,7 +252,7 @@ def test_a_declared_schema_reaches_the_edge_and_is_enforced(fleet: LocalFleet) -
         "stream",
         "schema",
         "set",
-        "telemetry",
+        LOCAL,
         "--field",
         "temp:string",
         "--site",
@@ -251,30 +260,27 @@ def test_a_declared_schema_reaches_the_edge_and_is_enforced(fleet: LocalFleet) -
     )
     wait_for(
         "the edge to report the refusal",
-        lambda: (_schema_state(fleet, "telemetry") or {}).get("applied") is False,
+        lambda: (_schema_state(fleet, LOCAL) or {}).get("applied") is False,
         30,
     )
-    state = _schema_state(fleet, "telemetry")
+    state = _schema_state(fleet, LOCAL)
     assert state is not None and "field 'temp' is number, cannot become string" in state["error"]
-    assert (
-        ingest(edge, "telemetry", [{"ts": now + 1, "machine": "m1", "temp": 21.0}]).status_code
-        == 200
-    )
+    assert ingest(edge, LOCAL, [{"ts": now + 1, "machine": "m1", "temp": 21.0}]).status_code == 200
 
     wait_for(
         "the refusal in the fleet view",
         lambda: (
-            fleet.call("GET", "/api/v1/streams/telemetry/schema")["devices"]
+            fleet.call("GET", f"/api/v1/streams/{LOCAL}/schema")["devices"]
             .get("edge-a", {})
             .get("applied")
             is False
         ),
         30,
     )
-    shown = json.loads(_cli(fleet, "stream", "schema", "show", "telemetry", "--json"))
+    shown = json.loads(_cli(fleet, "stream", "schema", "show", LOCAL, "--json"))
     assert shown["sites"]["site-north"]["fields"] == {"temp": "string"}
     assert "cannot become string" in shown["devices"]["edge-a"]["error"]
     (device,) = json.loads(_cli(fleet, "fleet", "list", "--json"))
-    assert device["status"]["stream_schemas"]["telemetry"]["applied"] is False
+    assert device["status"]["stream_schemas"][LOCAL]["applied"] is False
     status = httpx.get(f"{edge}/api/v1/status", timeout=10).json()
     assert status["stream_schemas"]["readings"]["applied"] is True
