@@ -30,8 +30,8 @@ from _common import median, show, sqlite_rate, write
 
 from hybridai.demo.fleet import LocalFleet, wait_for
 from hybridai.demo.simulator import Plant
-from hybridai.edge.batches import encode_batch
-from hybridai.edge.store import EdgeStore
+from hybridai.edge.store.edge_store import EdgeStore
+from hybridai.edge.sync.batches import encode_batch
 
 BATCH = 5000
 Records = list[dict[str, Any]]

@@ -30,12 +30,12 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import median, percentile, show, sqlite_rate, write
 
-from hybridai.cloud.lake import Lake
-from hybridai.cloud.training import train
+from hybridai.cloud.data.lake import Lake
+from hybridai.cloud.pipelines.training import train
 from hybridai.demo.fleet import LocalFleet, wait_for
 from hybridai.demo.simulator import FEATURES, Plant, pm_training_spec
-from hybridai.edge.batches import encode_batch
-from hybridai.edge.store import PendingBatch, StoredRecord
+from hybridai.edge.store.edge_store import PendingBatch, StoredRecord
+from hybridai.edge.sync.batches import encode_batch
 
 
 def plant_records(ticks: int, seed: int = 1) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

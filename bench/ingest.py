@@ -28,7 +28,7 @@ from _common import median, show, sqlite_rate, write
 
 from hybridai.demo.lone_edge import LoneEdge
 from hybridai.demo.simulator import Plant
-from hybridai.edge.ingest_formats import ARROW, JSON, MSGPACK, encode_arrow, encode_msgpack
+from hybridai.edge.ingest.formats import ARROW, JSON, MSGPACK, encode_arrow, encode_msgpack
 
 BATCH = 1000
 Records = list[dict[str, Any]]

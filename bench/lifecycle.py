@@ -31,9 +31,9 @@ import pyarrow as pa
 sys.path.insert(0, str(Path(__file__).parent))
 from _common import median, show, write
 
-from hybridai.cloud.edge_variants import latency_p50_ms
-from hybridai.cloud.lake import Lake
-from hybridai.cloud.training import INPUT_NAME, train
+from hybridai.cloud.data.lake import Lake
+from hybridai.cloud.pipelines.edge_variants import latency_p50_ms
+from hybridai.cloud.pipelines.training import INPUT_NAME, train
 from hybridai.demo.fleet import LocalFleet, wait_for
 from hybridai.demo.simulator import FEATURES, Plant, pm_training_spec
 from hybridai.protocol.registry import EdgeBudget, TrainingSpec

@@ -12,8 +12,8 @@ from typing import Any
 
 import pyarrow as pa
 
-from hybridai.cloud.lake import Lake
-from hybridai.cloud.lake_storage import S3Options
+from hybridai.cloud.data.lake import Lake
+from hybridai.cloud.data.lake_storage import S3Options
 
 
 def batch(

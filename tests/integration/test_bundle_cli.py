@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 
 from hybridai.cli import model_lifecycle
 from hybridai.cli.main import app as cli
-from hybridai.cloud import registry
 from hybridai.cloud.app import create_app
 from hybridai.cloud.context import Cloud, open_cloud
+from hybridai.cloud.models import registry
 from hybridai.cloud.settings import CloudSettings
-from hybridai.edge.bundle import read_bundle
+from hybridai.edge.models.bundle import read_bundle
 from hybridai.link.signing import public_key_text, verify_artifact
 
 

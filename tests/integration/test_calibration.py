@@ -10,10 +10,11 @@ import pyarrow as pa
 import pytest
 from sqlalchemy.orm import Session
 
-from hybridai.cloud import calibration, registry
-from hybridai.cloud.desired_state import desired_state
-from hybridai.cloud.lake import Lake
-from hybridai.cloud.training import train
+from hybridai.cloud.data.lake import Lake
+from hybridai.cloud.devices.desired_state import desired_state
+from hybridai.cloud.models import registry
+from hybridai.cloud.pipelines import calibration
+from hybridai.cloud.pipelines.training import train
 from hybridai.demo.simulator import Plant, pm_training_spec
 from hybridai.protocol.errors import ApiError
 from hybridai.protocol.placement import CalibrationRequest, PlacementPolicy

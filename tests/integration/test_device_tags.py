@@ -22,9 +22,10 @@ from typer.testing import CliRunner
 
 from hybridai.cli import _api
 from hybridai.cli.main import app as cli
-from hybridai.cloud import fleet, registry
 from hybridai.cloud.app import create_app
 from hybridai.cloud.context import Cloud, open_cloud
+from hybridai.cloud.devices import fleet
+from hybridai.cloud.models import registry
 from hybridai.cloud.settings import CloudSettings
 from hybridai.governance import audit
 from hybridai.link import pki

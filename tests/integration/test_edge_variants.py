@@ -11,8 +11,8 @@ import onnx
 import pyarrow as pa
 import pytest
 
-from hybridai.cloud.lake import Lake
-from hybridai.cloud.training import TrainingError, TrainingResult, split_rows, train
+from hybridai.cloud.data.lake import Lake
+from hybridai.cloud.pipelines.training import TrainingError, TrainingResult, split_rows, train
 from hybridai.demo.simulator import Plant, pm_training_spec
 from hybridai.orchestrator.drift import bin_index, psi
 from hybridai.protocol.registry import EdgeBudget, TrainingSpec

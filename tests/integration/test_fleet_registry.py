@@ -14,10 +14,11 @@ from cryptography import x509
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
-from hybridai.cloud import certificates, fleet, registry
-from hybridai.cloud.certificates import DeviceAuthority
-from hybridai.cloud.desired_state import desired_state
-from hybridai.cloud.secrets import hash_token, new_token, token_matches
+from hybridai.cloud.devices import certificates, fleet
+from hybridai.cloud.devices.certificates import DeviceAuthority
+from hybridai.cloud.devices.desired_state import desired_state
+from hybridai.cloud.models import registry
+from hybridai.cloud.people.secrets import hash_token, new_token, token_matches
 from hybridai.link import pki
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import Capabilities, EnrollRequest, StatusReport

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 from deltalake import DeltaTable
 
-from hybridai.cloud.lake import Lake, LakeQueryError
+from hybridai.cloud.data.lake import Lake, LakeQueryError
 
 
 def batch(

@@ -16,7 +16,7 @@ from hybridai.cli import _api
 from hybridai.cli.main import app as cli
 from hybridai.cloud.app import create_app
 from hybridai.cloud.context import Cloud, open_cloud
-from hybridai.cloud.lake import Lake, LakeQueryError
+from hybridai.cloud.data.lake import Lake, LakeQueryError
 from hybridai.cloud.settings import CloudSettings
 
 BATCHES = 12

@@ -8,7 +8,7 @@ import pyarrow as pa
 from sqlalchemy.orm import Session
 
 from hybridai.cloud import policies
-from hybridai.cloud.lake import Lake
+from hybridai.cloud.data.lake import Lake
 from hybridai.protocol.policy import PolicySpec
 
 DAY = 86_400.0

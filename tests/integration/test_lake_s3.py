@@ -30,11 +30,11 @@ import pytest
 from _lake_writers import batch, writer_process
 from fastapi.testclient import TestClient
 
-from hybridai.cloud import fleet
 from hybridai.cloud.app import create_app
 from hybridai.cloud.context import open_cloud
-from hybridai.cloud.lake import Lake, LakeQueryError
-from hybridai.cloud.lake_storage import LakeStorageError, S3Options
+from hybridai.cloud.data.lake import Lake, LakeQueryError
+from hybridai.cloud.data.lake_storage import LakeStorageError, S3Options
+from hybridai.cloud.devices import fleet
 from hybridai.cloud.settings import CloudSettings
 from hybridai.link import pki
 from hybridai.protocol import sync

@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from _fleet import MODEL, PATIENT_EDGE, Feeder, assert_probabilities, infer, local_fleet
-from hybridai.cloud.training import split_rows
+from hybridai.cloud.pipelines.training import split_rows
 from hybridai.demo.fleet import LocalFleet, wait_for
 from hybridai.demo.simulator import FEATURES, Plant, pm_training_spec
 from hybridai.protocol.registry import TrainingSpec

@@ -26,7 +26,7 @@ import pytest
 
 from _fleet import cloud_client, error_of, local_fleet
 from hybridai.demo.fleet import LocalFleet, wait_for
-from hybridai.edge.ingest_formats import ARROW, JSON, MSGPACK, encode_arrow, encode_msgpack
+from hybridai.edge.ingest.formats import ARROW, JSON, MSGPACK, encode_arrow, encode_msgpack
 from hybridai.link.tls import client_context
 from hybridai.protocol import sync
 

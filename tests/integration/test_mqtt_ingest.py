@@ -29,8 +29,8 @@ from typer.testing import CliRunner
 from hybridai.cli.main import app as cli
 from hybridai.demo.fleet import wait_for
 from hybridai.demo.lone_edge import LoneEdge
-from hybridai.edge.mqtt import MalformedMessage, parse, route
-from hybridai.edge.store import EdgeStore, StoredRecord
+from hybridai.edge.ingest.mqtt import MalformedMessage, parse, route
+from hybridai.edge.store.edge_store import EdgeStore, StoredRecord
 
 BROKER = ("127.0.0.1", 1883)
 

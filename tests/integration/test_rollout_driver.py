@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy.orm import Session
 
-from hybridai.cloud import fleet, registry, rollout, stages
-from hybridai.cloud.certificates import DeviceAuthority
-from hybridai.cloud.desired_state import desired_state
+from hybridai.cloud.devices import fleet
+from hybridai.cloud.devices.certificates import DeviceAuthority
+from hybridai.cloud.devices.desired_state import desired_state
+from hybridai.cloud.models import registry, rollout, stages
 from hybridai.link import pki
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import (

@@ -19,10 +19,10 @@ from typer.testing import CliRunner
 
 from _fleet import ingest, local_fleet
 from hybridai.cli.main import app as cli
-from hybridai.cloud import stream_schemas
 from hybridai.cloud.app import create_app
 from hybridai.cloud.context import Cloud, open_cloud
-from hybridai.cloud.desired_state import desired_state
+from hybridai.cloud.data import stream_schemas
+from hybridai.cloud.devices.desired_state import desired_state
 from hybridai.cloud.settings import CloudSettings
 from hybridai.demo.fleet import LocalFleet, wait_for
 from hybridai.governance import audit

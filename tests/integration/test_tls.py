@@ -17,9 +17,9 @@ from typing import Any
 import httpx
 import pytest
 
-from hybridai.cloud import fleet
 from hybridai.cloud.app import create_app
 from hybridai.cloud.context import Cloud, open_cloud
+from hybridai.cloud.devices import fleet
 from hybridai.cloud.settings import CloudSettings
 from hybridai.link import pki
 from hybridai.link.tls import ServerTls, client_context

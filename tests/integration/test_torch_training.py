@@ -7,8 +7,8 @@ import sys
 import pytest
 from test_edge_variants import fill_plant
 
-from hybridai.cloud.lake import Lake
-from hybridai.cloud.training import TrainingError, train
+from hybridai.cloud.data.lake import Lake
+from hybridai.cloud.pipelines.training import TrainingError, train
 from hybridai.demo.simulator import pm_training_spec
 from hybridai.protocol.registry import EdgeBudget
 

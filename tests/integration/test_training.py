@@ -13,8 +13,8 @@ import pyarrow as pa
 import pytest
 import sklearn
 
-from hybridai.cloud.lake import Lake
-from hybridai.cloud.training import TrainingError, TrainingResult, train
+from hybridai.cloud.data.lake import Lake
+from hybridai.cloud.pipelines.training import TrainingError, TrainingResult, train
 from hybridai.demo.simulator import Plant, labelled_holdout, pm_training_spec
 from hybridai.protocol.registry import TrainingSpec
 

@@ -8,8 +8,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hybridai.edge.batches import decode_batch, encode_batch
-from hybridai.edge.store import EdgeStore, PendingBatch, StoredRecord
+from hybridai.edge.store.edge_store import EdgeStore, PendingBatch, StoredRecord
+from hybridai.edge.sync.batches import decode_batch, encode_batch
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 

@@ -11,9 +11,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from hybridai.edge.batches import decode_batch, encode_batch
-from hybridai.edge.columns import from_records, row_hashes, to_rows, unify
-from hybridai.edge.store import EdgeStore, PendingBatch, StoredRecord
+from hybridai.edge.store.columns import from_records, row_hashes, to_rows, unify
+from hybridai.edge.store.edge_store import EdgeStore, PendingBatch, StoredRecord
+from hybridai.edge.sync.batches import decode_batch, encode_batch
 from hybridai.protocol import wire_decimals
 
 T0 = 1_700_000_000.0

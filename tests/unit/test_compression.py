@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from hybridai.edge.compression import (
+from hybridai.edge.store.compression import (
     CompressionSpec,
     Point,
     SeriesState,
@@ -20,8 +20,8 @@ from hybridai.edge.compression import (
     swinging_door,
     to_point,
 )
-from hybridai.edge.store import EdgeStore
-from hybridai.edge.store_config import build_config
+from hybridai.edge.store.config import build_config
+from hybridai.edge.store.edge_store import EdgeStore
 
 T0 = 1_700_000_000.0
 SLACK = 1e-9

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 
 from hybridai.edge.dataplane import DataPlane
 from hybridai.edge.settings import EdgeSettings
-from hybridai.edge.store import EdgeStore
-from hybridai.edge.store_metrics import StoreCollector
+from hybridai.edge.store.edge_store import EdgeStore
+from hybridai.edge.store.metrics import StoreCollector
 
 
 def test_desired_state_overrides_settings_and_bad_values_keep_the_last_good(

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 
 from hybridai.edge.agent import EdgeAgent
 from hybridai.edge.app import create_app
-from hybridai.edge.ingest_formats import encode_arrow, encode_msgpack
-from hybridai.edge.schema import StreamSchema
+from hybridai.edge.ingest.formats import encode_arrow, encode_msgpack
+from hybridai.edge.ingest.schemas import StreamSchema
 from hybridai.edge.settings import EdgeSettings
 
 PATH = "/api/v1/streams/{}/records"

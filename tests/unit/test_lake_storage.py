@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from hybridai.cloud.lake import Lake
-from hybridai.cloud.lake_storage import LakeLocation, LakeStorageError, S3Options
+from hybridai.cloud.data.lake import Lake
+from hybridai.cloud.data.lake_storage import LakeLocation, LakeStorageError, S3Options
 from hybridai.cloud.settings import CloudSettings
 
 SECRET = "wJalrXUtnFEMI-K7MDENG"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hybridai.edge.bundle import BundleError, read_bundle
-from hybridai.edge.drift import DriftMonitor
+from hybridai.edge.models.bundle import BundleError, read_bundle
+from hybridai.edge.models.drift import DriftMonitor
 from hybridai.orchestrator.drift import (
     DriftObservation,
     RetrainingPolicy,

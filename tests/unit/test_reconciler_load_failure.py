@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from _models import train_classifier_onnx
 from _rollouts import unloadable
-from hybridai.edge.reconciler import Reconciler
+from hybridai.edge.models.reconciler import Reconciler
 from hybridai.link.signing import public_key_text, sign_artifact
 from hybridai.protocol.fleet import DesiredState, ModelAssignment
 from hybridai.serving.repository import ModelRepository

@@ -14,7 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from _models import train_classifier_onnx
-from hybridai.edge.reconciler import Reconciler
+from hybridai.edge.models.reconciler import Reconciler
 from hybridai.link.signing import TrustedKey, public_key_text, sign_artifact
 from hybridai.protocol.fleet import DesiredState, ModelAssignment
 from hybridai.serving.repository import ModelRepository

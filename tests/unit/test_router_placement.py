@@ -18,10 +18,10 @@ from fastapi import FastAPI
 
 from _models import train_classifier_onnx
 from hybridai.edge.cloud_client import CloudClient
-from hybridai.edge.hard_examples import STREAM
-from hybridai.edge.placement_state import PlacementState
-from hybridai.edge.router import EdgeBackend
-from hybridai.edge.store import EdgeStore
+from hybridai.edge.routing.backend import EdgeBackend
+from hybridai.edge.routing.hard_examples import STREAM
+from hybridai.edge.routing.placement_state import PlacementState
+from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.orchestrator import Breaker
 from hybridai.protocol.errors import ApiError
 from hybridai.protocol.fleet import DesiredState, ModelAssignment

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from hybridai.edge.store import EdgeStore, InvalidRecord
+from hybridai.edge.store.edge_store import EdgeStore, InvalidRecord
 
 T0 = 1_700_000_000.0
 

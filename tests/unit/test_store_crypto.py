@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from hybridai.edge.store import EdgeStore
-from hybridai.edge.store_crypto import StoreKeyError, generate_key_text, load_store_key, parse_key
+from hybridai.edge.store.crypto import StoreKeyError, generate_key_text, load_store_key, parse_key
+from hybridai.edge.store.edge_store import EdgeStore
 
 KEY = bytes.fromhex(generate_key_text())
 SECRET = "PLAINTEXT-MARKER-93f1"

@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from hybridai.edge.store import EdgeStore
-from hybridai.edge.store_config import HIGH, StoreConfigError, build_config
-from hybridai.edge.store_crypto import PayloadCipher
-from hybridai.edge.store_schema import STREAM_COUNTERS
+from hybridai.edge.store._sqlite import STREAM_COUNTERS
+from hybridai.edge.store.config import HIGH, StoreConfigError, build_config
+from hybridai.edge.store.crypto import PayloadCipher
+from hybridai.edge.store.edge_store import EdgeStore
 
 T0 = 1_700_000_000.0
 

@@ -11,17 +11,17 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from hybridai.cli.edge import mqtt_table, schema_table
-from hybridai.edge.declared_schemas import DeclaredSchemas
-from hybridai.edge.ingest import Ingest
-from hybridai.edge.mqtt_metrics import MqttCollector
-from hybridai.edge.schema import (
+from hybridai.edge.ingest.declared_schemas import DeclaredSchemas
+from hybridai.edge.ingest.intake import Ingest
+from hybridai.edge.ingest.mqtt_metrics import MqttCollector
+from hybridai.edge.ingest.schemas import (
     SchemaConflict,
     SchemaRegistry,
     SchemaViolation,
     StreamSchema,
     merge,
 )
-from hybridai.edge.store import EdgeStore
+from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.protocol.fleet import MqttStats
 from hybridai.protocol.streams import (
     DeclaredSpec,

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from hybridai.edge.batches import EncodedBatch, decode_batch, encode_batch
-from hybridai.edge.store import EdgeStore
-from hybridai.edge.sync import SyncError, Uploader
+from hybridai.edge.store.edge_store import EdgeStore
+from hybridai.edge.sync.batches import EncodedBatch, decode_batch, encode_batch
+from hybridai.edge.sync.uploader import SyncError, Uploader
 from hybridai.link.retry import Backoff
 from hybridai.protocol.sync import BatchAck
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from hybridai.edge.batches import EncodedBatch
-from hybridai.edge.store import EdgeStore
-from hybridai.edge.sync import Uploader
-from hybridai.edge.sync_window import SyncWindow, parse_window
+from hybridai.edge.store.edge_store import EdgeStore
+from hybridai.edge.sync.batches import EncodedBatch
+from hybridai.edge.sync.uploader import Uploader
+from hybridai.edge.sync.window import SyncWindow, parse_window
 from hybridai.link.token_bucket import TokenBucket
 from hybridai.protocol.sync import BatchAck
 

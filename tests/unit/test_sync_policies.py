@@ -7,9 +7,9 @@ from pathlib import Path
 
 from test_sync import DEVICE, T0, FakeCloud
 
-from hybridai.edge.batches import decode_batch
-from hybridai.edge.store import EdgeStore
-from hybridai.edge.sync import Uploader
+from hybridai.edge.store.edge_store import EdgeStore
+from hybridai.edge.sync.batches import decode_batch
+from hybridai.edge.sync.uploader import Uploader
 from hybridai.governance.policies import pseudonymise
 from hybridai.protocol.policy import DataPolicy
 

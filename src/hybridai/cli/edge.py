@@ -86,8 +86,8 @@ def run(
         raise fail(
             f"bad edge settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
         ) from None
-    from hybridai.edge.bundle import BundleError, read_bundle
-    from hybridai.edge.store_crypto import StoreKeyError
+    from hybridai.edge.models.bundle import BundleError, read_bundle
+    from hybridai.edge.store.crypto import StoreKeyError
 
     if settings.bundle_file is not None:
         try:
@@ -224,7 +224,7 @@ def store_key(
 
     Pass it as HYBRIDAI_EDGE_STORE_KEY_FILE. Keep a copy: without it the store cannot be read.
     """
-    from hybridai.edge.store_crypto import write_key_file
+    from hybridai.edge.store.crypto import write_key_file
 
     try:
         write_key_file(path)

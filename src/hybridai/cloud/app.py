@@ -10,27 +10,13 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI, Request
 
 from hybridai import __version__
-from hybridai.cloud import (
-    api_audit,
-    api_certificates,
-    api_compliance,
-    api_fleet,
-    api_lake,
-    api_lifecycle,
-    api_models,
-    api_policies,
-    api_rollouts,
-    api_streams,
-    api_sync,
-    api_training,
-    api_users,
-)
-from hybridai.cloud.auditing import AuditMiddleware
+from hybridai.cloud.api import ROUTERS, sync
 from hybridai.cloud.auth import principal, require_user_or_device
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.inference import CloudBackend
-from hybridai.cloud.retraining import retraining_ticker
-from hybridai.cloud.rollout_ticker import rollout_ticker
+from hybridai.cloud.models.rollout_ticker import rollout_ticker
+from hybridai.cloud.people.auditing import AuditMiddleware
+from hybridai.cloud.pipelines.retraining import retraining_ticker
 from hybridai.cloud.settings import CloudSettings
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.serving.errors import install_error_handlers
@@ -46,7 +32,7 @@ OPEN_ROUTES = frozenset({"/api/v1/enroll", "/api/v1/auth/login"})
 def _body_limits(settings: CloudSettings) -> LimitFor:
     def limit(method: str, path: str) -> int:
         if "/batches/" in path:
-            return api_sync.MAX_BATCH_BYTES
+            return sync.MAX_BATCH_BYTES
         if path.startswith("/api/v1/models/") and path.endswith("/versions"):
             return settings.max_upload_bytes
         if path.startswith("/v2/"):
@@ -97,21 +83,7 @@ def create_app(cloud: Cloud) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(cloud.settings))
     app.add_middleware(AuditMiddleware, sessions=cloud.sessions)  # outside: sees 413s too
     install_error_handlers(app)
-    for module in (
-        api_fleet,  # enrollment, devices, status, desired state
-        api_certificates,  # device certificate renewal, revocation
-        api_sync,
-        api_models,
-        api_training,
-        api_lifecycle,  # retraining policies, bundles, training rows
-        api_rollouts,
-        api_lake,
-        api_policies,  # data policies, lake retention
-        api_streams,  # stream schemas
-        api_compliance,
-        api_users,  # login, users, MFA, API tokens
-        api_audit,
-    ):
-        app.include_router(module.router)
+    for router in ROUTERS:
+        app.include_router(router)
     app.include_router(v2_router(CloudBackend(cloud)), dependencies=[Depends(_v2_access)])
     return app

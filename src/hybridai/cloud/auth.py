@@ -15,8 +15,9 @@ from dataclasses import dataclass
 from cryptography import x509
 from fastapi import Request
 
-from hybridai.cloud import certificates, users
 from hybridai.cloud.context import Cloud
+from hybridai.cloud.devices import certificates
+from hybridai.cloud.people import users
 from hybridai.governance import rbac
 from hybridai.link import pki
 from hybridai.protocol.errors import ApiError, ErrorCode

@@ -13,9 +13,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from hybridai.cloud import fleet
-from hybridai.cloud.certificates import DeviceAuthority
-from hybridai.cloud.lake import Lake
+from hybridai.cloud.data.lake import Lake
+from hybridai.cloud.devices import fleet
+from hybridai.cloud.devices.certificates import DeviceAuthority
 from hybridai.cloud.settings import CloudSettings
 from hybridai.link.pki import init_cloud_pki
 from hybridai.link.signing import load_or_create_key

@@ -13,8 +13,8 @@ import time
 from starlette.concurrency import run_in_threadpool
 
 from hybridai import __version__
-from hybridai.cloud import registry
 from hybridai.cloud.context import Cloud
+from hybridai.cloud.models import registry
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata
 from hybridai.serving.onnx_runtime import OnnxModel

@@ -11,7 +11,7 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hybridai.cloud.lake import DATASET_PATTERN, Lake
+from hybridai.cloud.data.lake import DATASET_PATTERN, Lake
 from hybridai.governance.policies import retention_s
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.policy import DataPolicy, PolicySpec, RetentionResult

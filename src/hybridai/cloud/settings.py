@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hybridai.cloud.lake_storage import S3Options
+from hybridai.cloud.data.lake_storage import S3Options
 
 
 class CloudSettings(BaseSettings):

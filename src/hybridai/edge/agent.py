@@ -18,30 +18,30 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from hybridai import __version__
-from hybridai.edge.bundle import start_from_bundle
 from hybridai.edge.cloud_client import CloudClient, CloudUnavailable
 from hybridai.edge.data_policy import EdgeDataPolicy, store_key, trusted_key
 from hybridai.edge.dataplane import DataPlane
-from hybridai.edge.declared_schemas import DeclaredSchemas
-from hybridai.edge.drift import DriftMonitor
-from hybridai.edge.hard_examples import STREAM as HARD_EXAMPLES
 from hybridai.edge.identity import DeviceIdentity
-from hybridai.edge.ingest import Ingest
-from hybridai.edge.mqtt_metrics import MqttCollector
-from hybridai.edge.placement_state import PlacementState
-from hybridai.edge.reconciler import Reconciler
-from hybridai.edge.router import CloudLink, EdgeBackend
+from hybridai.edge.ingest.declared_schemas import DeclaredSchemas
+from hybridai.edge.ingest.intake import Ingest
+from hybridai.edge.ingest.mqtt_metrics import MqttCollector
+from hybridai.edge.models.bundle import start_from_bundle
+from hybridai.edge.models.drift import DriftMonitor
+from hybridai.edge.models.reconciler import Reconciler
+from hybridai.edge.routing.backend import CloudLink, EdgeBackend
+from hybridai.edge.routing.hard_examples import STREAM as HARD_EXAMPLES
+from hybridai.edge.routing.placement_state import PlacementState
 from hybridai.edge.settings import EdgeSettings
-from hybridai.edge.store import EdgeStore
-from hybridai.edge.store_metrics import StoreCollector
-from hybridai.edge.sync import SyncError, Uploader
+from hybridai.edge.store.edge_store import EdgeStore
+from hybridai.edge.store.metrics import StoreCollector
+from hybridai.edge.sync.uploader import SyncError, Uploader
 from hybridai.link.retry import Backoff
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import Capabilities, EnrollRequest, StatusReport, StoreStats
 from hybridai.serving.repository import ModelRepository
 
 if TYPE_CHECKING:
-    from hybridai.edge.mqtt import MqttIngest
+    from hybridai.edge.ingest.mqtt import MqttIngest
 
 log = logging.getLogger(__name__)
 SITE = "site"
@@ -74,7 +74,7 @@ class EdgeAgent:
         self.ingest = Ingest(self.store, settings.stream_schemas)  # HTTP, SDK and MQTT ingest
         self.mqtt: MqttIngest | None = None
         if settings.mqtt_url:
-            from hybridai.edge.mqtt import MqttIngest
+            from hybridai.edge.ingest.mqtt import MqttIngest
 
             self.mqtt = MqttIngest(settings, self.ingest)
         self.repository = ModelRepository()

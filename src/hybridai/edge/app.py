@@ -12,12 +12,12 @@ from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
 from hybridai import __version__
-from hybridai.edge import ingest_formats
 from hybridai.edge.admin import admin_router
 from hybridai.edge.agent import EdgeAgent
-from hybridai.edge.schema import SchemaViolation
+from hybridai.edge.ingest import formats
+from hybridai.edge.ingest.schemas import SchemaViolation
 from hybridai.edge.settings import EdgeSettings
-from hybridai.edge.store import AppendResult, InvalidRecord
+from hybridai.edge.store.edge_store import AppendResult, InvalidRecord
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import StatusReport
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
@@ -39,7 +39,7 @@ def _decode_and_write(
     agent: EdgeAgent, stream: str, content_type: str | None, body: bytes
 ) -> AppendResult:
     """Decode a batch body (JSON, MessagePack or Arrow IPC) and store it; off the event loop."""
-    decoded = ingest_formats.decode(content_type, body)
+    decoded = formats.decode(content_type, body)
     if isinstance(decoded, pa.Table):
         return agent.ingest.write_table(stream, decoded)
     return agent.ingest.write(stream, decoded)
@@ -88,15 +88,15 @@ def create_app(agent: EdgeAgent) -> FastAPI:
                 "starting with a letter",
             )
         try:  # refuse an unknown format before reading the body
-            ingest_formats.media_type(request.headers.get("content-type"))
-        except ingest_formats.UnsupportedFormat as exc:
+            formats.media_type(request.headers.get("content-type"))
+        except formats.UnsupportedFormat as exc:
             raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
         body = await request.body()
         try:
             result = await run_in_threadpool(
                 _decode_and_write, agent, stream, request.headers.get("content-type"), body
             )
-        except ingest_formats.MalformedBody as exc:
+        except formats.MalformedBody as exc:
             code = ErrorCode.MALFORMED_JSON if exc.json_invalid else ErrorCode.BAD_REQUEST
             raise ApiError(400, code, str(exc)) from None
         except SchemaViolation as exc:

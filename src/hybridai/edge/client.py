@@ -1,7 +1,6 @@
 """The Python SDK for an edge agent: write records, run inference, read its status.
 
     from hybridai.edge import Client
-
     with Client("http://127.0.0.1:8500") as edge:
         edge.write("telemetry", [{"ts": 1.7e9, "machine": "m01", "temperature": 61.5}])
         outputs = edge.infer("pm", {"input": features})  # numpy arrays in, numpy arrays out

@@ -11,8 +11,8 @@ from typing import Any
 
 import httpx
 
-from hybridai.edge.batches import EncodedBatch
-from hybridai.edge.sync import SyncError
+from hybridai.edge.sync.batches import EncodedBatch
+from hybridai.edge.sync.uploader import SyncError
 from hybridai.link.transport import async_client
 from hybridai.protocol import sync
 from hybridai.protocol.errors import ApiError, ErrorCode

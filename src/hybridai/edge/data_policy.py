@@ -1,8 +1,8 @@
 """The edge's side of the data policies: its keys, local-only datasets and retention.
 
 Policies arrive in the desired state (the reconciler keeps the current ones); the uploader
-redacts batches with them (``hybridai.edge.sync``); this module runs retention and says what
-status reports show. The pseudonymisation key stays on the device.
+redacts batches with them (``hybridai.edge.sync.uploader``); this module runs retention and says
+what status reports show. The pseudonymisation key stays on the device.
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import logging
 import time
 from pathlib import Path
 
-from hybridai.edge.reconciler import Reconciler
+from hybridai.edge.models.reconciler import Reconciler
 from hybridai.edge.settings import EdgeSettings
-from hybridai.edge.store import EdgeStore
-from hybridai.edge.store_crypto import load_store_key
+from hybridai.edge.store.crypto import load_store_key
+from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.governance.policies import load_or_create_site_key, local_only, retention_s
 from hybridai.link.signing import TrustedKey, read_public_key_file
 from hybridai.protocol.fleet import StoreStats

@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from hybridai.edge.settings import EdgeSettings
-from hybridai.edge.store import EdgeStore
-from hybridai.edge.store_config import StoreConfigError, build_config
-from hybridai.edge.sync_window import SyncWindow, parse_window
+from hybridai.edge.store.config import StoreConfigError, build_config
+from hybridai.edge.store.edge_store import EdgeStore
+from hybridai.edge.sync.window import SyncWindow, parse_window
 
 log = logging.getLogger(__name__)
 _KEYS = (

@@ -7,7 +7,7 @@ from pathlib import Path
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from hybridai.edge.schema import StreamSchema
+from hybridai.edge.ingest.schemas import StreamSchema
 from hybridai.protocol.fleet import DeviceKind, Tags
 
 

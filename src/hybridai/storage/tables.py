@@ -2,8 +2,8 @@
 
 Timestamps are float epoch seconds, passed in by the service layer (which has no clock of its
 own), so the same value round-trips through SQLite and PostgreSQL unchanged. Secrets are never
-stored, only their sha256 (see ``hybridai.cloud.secrets``). Model versions are integers here so
-"the next version" is ``max + 1``; the wire shows them as strings.
+stored, only their sha256 (see ``hybridai.cloud.people.secrets``). Model versions are integers
+here so "the next version" is ``max + 1``; the wire shows them as strings.
 
 The initial Alembic migration (``migrations/versions/0001_initial.py``) creates exactly these
 tables; a test compares the two so they cannot drift.

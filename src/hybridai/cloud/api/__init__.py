@@ -1,0 +1,35 @@
+"""The cloud's REST API: one thin route module per resource, included by the app in this order."""
+
+from fastapi import APIRouter
+
+from hybridai.cloud.api import (
+    audit,
+    certificates,
+    compliance,
+    fleet,
+    lake,
+    lifecycle,
+    models,
+    policies,
+    rollouts,
+    streams,
+    sync,
+    training,
+    users,
+)
+
+ROUTERS: tuple[APIRouter, ...] = (
+    fleet.router,  # enrollment, devices, status, desired state
+    certificates.router,  # device certificate renewal, revocation
+    sync.router,
+    models.router,
+    training.router,
+    lifecycle.router,  # retraining policies, bundles, training rows
+    rollouts.router,
+    lake.router,
+    policies.router,  # data policies, lake retention
+    streams.router,  # stream schemas
+    compliance.router,
+    users.router,  # login, users, MFA, API tokens
+    audit.router,
+)

@@ -1,0 +1,135 @@
+"""Model registry routes: upload versions, read them, deploy them, download artifacts."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Request, Response, UploadFile
+
+from hybridai.cloud.auth import cloud_of, principal, require
+from hybridai.cloud.devices.desired_state import desired_state
+from hybridai.cloud.models import registry, stages
+from hybridai.cloud.pipelines import calibration
+from hybridai.protocol.errors import ApiError, ErrorCode
+from hybridai.protocol.fleet import Variant
+from hybridai.protocol.placement import CalibrationReport, CalibrationRequest
+from hybridai.protocol.registry import Deployment, ModelSummary, ModelVersionInfo
+from hybridai.protocol.stages import StageChange, VersionComparison
+
+router = APIRouter(prefix="/api/v1", tags=["models"])
+
+
+@router.get("/models")
+def list_models(request: Request) -> list[ModelSummary]:
+    require(request, "read")
+    with cloud_of(request).session() as session:
+        return registry.list_models(session)
+
+
+@router.post("/models/{name}/versions", status_code=201)
+async def upload_version(
+    name: str,
+    request: Request,
+    edge: UploadFile | None = None,
+    cloud: UploadFile | None = None,
+    metrics: Annotated[str, Form()] = "{}",
+) -> ModelVersionInfo:
+    """Register a new version from uploaded ONNX files (form fields ``edge`` and/or ``cloud``)."""
+    who = require(request, "train")
+    artifacts = {v: await f.read() for v, f in (("edge", edge), ("cloud", cloud)) if f}
+    if not artifacts:
+        raise ApiError(
+            400, ErrorCode.BAD_REQUEST, "upload at least one ONNX file as form field edge or cloud"
+        )
+    try:
+        parsed_metrics = json.loads(metrics)
+    except json.JSONDecodeError:
+        raise ApiError(400, ErrorCode.MALFORMED_JSON, "the metrics field is not JSON") from None
+    ctx = cloud_of(request)
+    with ctx.session() as session:
+        return registry.register_version(
+            session,
+            ctx.blobs,
+            name,
+            artifacts,
+            parsed_metrics,
+            {"source": "upload"},
+            who.name,
+            time.time(),
+            signing_key=ctx.signing_key,
+        )
+
+
+@router.get("/models/{name}/versions/{version}")
+def get_version(name: str, version: str, request: Request) -> ModelVersionInfo:
+    require(request, "read")
+    with cloud_of(request).session() as session:
+        return registry.get_version(session, name, version)
+
+
+@router.get("/models/{name}/versions/{version}/artifacts/{variant}")
+def download_artifact(name: str, version: str, variant: Variant, request: Request) -> Response:
+    """The ONNX bytes; devices may download only what their desired state assigns them."""
+    who = principal(request)
+    ctx = cloud_of(request)
+    with ctx.session() as session:
+        if who.kind == "device":
+            assigned = desired_state(session, who.name, {}).models
+            if not any(
+                (m.name, m.version, m.variant) == (name, version, variant) for m in assigned
+            ):
+                raise ApiError(
+                    403,
+                    ErrorCode.FORBIDDEN,
+                    f"device '{who.name}' is not assigned {name} v{version} ({variant})",
+                )
+        data = registry.read_artifact(session, ctx.blobs, name, version, variant)
+    return Response(data, media_type="application/octet-stream")
+
+
+@router.get("/deployments")
+def list_deployments(request: Request) -> list[Deployment]:
+    require(request, "read")
+    with cloud_of(request).session() as session:
+        return registry.get_deployments(session)
+
+
+@router.put("/deployments/{name}")
+def deploy(name: str, body: Deployment, request: Request) -> Deployment:
+    """Make ``body.version`` the version every edge should run, placed by ``body.policy``."""
+    who = require(request, "operate")
+    if body.name != name:
+        raise ApiError(400, ErrorCode.BAD_REQUEST, "the body's name must match the URL's")
+    with cloud_of(request).session() as session:
+        return registry.set_deployment(
+            session, name, body.version, who.name, time.time(), policy=body.policy
+        )
+
+
+@router.post("/models/{name}/versions/{version}/calibration")
+def calibrate(
+    name: str, version: str, body: CalibrationRequest, request: Request
+) -> CalibrationReport:
+    """Fit the cascade threshold on the version's validation split and store it with it."""
+    require(request, "train")
+    ctx = cloud_of(request)
+    with ctx.session() as session:
+        return calibration.calibrate(session, ctx.blobs, ctx.lake, name, version, body)
+
+
+@router.post("/models/{name}/versions/{version}/stage")
+def change_stage(name: str, version: str, body: StageChange, request: Request) -> ModelVersionInfo:
+    """Stage a version (train), or make it production / archive it (operate)."""
+    who = require(request, "train" if body.stage == "staged" else "operate")
+    with cloud_of(request).session() as session:
+        stages.change_stage(session, name, version, body, who.name, time.time())
+        return registry.get_version(session, name, version)
+
+
+@router.get("/models/{name}/compare")
+def compare_versions(name: str, a: str, b: str, request: Request) -> VersionComparison:
+    require(request, "read")
+    with cloud_of(request).session() as session:
+        return stages.compare(session, name, a, b)

@@ -1,0 +1,343 @@
+"""The central lake: one Delta table per dataset, exactly-once commits, DuckDB queries.
+
+Every edge batch becomes one Delta commit that carries its idempotency key as an application
+transaction ``(app_id=device_id, version=batch_seq)``. A device sends its batches strictly in
+sequence, so a batch whose sequence number is not above the device's recorded transaction
+version has already been committed: the lake is exactly-once by construction, even across
+restarts, because the key lives in the table's own log. Table versions give time travel, so a
+training run can name exactly the rows it read.
+
+The lake lives in a local folder or under an ``s3://bucket/prefix`` (``lake_storage``). Several
+processes (cloud replicas) may commit to one table at once: Delta's optimistic concurrency
+retries appends that do not conflict, and two commits of the same ``(device, seq)`` conflict on
+the device's transaction, so the loser re-reads the log, finds the batch committed and answers
+it as a repeat.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+
+from hybridai.cloud.data.lake_storage import LakeLocation, LakeStorageError, S3Options
+from hybridai.protocol.sync import DATE, DEVICE_ID, RECORD_ID, SITE, TIMESTAMP
+
+DATASET_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+REQUIRED_COLUMNS: tuple[str, ...] = (RECORD_ID, DEVICE_ID, SITE, TIMESTAMP, DATE)
+PARTITION_COLUMNS: list[str] = [SITE, DATE]
+DEFAULT_VACUUM_HOURS = 168.0  # Delta's own default: a week of time travel
+COMMIT_ATTEMPTS = 12  # tries of one batch's commit against writers in other processes
+
+
+class LakeQueryError(ValueError):
+    """A lake query failed; the message is DuckDB's (or says which version is missing)."""
+
+
+class LakeConflictError(RuntimeError):
+    """A batch lost every commit race to other writers: nothing was written; send it again."""
+
+
+def _check_dataset(dataset: str) -> None:
+    if not DATASET_PATTERN.fullmatch(dataset):
+        raise ValueError(
+            f"dataset name {dataset!r} is invalid: use 1-63 lowercase letters, digits or "
+            "underscores, starting with a letter"
+        )
+
+
+def _is_text(column: pa.ChunkedArray) -> bool:
+    return bool(pa.types.is_string(column.type) or pa.types.is_large_string(column.type))
+
+
+def _check_batch(device_id: str, batch_seq: int, table: pa.Table) -> None:
+    if batch_seq < 1:
+        raise ValueError(f"batch_seq must be >= 1, got {batch_seq}")
+    if table.num_rows == 0:
+        raise ValueError("a batch must hold at least one record")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.column_names]
+    if missing:
+        raise ValueError(
+            f"batch lacks required column(s) {', '.join(missing)}; every lake row carries "
+            f"{', '.join(REQUIRED_COLUMNS)}"
+        )
+    column = table.column(DEVICE_ID)
+    same_device = _is_text(column) and pc.all(pc.equal(column, device_id)).as_py() is not False
+    if column.null_count or not same_device:
+        raise ValueError(
+            f"every row's {DEVICE_ID} must be {device_id!r}: a device commits only its own records"
+        )
+    for name in PARTITION_COLUMNS:
+        if not _is_text(table.column(name)) or table.column(name).null_count:
+            raise ValueError(f"partition column {name!r} must hold strings, never null")
+
+
+class Lake:
+    """Delta tables under ``root``: a local folder, ``file:///PATH`` or ``s3://BUCKET/PREFIX``.
+
+    Commits to one dataset are serialised inside this process, which makes the check of the
+    device's last committed sequence and the commit that follows it atomic here. Writers in
+    other processes are handled by Delta's optimistic concurrency (see the module docstring).
+    Storage failures raise ``LakeStorageError`` (an ``OSError``) saying where and why.
+    """
+
+    def __init__(self, root: str, s3: S3Options | None = None) -> None:
+        self._location = LakeLocation(root, s3)
+        self._location.prepare()
+        self._locks: dict[str, threading.Lock] = {}
+        self._locks_guard = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"Lake({self._location.root!r})"
+
+    @property
+    def root(self) -> str:
+        return self._location.root
+
+    # -- locations: the one place that knows how a dataset maps to storage ------------------
+
+    def _uri(self, dataset: str) -> str:
+        return self._location.uri(dataset)
+
+    @contextmanager
+    def _storage(self, doing: str) -> Iterator[None]:
+        try:
+            yield
+        except LakeStorageError:
+            raise
+        except OSError as error:
+            raise self._location.storage_error(doing, error) from error
+
+    def _open(self, dataset: str, version: int | None = None) -> DeltaTable | None:
+        with self._storage(f"opening dataset {dataset!r}"):
+            try:
+                return DeltaTable(
+                    self._uri(dataset),
+                    version=version,
+                    storage_options=self._location.storage_options,
+                )
+            except TableNotFoundError:
+                return None
+
+    def _lock(self, dataset: str) -> threading.Lock:
+        with self._locks_guard:
+            return self._locks.setdefault(dataset, threading.Lock())
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def commit_batch(
+        self, dataset: str, device_id: str, batch_seq: int, table: pa.Table
+    ) -> tuple[int, bool]:
+        """Append a device's batch as one commit; returns ``(table_version, duplicate)``.
+
+        A batch whose ``batch_seq`` is not above the device's last committed one is a repeat
+        and is answered with the current version without writing anything. The version
+        returned is one that holds the batch (a later writer may already have added to it).
+        Raises ``ValueError`` for a batch that does not fit the dataset and
+        ``LakeConflictError`` when other writers kept winning the commit race.
+        """
+        _check_dataset(dataset)
+        _check_batch(device_id, batch_seq, table)
+        for attempt in range(COMMIT_ATTEMPTS):
+            with self._lock(dataset):
+                done = self._try_commit(dataset, device_id, batch_seq, table)
+            if done is not None:
+                return done
+            time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # let the winner finish
+        raise LakeConflictError(
+            f"batch {batch_seq} of device {device_id!r} lost {COMMIT_ATTEMPTS} commit races "
+            f"on dataset {dataset!r} to other writers; nothing was written: send it again"
+        )
+
+    def _try_commit(
+        self, dataset: str, device_id: str, batch_seq: int, table: pa.Table
+    ) -> tuple[int, bool] | None:
+        """One attempt: the outcome, or ``None`` when another writer's commit won the race."""
+        current = self._open(dataset)
+        if current is not None:
+            committed = current.transaction_version(device_id)
+            if committed is not None and committed >= batch_seq:
+                return current.version(), True
+        try:
+            with self._storage(f"committing to dataset {dataset!r}"):
+                write_deltalake(
+                    self._uri(dataset) if current is None else current,
+                    table,
+                    mode="append",
+                    partition_by=PARTITION_COLUMNS,
+                    schema_mode="merge",
+                    storage_options=self._location.storage_options if current is None else None,
+                    commit_properties=CommitProperties(
+                        app_transactions=[Transaction(app_id=device_id, version=batch_seq)]
+                    ),
+                )
+        except CommitFailedError:
+            return None  # a concurrent commit conflicted (maybe this very batch): look again
+        except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
+            raise ValueError(f"batch does not fit dataset {dataset!r}: {error}") from error
+        written = current if current is not None else self._open(dataset)
+        assert written is not None  # the write above created the table
+        return written.version(), False
+
+    def apply_retention(self, dataset: str, older_than_ts: float) -> int:
+        """Delete the rows with ``ts`` before ``older_than_ts`` and vacuum their files.
+
+        Returns the number of rows deleted. The vacuum removes the data files the deletion
+        left behind at once (retention must remove the bytes, not only hide them), so time
+        travel to table versions from before the deletion ends here. Device transactions stay
+        in the log: exactly-once delivery is unaffected. Known residue: the Delta log's older
+        commits keep per-file min/max column statistics until the log is cleaned up
+        (``delta.logRetentionDuration``, 30 days by default).
+        """
+        _check_dataset(dataset)
+        if not isinstance(older_than_ts, int | float) or older_than_ts != older_than_ts:
+            raise ValueError(f"older_than_ts must be a number, got {older_than_ts!r}")
+        with self._lock(dataset):
+            table = self._open(dataset)
+            if table is None:
+                return 0
+            with self._storage(f"applying retention to dataset {dataset!r}"):
+                metrics = table.delete(f"{TIMESTAMP} < {float(older_than_ts)!r}")
+                deleted = int(metrics.get("num_deleted_rows", 0) or 0)
+                if deleted:
+                    table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
+            return deleted
+
+    # -- maintenance (``hybridai lake optimize`` / ``vacuum``) --------------------------------
+
+    def optimize(self, dataset: str) -> dict[str, int]:
+        """Compact the dataset's small files (one per edge batch) into few large ones.
+
+        One commit that rewrites files, not rows: counts, values and device transactions are
+        unchanged, and earlier versions still read their old files until ``vacuum`` removes
+        them. Returns the new version and the files added and removed.
+        """
+        _check_dataset(dataset)
+        with self._lock(dataset):
+            table = self._require(dataset)
+            with self._storage(f"compacting dataset {dataset!r}"):
+                metrics = table.optimize.compact()
+            return {
+                "version": table.version(),
+                "files_added": int(metrics.get("numFilesAdded", 0) or 0),
+                "files_removed": int(metrics.get("numFilesRemoved", 0) or 0),
+            }
+
+    def vacuum(self, dataset: str, retention_hours: float = DEFAULT_VACUUM_HOURS) -> dict[str, int]:
+        """Delete data files that no version of the last ``retention_hours`` still needs.
+
+        Time travel keeps working for versions younger than the retention; older versions
+        whose files are gone can no longer be read (lineage naming them says so on read).
+        Returns the current version and the number of files deleted.
+        """
+        _check_dataset(dataset)
+        if not isinstance(retention_hours, int | float) or not 0 <= retention_hours < 1e6:
+            raise ValueError(
+                f"retention_hours must be a number of hours >= 0, got {retention_hours!r}"
+            )
+        with self._lock(dataset):
+            table = self._require(dataset)
+            with self._storage(f"vacuuming dataset {dataset!r}"):
+                deleted = table.vacuum(
+                    retention_hours=int(retention_hours),
+                    dry_run=False,
+                    enforce_retention_duration=False,
+                )
+            return {"version": table.version(), "files_deleted": len(deleted)}
+
+    def files(self, dataset: str) -> int:
+        """Data files the dataset's current version reads."""
+        return len(self._require(dataset).file_uris())
+
+    def _require(self, dataset: str) -> DeltaTable:
+        table = self._open(dataset)
+        if table is None:
+            raise LookupError(f"dataset {dataset!r} does not exist in the lake")
+        return table
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def arrow_schema(self, dataset: str) -> pa.Schema | None:
+        """The dataset's columns and types; None for a dataset that does not exist yet."""
+        _check_dataset(dataset)
+        table = self._open(dataset)
+        return None if table is None else pa.schema(table.schema().to_arrow())
+
+    def columns(self, dataset: str) -> list[str]:
+        """The dataset's column names; empty for a dataset that does not exist yet."""
+        _check_dataset(dataset)
+        table = self._open(dataset)
+        return [] if table is None else [f.name for f in table.schema().fields]
+
+    def datasets(self) -> list[str]:
+        """Names of the datasets that hold at least one commit."""
+        options = self._location.storage_options
+        with self._storage("listing datasets"):
+            return [
+                name
+                for name in self._location.children()
+                if DATASET_PATTERN.fullmatch(name)
+                and DeltaTable.is_deltatable(self._uri(name), storage_options=options)
+            ]
+
+    def versions(self) -> dict[str, int]:
+        """Return the current table version of every dataset: what lineage records."""
+        versions: dict[str, int] = {}
+        for name in self.datasets():
+            table = self._open(name)
+            if table is not None:
+                versions[name] = table.version()
+        return versions
+
+    def count(self, dataset: str) -> int:
+        """Rows in a dataset; 0 for a dataset that does not exist yet."""
+        _check_dataset(dataset)
+        table = self._open(dataset)
+        if table is None:
+            return 0
+        with self._storage(f"counting the rows of dataset {dataset!r}"):
+            return int(table.to_pyarrow_dataset().count_rows())
+
+    def query(self, sql: str, versions: Mapping[str, int] | None = None) -> pa.Table:
+        """Run DuckDB SQL in which every dataset is a view named after it.
+
+        ``versions`` pins the named datasets to those table versions (time travel); the others
+        are read at their current version. The connection cannot touch files, so a query reads
+        the lake's tables and nothing else.
+        """
+        pinned = dict(versions or {})
+        connection = duckdb.connect(config={"enable_external_access": False})
+        try:
+            for name in sorted(set(self.datasets()) | set(pinned)):
+                connection.register(name, self._arrow_dataset(name, pinned.get(name)))
+            connection.execute("SET lock_configuration = true")
+            relation = connection.sql(sql)
+            if relation is None:
+                raise LakeQueryError("the SQL ran but returned no rows: send a query")
+            return relation.to_arrow_table()
+        except duckdb.Error as error:
+            raise LakeQueryError(str(error)) from error
+        finally:
+            connection.close()
+
+    def _arrow_dataset(self, dataset: str, version: int | None) -> object:
+        if not DATASET_PATTERN.fullmatch(dataset):
+            raise LakeQueryError(f"dataset name {dataset!r} is invalid")
+        try:
+            table = self._open(dataset, version)
+        except DeltaError as error:
+            raise LakeQueryError(
+                f"dataset {dataset!r} has no version {version}: {error}"
+            ) from error
+        if table is None:
+            raise LakeQueryError(f"dataset {dataset!r} does not exist")
+        return table.to_pyarrow_dataset()

@@ -1,0 +1,1 @@
+"""The fleet: device registry and enrollment, certificates, site peers, desired state."""

@@ -1,0 +1,1 @@
+"""The model registry: versions, stages, signed artifacts, bundles and rollouts."""

@@ -1,0 +1,1 @@
+"""People and their traces: users, passwords and MFA, API secrets, the audit log."""

@@ -1,0 +1,1 @@
+"""Training pipelines: train on lake data, export ONNX, edge variants, calibration, retraining."""

@@ -1,0 +1,168 @@
+"""Cascade calibration of a trained model version, on its validation split only.
+
+The rows are read again at the table versions the training run's lineage recorded and split
+exactly as training split them (``training.split_rows``; a digest proves it); both ONNX variants
+run on the validation rows with ONNX Runtime, as the fleet and the cloud would run them, and
+``orchestrator.fit_share`` / ``fit_quality`` fit the threshold there. The test split is only
+evaluated, for the report. The threshold, its measure and the whole curve are stored in the
+version's metrics under ``cascade``; ``deploy --policy cascade`` uses them.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import numpy as np
+from sqlalchemy.orm import Session
+
+from hybridai.cloud.data.lake import Lake
+from hybridai.cloud.models import registry
+from hybridai.cloud.pipelines import training
+from hybridai.orchestrator import (
+    CascadeRule,
+    HeldOutSplit,
+    Measure,
+    ValidationSplit,
+    apgr,
+    cpt,
+    curve,
+    evaluate,
+    fit_quality,
+    fit_share,
+)
+from hybridai.protocol.errors import ApiError, ErrorCode
+from hybridai.protocol.placement import CalibrationReport, CalibrationRequest, CurvePoint
+from hybridai.protocol.registry import TrainingSpec
+from hybridai.storage.blobs import BlobStore
+from hybridai.storage.tables import ModelVersionRow
+
+CURVE_POINTS = 101  # the stored curve is thinned to about this many points (share 0..1)
+ALWAYS = 2.0  # a finite stand-in for an infinite threshold: every confidence is below it
+
+
+def _invalid(message: str) -> ApiError:
+    return ApiError(400, ErrorCode.INVALID_INPUT, message)
+
+
+def _finite(threshold: float) -> float:
+    if math.isinf(threshold):
+        return ALWAYS if threshold > 0 else 0.0
+    return float(threshold)
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else round(float(value), 6)
+
+
+def _thin(points: list[CurvePoint]) -> list[CurvePoint]:
+    """At most about CURVE_POINTS points, evenly spread over cloud share, ends kept."""
+    if len(points) <= CURVE_POINTS:
+        return points
+    shares = np.asarray([p.cloud_share for p in points])
+    wanted = np.linspace(0.0, 1.0, CURVE_POINTS)
+    keep = sorted({int(np.argmin(np.abs(shares - w))) for w in wanted} | {0, len(points) - 1})
+    return [points[i] for i in keep]
+
+
+def _spec(row: ModelVersionRow) -> tuple[TrainingSpec, dict[str, Any]]:
+    lineage = row.lineage or {}
+    if "spec" not in lineage or "table_versions" not in lineage:
+        raise _invalid(
+            f"{row.name} v{row.version} was not trained by hybridai (no lineage to re-read its "
+            "rows): calibrate a version made by `hybridai model train`"
+        )
+    if not lineage.get("validation_sha256") or not lineage.get("rows", {}).get("validation"):
+        raise _invalid(
+            f"{row.name} v{row.version} was trained without a validation split: train it again "
+            "(validation_share > 0) and calibrate the new version"
+        )
+    return TrainingSpec.model_validate(lineage["spec"]), lineage
+
+
+def _outcomes(
+    artifacts: dict[str, bytes], x: Any, y: Any, rule: CascadeRule
+) -> tuple[Any, Any, Any]:
+    edge_label, edge_probabilities = training.run_onnx(artifacts["edge"], x)
+    cloud_label = training.run_onnx(artifacts["cloud"], x)[0]
+    confidence = rule.confidences(edge_probabilities)
+    return (
+        confidence,
+        (edge_label == y).astype(np.float64),
+        (cloud_label == y).astype(np.float64),
+    )
+
+
+def calibrate(
+    session: Session,
+    blobs: BlobStore,
+    lake: Lake,
+    name: str,
+    version: str,
+    request: CalibrationRequest,
+    now: float | None = None,
+) -> CalibrationReport:
+    """Fit, store and report the cascade threshold of ``name`` ``version``."""
+    if (request.target_cloud_share is None) == (request.target_accuracy is None):
+        raise _invalid("give exactly one of target_cloud_share or target_accuracy")
+    info = registry.get_version(session, name, version)  # 404s that say what exists
+    row = session.get(ModelVersionRow, (info.name, int(info.version)))
+    assert row is not None
+    spec, lineage = _spec(row)
+    artifacts = {
+        v: registry.read_artifact(session, blobs, name, version, v) for v in ("edge", "cloud")
+    }
+    table = training.query_rows(lake, spec, dict(lineage["table_versions"]))
+    splits = training.split_rows(table, spec)
+    if splits.validation_digest() != lineage["validation_sha256"]:
+        raise ApiError(
+            409,
+            ErrorCode.CONFLICT,
+            f"the validation rows of {name} v{version} read back differently from training "
+            "(the lake's history was vacuumed or rewritten): train a new version",
+        )
+    rule = CascadeRule(measure=Measure(request.measure))
+    val = ValidationSplit(
+        *_outcomes(artifacts, splits.x[splits.validation], splits.y[splits.validation], rule)
+    )
+    test = HeldOutSplit(*_outcomes(artifacts, splits.x[splits.test], splits.y[splits.test], rule))
+    if request.target_cloud_share is not None:
+        fitted = fit_share(val, request.target_cloud_share)
+    else:
+        assert request.target_accuracy is not None
+        fitted = fit_quality(val, request.target_accuracy)
+    threshold = _finite(fitted.threshold)
+    c = curve(val)
+    points = [
+        CurvePoint(threshold=_finite(p.threshold), cloud_share=p.cloud_share, quality=p.quality)
+        for p in c.points()
+    ]
+    on_test = evaluate(test, threshold)
+    report = CalibrationReport(
+        model=name,
+        version=str(row.version),
+        measure=request.measure,
+        target_cloud_share=request.target_cloud_share,
+        target_accuracy=request.target_accuracy,
+        threshold=threshold,
+        met=fitted.met,
+        validation=CurvePoint(
+            threshold=threshold, cloud_share=fitted.cloud_share, quality=fitted.quality
+        ),
+        test=CurvePoint(
+            threshold=threshold, cloud_share=on_test.cloud_share, quality=on_test.quality
+        ),
+        edge_quality=c.edge_quality,
+        cloud_quality=c.cloud_quality,
+        cpt50=_number(cpt(c, 0.5)),
+        cpt80=_number(cpt(c, 0.8)),
+        apgr=_number(apgr(c)),
+        n_validation=len(val),
+        n_test=len(test),
+        curve=_thin(points),
+        fitted_at=time.time() if now is None else now,
+    )
+    row.metrics = {**(row.metrics or {}), "cascade": report.model_dump(mode="json")}
+    session.commit()
+    return report

@@ -1,0 +1,89 @@
+"""The one door records take into the edge store, whatever carried them (HTTP, SDK, MQTT).
+
+A batch is turned into columns and checked (``columns``), checked against its stream's schema
+(``schema_columns``), then stored all or nothing; only then does
+its sender hear "accepted" (an HTTP 200, an MQTT PUBACK). Records that cannot be stored are
+refused (HTTP) or parked in the ``dead_letters`` stream with the reason and the raw payload
+(MQTT, where nobody waits for an answer): never dropped silently.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import pyarrow as pa
+
+from hybridai.edge.ingest.schema_columns import admit_table
+from hybridai.edge.ingest.schemas import SchemaRegistry, StreamSchema
+from hybridai.edge.store import columns
+from hybridai.edge.store.edge_store import AppendResult, EdgeStore
+from hybridai.edge.store.records import check_stream
+from hybridai.protocol.streams import SchemaSpec
+
+DEAD_LETTERS = "dead_letters"
+DEAD_LETTER_MAX_BYTES = 256 * 1024  # a bigger payload is kept truncated (and says so)
+
+
+class Ingest:
+    """Schema check + durable append, serialised so a schema learnt from a batch is atomic."""
+
+    def __init__(self, store: EdgeStore, declared: Mapping[str, StreamSchema]) -> None:
+        self.store = store
+        self.schemas = SchemaRegistry(store, declared)
+        self._lock = threading.Lock()
+
+    def write(self, stream: str, records: list[dict[str, Any]]) -> AppendResult:
+        """Store ``records`` durably or raise (``SchemaViolation``, ``InvalidRecord``).
+
+        Nothing of a refused batch is stored. Durable once this returns.
+        """
+        check_stream(stream)
+        return self._write(stream, columns.from_records(records), records)
+
+    def write_table(self, stream: str, table: pa.Table) -> AppendResult:
+        """``write`` for records a producer sent as Arrow columns."""
+        check_stream(stream)
+        return self._write(stream, columns.from_arrow(table))
+
+    def _write(
+        self, stream: str, table: pa.Table, records: list[dict[str, Any]] | None = None
+    ) -> AppendResult:
+        with self._lock:
+            grown = admit_table(self.schemas, stream, table, records)
+            result = self.store.append_table(stream, table, checked=True)
+            if grown is not None:
+                self.schemas.save(stream, grown)
+        return result
+
+    def declare_schema(self, stream: str, spec: SchemaSpec) -> StreamSchema:
+        """Enforce the cloud's schema for ``stream`` from the next batch on (``SchemaConflict``)."""
+        with self._lock:
+            return self.schemas.declare(stream, spec)
+
+    def withdraw_schemas(self, keep: Iterable[str]) -> list[str]:
+        """Stop enforcing cloud schemas of streams not in ``keep``; return those streams."""
+        with self._lock:
+            return self.schemas.withdraw(keep)
+
+    def dead_letter(self, source: str, reason: str, payload: bytes) -> None:
+        """Park a message that could not be stored, durably, with why and what it was."""
+        truncated = len(payload) > DEAD_LETTER_MAX_BYTES
+        raw = payload[:DEAD_LETTER_MAX_BYTES]
+        try:
+            text, encoding = raw.decode("utf-8"), "utf-8"
+        except UnicodeDecodeError:
+            text, encoding = base64.b64encode(raw).decode("ascii"), "base64"
+        record: dict[str, Any] = {
+            "ts": time.time(),
+            "topic": source,
+            "reason": reason,
+            "payload": text,
+            "payload_encoding": encoding,
+            "payload_bytes": len(payload),
+            "truncated": truncated,
+        }
+        self.store.append(DEAD_LETTERS, [record])

@@ -1,0 +1,99 @@
+"""Handing a v2 request to a site peer: one HTTP call, its breaker, its link estimate.
+
+The peer answers locally or not at all (``PEER_PARAM`` marks the request, so it never hands
+it on: no loops, no cascade). A peer that fails, times out or lacks the model raises
+``UpstreamFailed``: the router falls back on site or answers 503. A 4xx other than 404 is the
+client's own error and passes through as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import httpx
+
+from hybridai.edge.routing.metrics import RouterMetrics
+from hybridai.edge.routing.placement_state import PeerState
+from hybridai.link.transport import async_client
+from hybridai.orchestrator import LinkEstimate
+from hybridai.protocol.errors import ApiError, ErrorCode
+from hybridai.protocol.v2 import InferenceRequest, InferenceResponse
+
+PEER_PARAM = "hybridai_peer_of"  # set on a request handed to a site peer: it answers locally
+
+
+class UpstreamFailed(Exception):
+    """A peer or cloud call that failed; the caller falls back or answers 503.
+
+    ``answer`` keeps an upstream's own 404 (it lacks the model): the link is healthy, and
+    when nothing on the site can answer instead, the client hears that 404, not a 503.
+    """
+
+    def __init__(self, message: str, answer: ApiError | None = None) -> None:
+        super().__init__(message)
+        self.answer = answer
+
+
+class PeerCalls:
+    """The one HTTP client this edge uses for its site peers."""
+
+    def __init__(self, device_id: str, metrics: RouterMetrics) -> None:
+        self.device_id = device_id
+        self.metrics = metrics
+        self._http = async_client("http://peer.invalid")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def infer(
+        self,
+        peer: PeerState,
+        name: str,
+        version: str | None,
+        request: InferenceRequest,
+        n_bytes: int,
+        timeout: float,
+        all_outputs: bool,
+    ) -> InferenceResponse:
+        """Run ``request`` on ``peer``; its breaker and link estimate learn from the call."""
+        path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"
+        parameters = {**(request.parameters or {}), PEER_PARAM: self.device_id}
+        update: dict[str, Any] = {"parameters": parameters}
+        if all_outputs:
+            update["outputs"] = None
+        body = request.model_copy(update=update)
+        peer.breaker = peer.breaker.on_attempt(time.time())
+        peer.inflight += 1
+        began = time.perf_counter()
+        try:
+            reply = await asyncio.wait_for(
+                self._http.post(
+                    peer.info.url.rstrip("/") + path,
+                    content=body.model_dump_json(exclude_none=True),
+                    headers={"Content-Type": "application/json"},
+                    timeout=timeout,
+                ),
+                timeout,
+            )
+            if reply.status_code >= 500 or reply.status_code == 404:
+                raise UpstreamFailed(f"HTTP {reply.status_code}")
+            if reply.status_code >= 400:
+                raise ApiError(reply.status_code, ErrorCode.INVALID_INPUT, reply.json()["error"])
+            response = InferenceResponse.model_validate_json(reply.content)
+        except (httpx.HTTPError, ValueError, UpstreamFailed, TimeoutError) as exc:
+            peer.breaker = peer.breaker.on_failure(time.time())
+            self.metrics.failures.labels("peer").inc()
+            raise UpstreamFailed(
+                f"peer {peer.info.device_id}: {type(exc).__name__}: {exc}"
+            ) from None
+        finally:
+            peer.inflight -= 1
+        total_ms = (time.perf_counter() - began) * 1000
+        peer.breaker = peer.breaker.on_success()
+        served = (response.parameters or {}).get("edge_service_ms")
+        service = float(served) if isinstance(served, int | float) else None
+        link = peer.links.get(name)
+        peer.links[name] = (link or LinkEstimate()).observe(n_bytes, total_ms, service_ms=service)
+        return response

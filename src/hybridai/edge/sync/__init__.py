@@ -1,0 +1,1 @@
+"""Moving the backlog to the cloud: the uploader, the batches' wire form, the sync window."""

@@ -1,0 +1,198 @@
+"""The sync uploader: moves the store's backlog to the cloud, one batch at a time, in order.
+
+Delivery is at-least-once on the wire: a batch is marked synced only after the sink returned
+the cloud's acknowledgement for that very sequence number; until then the same bytes are sent
+again (after a failure, a restart or a crash). The cloud makes it exactly-once in the lake.
+The sink hides the transport (HTTP client, simulator, test double).
+
+Data policies are applied here, on the way out: a batch is redacted (restricted fields dropped,
+personal ones pseudonymised or dropped) just before it is encoded, while the store keeps the
+original; a dataset restricted as a whole is never batched at all.
+
+Two gates thin links need: a bandwidth cap (a token bucket in bytes/s: a batch waits until
+the bucket allows it, so the average rate holds to the cap) and a time-of-day window outside
+which only high-priority streams sync (``hybridai.edge.sync.window``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Protocol
+
+from hybridai.edge.store.config import HIGH, LOW
+from hybridai.edge.store.edge_store import EdgeStore, PendingBatch, StoredRecord
+from hybridai.edge.sync.batches import EncodedBatch, encode_batch
+from hybridai.edge.sync.window import SyncWindow
+from hybridai.governance.policies import local_only, redact
+from hybridai.link.retry import Backoff
+from hybridai.link.token_bucket import TokenBucket
+from hybridai.protocol.policy import DataPolicy
+from hybridai.protocol.sync import BatchAck
+
+log = logging.getLogger(__name__)
+_DEFAULT_BACKOFF = Backoff()
+
+
+class SyncError(Exception):
+    """A transient failure to deliver a batch: retry later with the same bytes."""
+
+
+class BatchSink(Protocol):
+    async def put_batch(self, batch: EncodedBatch) -> BatchAck:
+        """Deliver one batch and return the cloud's ack; raise SyncError on any failure."""
+        ...
+
+
+class Uploader:
+    """Drains an ``EdgeStore`` into a ``BatchSink``, strictly in batch sequence."""
+
+    def __init__(
+        self,
+        store: EdgeStore,
+        sink: BatchSink,
+        device_id: str,
+        site: str,
+        *,
+        max_records: int = 5000,
+        backoff: Backoff = _DEFAULT_BACKOFF,
+        rng: random.Random | None = None,
+        policies: Callable[[], Mapping[str, DataPolicy]] = dict,
+        site_key: bytes | None = None,
+        bandwidth: Callable[[], float | None] = lambda: None,
+        window: Callable[[], SyncWindow | None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
+        self.store = store
+        self.sink = sink
+        self.device_id = device_id
+        self.site = site
+        self.max_records = max_records
+        self.backoff = backoff
+        self.rng = rng or random.Random()
+        self.policies = policies  # the current policies, per dataset (from the desired state)
+        self.site_key = site_key or secrets.token_bytes(32)  # keys pseudonyms; never leaves
+        self.last_error: str | None = None  # the most recent failure, kept for operators
+        self.consecutive_failures = 0
+        self.bandwidth = bandwidth  # the cap in bytes/s, or None (read before every batch)
+        self.window = window
+        self.clock = clock
+        self.sleep = sleep
+        self._bucket: TokenBucket | None = None
+        self.throughput = (0.0, 0.0)  # (bytes/s, records/s) over the last drain that sent
+        self.stream_throughput: dict[str, tuple[float, float]] = {}  # the same, per stream
+
+    async def _throttle(self, size: int) -> None:
+        rate = self.bandwidth()
+        if rate is None:
+            self._bucket = None
+            return
+        now = self.clock()
+        if self._bucket is None:
+            self._bucket = TokenBucket(rate, now=now)
+        elif self._bucket.rate != rate:
+            self._bucket.set_rate(rate, now)
+        delay = self._bucket.reserve(size, now)
+        if delay > 0:
+            await self.sleep(delay)
+
+    async def drain(self) -> int:
+        """Send batches until the backlog is empty; return how many were acknowledged.
+
+        Raises SyncError at the first failure, leaving that batch pending for the next try.
+        """
+        sent = sent_bytes = sent_records = 0
+        started = self.clock()
+        per_stream: dict[str, list[float]] = {}  # stream -> [bytes, records, seconds]
+        try:
+            while True:
+                batch_started = self.clock()
+                policies = dict(self.policies())
+                local = frozenset(d for d, p in policies.items() if local_only(p))
+                window = self.window()
+                closed = window is not None and not window.open_now(time.time())
+                pending = await asyncio.to_thread(
+                    self.store.next_batch,
+                    self.max_records,
+                    skip_streams=local,
+                    min_priority=HIGH if closed else LOW,
+                    max_wait_s=self.store.config.batch_max_wait_s,
+                )
+                if pending is None:
+                    break
+                if pending.stream in local:  # batched before its policy said restricted
+                    await asyncio.to_thread(self.store.withdraw_batch, pending.seq)
+                    continue
+                pending = self._redacted(pending, policies.get(pending.stream))
+                encoded = await asyncio.to_thread(encode_batch, pending, self.device_id, self.site)
+                await self._throttle(len(encoded.body))
+                ack = await self.sink.put_batch(encoded)
+                if ack.batch_seq != encoded.seq or ack.device_id != self.device_id:
+                    raise SyncError(
+                        f"ack for {ack.device_id}:{ack.batch_seq} answered batch "
+                        f"{self.device_id}:{encoded.seq}"
+                    )
+                await asyncio.to_thread(self.store.mark_synced, encoded.seq, len(encoded.body))
+                sent += 1
+                sent_bytes += len(encoded.body)
+                sent_records += encoded.records
+                tally = per_stream.setdefault(encoded.dataset, [0.0, 0.0, 0.0])
+                tally[0] += len(encoded.body)
+                tally[1] += encoded.records
+                tally[2] += self.clock() - batch_started
+        except SyncError as exc:
+            self.last_error = str(exc) or type(exc).__name__
+            self.consecutive_failures += 1
+            raise
+        self.consecutive_failures = 0
+        if sent:
+            elapsed = max(self.clock() - started, 1e-6)
+            self.throughput = (sent_bytes / elapsed, sent_records / elapsed)
+            for stream, (size, records, seconds) in per_stream.items():
+                seconds = max(seconds, 1e-6)  # the time its batches took: cut, send, ack
+                self.stream_throughput[stream] = (size / seconds, records / seconds)
+        return sent
+
+    def _redacted(self, batch: PendingBatch, policy: DataPolicy | None) -> PendingBatch:
+        if policy is None:
+            return batch
+        records = [
+            StoredRecord(r.local_id, r.ts, redact(policy, self.site_key, r.payload))
+            for r in batch.records
+        ]
+        return PendingBatch.of_records(batch.seq, batch.stream, records)
+
+    async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
+        """Drain until ``stop`` is set: poll every ``interval_s``, back off after failures.
+
+        Unexpected errors (a bug, a full disk) are logged and retried like transient ones, so
+        the loop outlives them; cancellation ends it.
+        """
+        attempt = 0
+        while not stop.is_set():
+            try:
+                await self.drain()
+            except SyncError as exc:
+                log.warning("sync failed (attempt %d): %s", attempt + 1, exc)
+            except Exception as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.consecutive_failures += 1
+                log.exception("sync failed unexpectedly (attempt %d)", attempt + 1)
+            else:
+                attempt = 0
+                await _wait(stop, interval_s)
+                continue
+            await _wait(stop, self.backoff.delay(attempt, self.rng))
+            attempt += 1
+
+
+async def _wait(stop: asyncio.Event, timeout_s: float) -> None:
+    """Sleep ``timeout_s`` or until ``stop`` is set, whichever comes first."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout_s)
