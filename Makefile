@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/ingest.py
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/lifecycle.py
+	$(BIN)/python bench/cascade.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/infer.py --quick
@@ -38,6 +39,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/ingest.py --quick
 	$(BIN)/python bench/dataplane.py --quick
 	$(BIN)/python bench/lifecycle.py --quick
+	$(BIN)/python bench/cascade.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
