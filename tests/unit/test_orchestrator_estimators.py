@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hybridai.orchestrator import EdgeEstimate, Estimate, LinkEstimate, Window
+from hybridai.orchestrator import EdgeEstimate, Estimate, Ewma, LinkEstimate, Window
 from hybridai.orchestrator.estimators import RTT_PROBE_BYTES
 
 
@@ -80,3 +80,10 @@ def test_link_quantile_prediction_uses_the_slow_tail():
         link = link.observe(n_bytes=10, total_ms=total, service_ms=0.0)
     assert link.predict_ms(10, quantile=1.0) == 80.0
     assert link.predict_ms(10, quantile=0.5) == 20.0
+
+
+def test_ewma_starts_at_the_first_sample_then_weighs_by_alpha():
+    e = Ewma(alpha=0.5)
+    assert e.value is None
+    e = e.update(10).update(20)
+    assert e.value == 15 and e.samples == 2

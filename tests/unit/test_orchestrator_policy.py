@@ -1,4 +1,3 @@
-import itertools
 from dataclasses import replace
 
 import pytest
@@ -8,18 +7,14 @@ from hypothesis import strategies as st
 from hybridai.orchestrator import (
     Candidate,
     Exclusion,
-    Hints,
     ModelPolicy,
     Placement,
     PolicyKind,
     Reason,
     RequestFacts,
     Requirements,
-    Snapshot,
     Tier,
-    decide,
     place,
-    two_tier,
 )
 from hybridai.orchestrator.candidates import incapable
 
@@ -486,19 +481,3 @@ def test_place_is_total_and_only_picks_capable_allowed_candidates(request_, cand
         assert d.target not in d.excluded or d.excluded[d.target] is Exclusion.OVERLOADED
     if d.escalate_to is not None:
         assert policy.kind is PolicyKind.CASCADE and d.escalate_to != d.target
-
-
-def test_place_agrees_with_decide_on_two_tiers():
-    for edge, cloud, dc, hint, budget, e_ms, c_ms in itertools.product(
-        [True, False],
-        [True, False],
-        ["public", "internal", "personal", "restricted"],
-        ["auto", "edge", "cloud"],
-        [None, 10.0, 100.0],
-        [None, 5.0, 50.0],
-        [None, 5.0, 50.0],
-    ):
-        hints = Hints(data_class=dc, placement=hint, latency_budget_ms=budget)
-        snapshot = Snapshot(edge, cloud, e_ms, c_ms)
-        v1, v2 = decide(hints, snapshot), place(*two_tier(hints, snapshot), ModelPolicy())
-        assert (v2.placement, v2.fallback, v2.degraded) == (v1.placement, v1.fallback, v1.degraded)

@@ -32,8 +32,8 @@ from hybridai.orchestrator.drift import (
     retraining_due,
 )
 from hybridai.orchestrator.estimators import EdgeEstimate, Estimate, Ewma, LinkEstimate, Window
-from hybridai.orchestrator.placement import Decision, Hints, Placement, Reason, Snapshot, decide
-from hybridai.orchestrator.policy import ModelPolicy, PolicyKind, RequestFacts, place, two_tier
+from hybridai.orchestrator.placement import Decision, Placement, Reason
+from hybridai.orchestrator.policy import ModelPolicy, PolicyKind, RequestFacts, place
 from hybridai.orchestrator.rollout import (
     DeviceReport,
     HealthGates,
@@ -78,7 +78,6 @@ __all__ = [
     "Exclusion",
     "HealthGates",
     "HeldOutSplit",
-    "Hints",
     "LinkEstimate",
     "Measure",
     "ModelNeeds",
@@ -98,7 +97,6 @@ __all__ = [
     "Selection",
     "Selector",
     "Skipped",
-    "Snapshot",
     "Step",
     "Tier",
     "ValidationSplit",
@@ -111,7 +109,6 @@ __all__ = [
     "bin_index",
     "cpt",
     "curve",
-    "decide",
     "escalate",
     "evaluate",
     "fit_quality",
@@ -125,7 +122,6 @@ __all__ = [
     "resume",
     "retraining_due",
     "select_targets",
-    "two_tier",
     "unknown_devices",
     "unmet",
     "wave_sizes",

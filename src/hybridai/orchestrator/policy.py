@@ -37,7 +37,7 @@ from hybridai.orchestrator.candidates import (
     ranked_latency,
 )
 from hybridai.orchestrator.cascade import CascadeRule
-from hybridai.orchestrator.placement import Decision, Hints, Placement, Reason, Snapshot
+from hybridai.orchestrator.placement import Decision, Placement, Reason
 
 DataClass = Literal["public", "internal", "personal", "restricted"]
 
@@ -249,31 +249,3 @@ def _latency(s: _Sorting, candidates: Sequence[Candidate], budget: float | None)
         reason = Reason.NO_CLOUD_ESTIMATE
     fallback = _on_site_fallback(s, chosen)
     return _decision(chosen, reason, s, candidates, budget, fallback=fallback, degraded=degraded)
-
-
-def two_tier(hints: Hints, snapshot: Snapshot) -> tuple[RequestFacts, list[Candidate]]:
-    """The v1 two-tier inputs of ``decide`` as ``place`` inputs (this edge, one cloud).
-
-    ``place(*two_tier(h, s), ModelPolicy())`` chooses the same placement as ``decide(h, s)``.
-    """
-    request = RequestFacts(
-        data_class=hints.data_class,
-        latency_budget_ms=hints.latency_budget_ms,
-        placement=hints.placement,
-    )
-    local = Candidate(
-        id="edge",
-        tier=Tier.LOCAL,
-        variant="edge" if snapshot.edge_model_ready else None,
-        loaded=snapshot.edge_model_ready,
-        predicted_ms=snapshot.edge_estimate_ms,
-    )
-    cloud = Candidate(
-        id="cloud",
-        tier=Tier.CLOUD,
-        variant="cloud",
-        loaded=True,
-        healthy=snapshot.cloud_reachable,
-        predicted_ms=snapshot.cloud_estimate_ms,
-    )
-    return request, [local, cloud]
