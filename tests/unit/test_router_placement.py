@@ -20,6 +20,7 @@ from _models import train_classifier_onnx
 from hybridai.edge.cloud_client import CloudClient
 from hybridai.edge.routing.backend import EdgeBackend
 from hybridai.edge.routing.hard_examples import STREAM
+from hybridai.edge.routing.peer_calls import PeerCalls
 from hybridai.edge.routing.placement_state import PlacementState
 from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.orchestrator import Breaker
@@ -74,11 +75,7 @@ class FakeCloud:
 
 
 def cloud_client(cloud: FakeCloud) -> CloudClient:
-    client = CloudClient("https://cloud.test", "edge-1")
-    client._http = httpx.AsyncClient(
-        base_url="https://cloud.test", transport=httpx.MockTransport(cloud)
-    )
-    return client
+    return CloudClient("https://cloud.test", "edge-1", transport=httpx.MockTransport(cloud))
 
 
 def backend(
@@ -90,6 +87,7 @@ def backend(
     store: EdgeStore | None = None,
     device_id: str = "edge-1",
     queue_budget: int | None = 16,
+    peer_transport: httpx.AsyncBaseTransport | None = None,
 ) -> EdgeBackend:
     desired = DesiredState(
         device_id=device_id,
@@ -123,6 +121,7 @@ def backend(
         probe_interval_s=3600.0,
         hard_examples=keep if store is not None else None,
         desired=lambda: desired,
+        peers=PeerCalls(device_id, transport=peer_transport),
     )
     edge._last_cloud_sample = time.monotonic()  # no background probes in these tests
     return edge
@@ -255,8 +254,13 @@ def test_a_gateway_without_the_model_hands_requests_to_its_site_peer() -> None:
     peer = SitePeer(
         device_id="server-1", kind="edge-server", url="http://server-1.lan", models={"pm": "1"}
     )
-    gateway = backend(cloud, with_model=False, peers=[peer], device_id="gw-1")
-    gateway._peer_calls._http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app))
+    gateway = backend(
+        cloud,
+        with_model=False,
+        peers=[peer],
+        device_id="gw-1",
+        peer_transport=httpx.ASGITransport(app=app),
+    )
     got = infer(gateway, request(data_class="restricted"))
     assert got["placement"] == "peer" and got["target"] == "server-1"
     assert got["reason"] == "restricted_data_stays_on_site"
@@ -270,12 +274,19 @@ def test_a_dead_peer_falls_back_to_the_cloud_only_when_allowed() -> None:
         raise httpx.ConnectError("no route", request=http_request)
 
     peer = SitePeer(device_id="server-1", kind="edge-server", url="http://x", models={"pm": "1"})
-    gateway = backend(cloud, with_model=False, peers=[peer], device_id="gw-1")
-    gateway._peer_calls._http = httpx.AsyncClient(transport=httpx.MockTransport(refuse))
+    gateway = backend(
+        cloud,
+        with_model=False,
+        peers=[peer],
+        device_id="gw-1",
+        peer_transport=httpx.MockTransport(refuse),
+    )
     with pytest.raises(ApiError) as error:
         infer(gateway, request(data_class="restricted"))
     assert error.value.status == 503
     assert not cloud.calls
+    failures = 'hybridai_edge_upstream_failures_total{upstream="peer"} 1.0'
+    assert failures in gateway.metrics.render().decode()
 
 
 def test_metrics_count_decisions_by_reason() -> None:

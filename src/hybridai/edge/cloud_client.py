@@ -35,18 +35,35 @@ class CloudClient:
     """Talks to the cloud over mTLS: ``tls`` verifies the cloud and presents the device cert.
 
     The agent swaps the certificate inside ``tls`` at enrollment and renewal; no bearer
-    secret is ever sent.
+    secret is ever sent. ``transport`` replaces the network (tests hand in
+    ``httpx.MockTransport`` or ``httpx.ASGITransport``); TLS is then the transport's business.
     """
 
-    def __init__(self, base_url: str, device_id: str, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        device_id: str,
+        tls: ssl.SSLContext | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.base_url = base_url
         self.device_id = device_id
         self._verify: ssl.SSLContext | bool = tls if tls is not None else True
-        self._http = async_client(base_url, verify=self._verify)
+        self._transport = transport
+        self._http = self._client()
+
+    def _client(self) -> httpx.AsyncClient:
+        return async_client(self.base_url, verify=self._verify, transport=self._transport)
 
     async def reconnect(self) -> None:
-        """Drop pooled connections: they were opened without the certificate just obtained."""
-        old, self._http = self._http, async_client(self.base_url, verify=self._verify)
+        """Drop pooled connections: they were opened without the certificate just obtained.
+
+        An injected transport holds no connections of ours: it is kept as it is.
+        """
+        if self._transport is not None:
+            return
+        old, self._http = self._http, self._client()
         await old.aclose()
 
     async def aclose(self) -> None:

@@ -78,10 +78,20 @@ def async_client(
     token: str | None = None,
     timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
     verify: ssl.SSLContext | bool = True,
+    transport: httpx.AsyncBaseTransport | None = None,
 ) -> httpx.AsyncClient:
-    """A client; ``verify`` is a context from ``link.tls.client_context`` for the platform CA."""
+    """A client; ``verify`` is a context from ``link.tls.client_context`` for the platform CA.
+
+    ``transport`` replaces the network (httpx's own seam): ``httpx.MockTransport(handler)`` or
+    ``httpx.ASGITransport(app)`` in tests, a simulated link in the simulator.
+    """
     return httpx.AsyncClient(
-        base_url=base_url, headers=_headers(token), timeout=timeout, limits=_limits(), verify=verify
+        base_url=base_url,
+        headers=_headers(token),
+        timeout=timeout,
+        limits=_limits(),
+        verify=verify,
+        transport=transport,
     )
 
 
@@ -91,9 +101,15 @@ def client(
     token: str | None = None,
     timeout: httpx.Timeout | float = DEFAULT_TIMEOUT,
     verify: ssl.SSLContext | bool = True,
+    transport: httpx.BaseTransport | None = None,
 ) -> httpx.Client:
     return httpx.Client(
-        base_url=base_url, headers=_headers(token), timeout=timeout, limits=_limits(), verify=verify
+        base_url=base_url,
+        headers=_headers(token),
+        timeout=timeout,
+        limits=_limits(),
+        verify=verify,
+        transport=transport,
     )
 
 

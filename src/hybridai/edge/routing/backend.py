@@ -21,12 +21,13 @@ from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
 from hybridai import __version__
-from hybridai.edge.cloud_client import CloudClient, CloudUnavailable
+from hybridai.edge.cloud_client import CloudUnavailable
 from hybridai.edge.routing.hard_examples import HardExampleSink, hard_example
 from hybridai.edge.routing.metrics import RouterMetrics
 from hybridai.edge.routing.model_health import ModelHealthTracker
 from hybridai.edge.routing.peer_calls import PEER_PARAM, PeerCalls, UpstreamFailed
 from hybridai.edge.routing.placement_state import CLOUD_ID, CloudLink, PlacementState
+from hybridai.edge.routing.upstreams import CloudInference, PeerInference
 from hybridai.orchestrator import (
     Decision,
     Placement,
@@ -64,12 +65,16 @@ def _output(response: InferenceResponse, name: str | None) -> Any:
 
 
 class EdgeBackend:
-    """An ``InferenceBackend`` that places each request on this node, a site peer or the cloud."""
+    """An ``InferenceBackend`` that places each request on this node, a site peer or the cloud.
+
+    It reaches the cloud and its site peers through two small interfaces (``upstreams``):
+    ``peers`` defaults to ``PeerCalls`` over HTTP.
+    """
 
     def __init__(
         self,
         repository: ModelRepository,
-        cloud: CloudClient,
+        cloud: CloudInference,
         link: CloudLink,
         device_id: str,
         cloud_timeout_s: float = 2.0,
@@ -79,6 +84,7 @@ class EdgeBackend:
         probe_interval_s: float = 2.0,
         hard_examples: HardExampleSink | None = None,
         desired: Callable[[], DesiredState | None] | None = None,
+        peers: PeerInference | None = None,
     ) -> None:
         self.repository = repository
         self.cloud = cloud
@@ -95,7 +101,7 @@ class EdgeBackend:
         self.on_served: ServedHook | None = None
         self.metrics = RouterMetrics()
         self.health = ModelHealthTracker()  # per version: what rollout health gates read
-        self._peer_calls = PeerCalls(device_id, self.metrics)
+        self._peer_calls: PeerInference = peers if peers is not None else PeerCalls(device_id)
         self._last_cloud_sample = 0.0
         self._probe: asyncio.Task[None] | None = None
 
@@ -292,9 +298,13 @@ class EdgeBackend:
         if peer is None:
             raise UpstreamFailed(f"peer {peer_id} left the site")
         timeout = self._timeout(deadline)
-        return await self._peer_calls.infer(
-            peer, name, version, request, n_bytes, timeout, all_outputs
-        )
+        try:
+            return await self._peer_calls.infer(
+                peer, name, version, request, n_bytes, timeout, all_outputs
+            )
+        except UpstreamFailed:
+            self.metrics.failures.labels("peer").inc()
+            raise
 
     async def _for_peer(
         self,

@@ -14,7 +14,6 @@ from typing import Any
 
 import httpx
 
-from hybridai.edge.routing.metrics import RouterMetrics
 from hybridai.edge.routing.placement_state import PeerState
 from hybridai.link.transport import async_client
 from hybridai.orchestrator import LinkEstimate
@@ -37,12 +36,17 @@ class UpstreamFailed(Exception):
 
 
 class PeerCalls:
-    """The one HTTP client this edge uses for its site peers."""
+    """The one HTTP client this edge uses for its site peers (a ``PeerInference``).
 
-    def __init__(self, device_id: str, metrics: RouterMetrics) -> None:
+    ``transport`` replaces the network: ``httpx.ASGITransport(peer_app)`` runs a peer in
+    process, ``httpx.MockTransport(handler)`` plays a failing one.
+    """
+
+    def __init__(
+        self, device_id: str, *, transport: httpx.AsyncBaseTransport | None = None
+    ) -> None:
         self.device_id = device_id
-        self.metrics = metrics
-        self._http = async_client("http://peer.invalid")
+        self._http = async_client("http://peer.invalid", transport=transport)
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -84,7 +88,6 @@ class PeerCalls:
             response = InferenceResponse.model_validate_json(reply.content)
         except (httpx.HTTPError, ValueError, UpstreamFailed, TimeoutError) as exc:
             peer.breaker = peer.breaker.on_failure(time.time())
-            self.metrics.failures.labels("peer").inc()
             raise UpstreamFailed(
                 f"peer {peer.info.device_id}: {type(exc).__name__}: {exc}"
             ) from None
