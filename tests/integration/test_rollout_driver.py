@@ -38,16 +38,7 @@ DEVICES = ("d1", "d2", "d3")
 def fleet_db(db: Session, tmp_path: Path, classifier_onnx: bytes) -> Session:
     """Three devices on two sites, model pm v1 deployed, v2 and v3 registered."""
     for device, site in zip(DEVICES, ("north", "north", "south"), strict=True):
-        token = fleet.create_enrollment_token(db, site, device, 600, NOW)
-        request = EnrollRequest(
-            token=token.token,
-            device_id=device,
-            kind="edge-server",
-            capabilities=Capabilities(cores=2, memory_mb=2048),
-            agent_version="t",
-            csr=pki.device_csr(pki.new_key(), device),
-        )
-        fleet.enroll(db, request, NOW, AUTHORITY)
+        _enroll(db, device, site)
     blobs = LocalBlobStore(tmp_path / "blobs")
     for i in range(3):
         metrics = {"edge": {"accuracy": 0.8 + i / 100}}
@@ -56,6 +47,19 @@ def fleet_db(db: Session, tmp_path: Path, classifier_onnx: bytes) -> Session:
         )
     registry.set_deployment(db, "pm", "1", "t", NOW)
     return db
+
+
+def _enroll(db: Session, device: str, site: str) -> None:
+    token = fleet.create_enrollment_token(db, site, device, 600, NOW)
+    request = EnrollRequest(
+        token=token.token,
+        device_id=device,
+        kind="edge-server",
+        capabilities=Capabilities(cores=2, memory_mb=2048),
+        agent_version="t",
+        csr=pki.device_csr(pki.new_key(), device),
+    )
+    fleet.enroll(db, request, NOW, AUTHORITY)
 
 
 def _runs(db: Session, device: str) -> str:
@@ -123,9 +127,35 @@ def test_a_refused_version_aborts_rolls_back_and_does_not_block_the_next(
     assert second.devices == ["d3"] and [_runs(db, d) for d in DEVICES] == ["1", "1", "2"]
     _report(db, "d3", "2", NOW + 4)
     assert rollout.tick(db, NOW + 4)[0].status == "succeeded"
-    # a site's rollout keeps its pins; the fleet's deployment is unchanged
-    assert registry.get_deployments(db)[0].version == "1"
+    # the finished rollout is the deployment now; the devices outside its target keep v1
+    assert registry.get_deployments(db)[0].version == "2"
     assert [_runs(db, d) for d in DEVICES] == ["1", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    "target",
+    [RolloutTarget(sites=["south"]), RolloutTarget(devices=list(DEVICES))],
+    ids=["a-site", "every-device-by-name"],
+)
+def test_a_finished_rollout_of_any_target_is_what_new_devices_get_and_the_next_starts_from(
+    fleet_db: Session, target: RolloutTarget
+) -> None:
+    db = fleet_db
+    done = rollout.start(db, _request(target=target, canary_share=1.0), "op", NOW + 1)
+    for device in done.devices:
+        _report(db, device, "2", NOW + 2)
+    assert rollout.tick(db, NOW + 2)[0].status == "succeeded"
+
+    models = registry.list_models(db)[0]
+    assert models.deployed_version == "2" and models.stages["2"] == "production"
+    assert models.stages["1"] == "archived"
+    _enroll(db, "late", "north")
+    assert _runs(db, "late") == "2"  # enrolled after the rollout: the new version
+    outside = [d for d in DEVICES if d not in done.devices]
+    assert [_runs(db, d) for d in outside] == ["1"] * len(outside)  # untouched: unchanged
+
+    following = rollout.start(db, _request(version="3"), "op", NOW + 3)
+    assert (following.from_version, following.to_version) == ("2", "3")
 
 
 def test_silent_devices_time_out_and_pause_resume_abort(fleet_db: Session) -> None:

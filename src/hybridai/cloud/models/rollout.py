@@ -5,14 +5,16 @@ only reads the reports the devices sent, stores the new state and makes desired 
 it through per-device pins (``DeviceModelPinRow``, read by ``desired_state.desired_state``): the
 devices of the current waves are pinned to the new version, every other device runs the
 fleet's deployment. An abort removes the pins (restoring any a previous rollout had set), so
-every device goes back to the version it ran. A succeeded rollout of the whole fleet becomes
-the fleet's deployment. At most one rollout per model is active; a finished or aborted one
-never blocks the next.
+every device goes back to the version it ran. A succeeded rollout, whatever its target,
+becomes the deployment (registry stage ``production``): devices enrolled afterwards get its
+version and the next rollout starts from it. Devices it did not update keep what they ran: the
+ones on the old deployment are pinned to it first. At most one rollout per model is active; a
+finished or aborted one never blocks the next.
 
 Devices of the target whose recorded capabilities rule the version out (the policy's needs,
 or too little memory for its artifact) are skipped at the start, with the reason, rather than
-left to time out in a wave; they keep the version they run, even once a whole-fleet rollout
-becomes the deployment (they are pinned to it then).
+left to time out in a wave; like the devices outside the target they keep the version they
+run once the rollout becomes the deployment.
 """
 
 from __future__ import annotations
@@ -227,15 +229,12 @@ def _store(
                 pin.version, pin.rollout_id, pin.updated_at = previous[device], None, now
             else:
                 session.delete(pin)
-    if (
-        state.status == "succeeded"
-        and RolloutRequest.model_validate(row.plan["request"]).target.everything()
-    ):
+    if state.status == "succeeded":
         _promote(session, row, plan, now)
 
 
 def _promote(session: Session, row: RolloutRow, plan: RolloutPlan, now: float) -> None:
-    """A whole-fleet rollout that succeeded becomes the deployment; its pins are then moot."""
+    """A rollout that succeeded becomes the deployment; its own pins are then moot."""
     deployment = session.get(DeploymentRow, plan.model)
     policy = (
         None
@@ -248,34 +247,39 @@ def _promote(session: Session, row: RolloutRow, plan: RolloutPlan, now: float) -
             DeviceModelPinRow.name == plan.model, DeviceModelPinRow.rollout_id == row.rollout_id
         )
     )
-    _keep_skipped(session, row, plan, now)
+    _keep_others(session, row, plan, now)
     session.commit()
     registry.set_deployment(
         session, plan.model, plan.to_version, f"rollout {row.rollout_id}", now, policy=policy
     )
 
 
-def _keep_skipped(session: Session, row: RolloutRow, plan: RolloutPlan, now: float) -> None:
-    """Pin the skipped devices that run the old version to it, before it stops being deployed.
+def _keep_others(session: Session, row: RolloutRow, plan: RolloutPlan, now: float) -> None:
+    """Pin the devices the rollout did not update to what they run, before the deployment moves.
 
-    A device the model's policy rules out altogether runs no version of it, so needs no pin;
-    one that holds a pin already (an earlier rollout's) keeps that one.
+    Those are the skipped devices and every device outside the target. A device the model's
+    policy rules out altogether runs no version of it, so needs no pin; one that holds a pin
+    already (an earlier rollout's) keeps that one.
     """
     deployment = session.get(DeploymentRow, plan.model)
-    needs = targets.policy_needs(None if deployment is None else deployment.policy)
-    for skipped in row.plan.get("skipped", []):
-        device = session.get(DeviceRow, skipped["device_id"])
-        if device is None:
-            continue
-        pinned = session.get(DeviceModelPinRow, (device.device_id, plan.model))
-        if pinned is not None:
+    if deployment is None:
+        return
+    needs = targets.policy_needs(deployment.policy)
+    updated = set(plan.devices)
+    pinned = set(
+        session.scalars(
+            select(DeviceModelPinRow.device_id).where(DeviceModelPinRow.name == plan.model)
+        )
+    )
+    for device in session.scalars(select(DeviceRow).order_by(DeviceRow.device_id)):
+        if device.device_id in updated or device.device_id in pinned:
             continue
         if unmet(needs, targets.device_facts(device)) is None:
             session.add(
                 DeviceModelPinRow(
                     device_id=device.device_id,
                     name=plan.model,
-                    version=int(plan.from_version),
+                    version=deployment.version,
                     rollout_id=row.rollout_id,
                     updated_at=now,
                 )
