@@ -141,6 +141,7 @@ def test_compliance_report_names_every_control(fleet: LocalFleet) -> None:
     assert set(controls) == {
         "tls_version",
         "mfa_privileged",
+        "bootstrap_token",
         "audit_chain",
         "certificates_expiry",
         "devices_seen",

@@ -54,3 +54,17 @@ def revoke(
     """Revoke an API token: refused from the next request on (admin)."""
     data = call(cloud, token, "DELETE", f"/api/v1/api-tokens/{token_id}")
     out.print(f"revoked {data['token_id']} ({data['name']})")
+
+
+@app.command("revoke-bootstrap")
+def revoke_bootstrap(cloud: CloudOpt = DEFAULT_CLOUD, token: TokenOpt = None) -> None:
+    """Revoke the bootstrap admin token (DATA_DIR/admin.token) for good (admin).
+
+    Do it once an admin with MFA can log in (refused before, as it would lock every admin out);
+    the compliance report fails until it is done. Later commands need that admin's login.
+    """
+    data = call(cloud, token, "POST", "/api/v1/api-tokens/bootstrap/revoke")
+    if data["revoked"]:
+        out.print("revoked the bootstrap admin token; admins log in with `hybridai login`")
+    else:
+        out.print("the bootstrap admin token was already revoked")

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hybridai.cloud.context import Cloud
+from hybridai.cloud.people import bootstrap
 from hybridai.link.signing import SignatureInvalid, public_key_text, verify_artifact
 from hybridai.protocol.compliance import ComplianceReport, ControlResult, ControlStatus
 from hybridai.storage import tables
@@ -109,6 +110,23 @@ def mfa_privileged(cloud: Cloud, session: Session, now: float) -> Outcome:
     if without:
         return "fail", f"{len(without)} privileged user(s) without MFA: {_names(without)}"
     return "pass", f"{len(active)} active privileged user(s), all with MFA"
+
+
+@control("bootstrap_token", "The bootstrap admin token is revoked once an admin has MFA")
+def bootstrap_token(cloud: Cloud, session: Session, now: float) -> Outcome:
+    if not bootstrap.active(session):
+        return "pass", "the bootstrap admin token is revoked"
+    admins = bootstrap.mfa_admins(session)
+    if admins:
+        return "fail", (
+            f"the bootstrap admin token (DATA_DIR/admin.token, no MFA) is still valid although "
+            f"{len(admins)} admin(s) with MFA exist ({_names(admins)}): revoke it with "
+            "`hybridai token revoke-bootstrap`"
+        )
+    return "pass", (
+        "the bootstrap admin token is valid and still needed: no admin has MFA yet (revoke it "
+        "with `hybridai token revoke-bootstrap` once one has)"
+    )
 
 
 @control("audit_chain", "Audit log hash chain is intact")

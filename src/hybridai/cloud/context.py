@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hybridai.cloud.data.lake import Lake
 from hybridai.cloud.devices import fleet
 from hybridai.cloud.devices.certificates import DeviceAuthority
+from hybridai.cloud.people import bootstrap
 from hybridai.cloud.settings import CloudSettings
 from hybridai.link.pki import init_cloud_pki
 from hybridai.link.signing import load_or_create_key
@@ -84,13 +85,16 @@ def open_cloud(settings: CloudSettings) -> Cloud:
 def bootstrap_admin_token(cloud: Cloud) -> None:
     """Write a first admin API token to DATA_DIR/admin.token (mode 0600) unless one exists.
 
-    The token is shown only through that file; the store keeps its hash.
+    The token is shown only through that file; the store keeps its hash. Once revoked
+    (``hybridai token revoke-bootstrap``) none is minted again.
     """
     path = cloud.settings.admin_token_path
     if path.exists():
         return
     with cloud.session() as session:
-        token = fleet.create_api_token(session, "bootstrap-admin", "admin", time.time())
+        if bootstrap.ever_revoked(session):
+            return
+        token = fleet.create_api_token(session, bootstrap.NAME, "admin", time.time())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(token + "\n")

@@ -78,6 +78,12 @@ class ApiTokenCreated(ApiTokenInfo):
     token: str = Field(description="Shown once; the cloud keeps only its hash.")
 
 
+class BootstrapRevoked(BaseModel):
+    """The answer to revoking the bootstrap admin token (DATA_DIR/admin.token)."""
+
+    revoked: int = Field(description="Bootstrap tokens that were still valid; 0: already done.")
+
+
 class AuditEntry(BaseModel):
     seq: int
     ts: float

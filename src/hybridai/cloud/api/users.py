@@ -8,13 +8,14 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from hybridai.cloud.auth import Principal, cloud_of, principal, require
-from hybridai.cloud.people import users
+from hybridai.cloud.people import bootstrap, users
 from hybridai.governance.throttle import LoginThrottle
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.people import (
     ApiTokenCreated,
     ApiTokenInfo,
     ApiTokenRequest,
+    BootstrapRevoked,
     LoginRequest,
     LoginResponse,
     MfaCode,
@@ -151,6 +152,16 @@ def list_api_tokens(request: Request) -> list[ApiTokenInfo]:
     require(request, "admin")
     with cloud_of(request).session() as session:
         return users.list_api_tokens(session)
+
+
+@router.post("/api-tokens/bootstrap/revoke")
+def revoke_bootstrap_token(request: Request) -> BootstrapRevoked:
+    """Revoke the bootstrap admin token for good, once an admin with MFA exists (409 before)."""
+    require(request, "admin")
+    request.state.audit_target = f"token={bootstrap.NAME}"
+    cloud = cloud_of(request)
+    with cloud.session() as session:
+        return BootstrapRevoked(revoked=bootstrap.revoke(session, cloud.settings.admin_token_path))
 
 
 @router.delete("/api-tokens/{token_id}")
