@@ -2,19 +2,29 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
+from hybridai.cli import _api
+from hybridai.cli.main import app as cli
+from hybridai.cloud.app import create_app
+from hybridai.cloud.context import open_cloud
 from hybridai.cloud.data.lake import Lake
 from hybridai.cloud.devices.desired_state import desired_state
 from hybridai.cloud.models import registry
 from hybridai.cloud.pipelines import calibration
 from hybridai.cloud.pipelines.training import train
+from hybridai.cloud.settings import CloudSettings
 from hybridai.demo.simulator import Plant, pm_training_spec
 from hybridai.protocol.errors import ApiError
 from hybridai.protocol.placement import CalibrationRequest, PlacementPolicy
@@ -106,3 +116,65 @@ def test_calibration_refuses_two_targets_and_uploaded_versions(
         calibration.calibrate(
             db, blobs, lake, "pm", uploaded.version, CalibrationRequest(target_cloud_share=0.2)
         )
+
+
+def test_cli_labels_validation_and_test_figures_apart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cloud = open_cloud(CloudSettings(data_dir=tmp_path / "cloud", rollout_tick_s=3600))
+    try:
+        fill(cloud.lake, 450)
+        result = train(cloud.lake, pm_training_spec(seed=0))
+        with cloud.session() as session:
+            info = registry.register_version(
+                session,
+                cloud.blobs,
+                "pm",
+                result.artifacts,
+                result.metrics,
+                result.lineage,
+                "a",
+                NOW,
+            )
+        with TestClient(create_app(cloud)) as api:
+
+            @contextlib.contextmanager
+            def in_process(base_url: str, *, token: str | None = None, **_: Any) -> Iterator[Any]:
+                api.headers.clear()
+                if token:
+                    api.headers["Authorization"] = f"Bearer {token}"
+                yield api
+
+            monkeypatch.setattr(_api, "client", in_process)
+            monkeypatch.setenv(
+                "HYBRIDAI_TOKEN", cloud.settings.admin_token_path.read_text().strip()
+            )
+            monkeypatch.setenv("HYBRIDAI_CONFIG_DIR", str(tmp_path / "config"))
+            monkeypatch.setenv("COLUMNS", "200")
+            args = [
+                "model",
+                "calibrate",
+                "pm",
+                "--version",
+                info.version,
+                "--target-cloud-share",
+                "0.2",
+            ]
+            shown = CliRunner().invoke(cli, args)
+            as_json = CliRunner().invoke(cli, [*args, "--json"])
+    finally:
+        cloud.close()
+    assert shown.exit_code == 0, shown.output
+    lines = shown.output.splitlines()
+    title = " ".join(shown.output.split())  # the table title wraps
+    assert "accuracy vs cloud share on the VALIDATION split" in title, shown.output
+    [val_row] = [line for line in lines if "fitted here" in line]
+    [test_row] = [line for line in lines if "held out" in line]
+    assert any(line.startswith("validation split only: edge alone") for line in lines)
+    report = json.loads(as_json.output)
+    val, test = report["validation"], report["test"]
+    assert (val["rows"] > 0 and test["rows"] > 0 and val["rows"] != test["rows"]) or val != test
+    assert {"edge_alone_accuracy", "cloud_alone_accuracy", "cpt50", "apgr", "curve"} <= set(val)
+    assert set(test) == {"role", "rows", "cloud_share", "accuracy"}  # nothing fitted passes as test
+    assert "fitted" in val["role"] and "held out" in test["role"]
+    assert f"{val['accuracy']:.4f}" in val_row and f"{test['accuracy']:.4f}" in test_row

@@ -23,6 +23,7 @@ from hybridai.cli._api import (
     out,
     print_json,
 )
+from hybridai.cli._calibration import by_split, print_calibration
 
 app = typer.Typer(help="Train, register and deploy models.", no_args_is_help=True)
 
@@ -235,7 +236,11 @@ def calibrate(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit the cascade threshold on the validation split and store it with the version."""
+    """Fit the cascade threshold on the validation split and store it with the version.
+
+    Shows the validation split's curve (where the threshold is fitted) and the threshold's
+    cloud share and accuracy on each split, labelled; only the test split is held out.
+    """
     if (target_cloud_share is None) == (target_accuracy is None):
         raise fail("give exactly one of --target-cloud-share or --target-accuracy")
     version = version or _version_to_calibrate(cloud, token, name)
@@ -248,40 +253,9 @@ def calibrate(
         cloud, token, "POST", f"/api/v1/models/{name}/versions/{version}/calibration", json=body
     )
     if as_json:
-        print_json(report)
+        print_json(by_split(report))
         return
-    print_calibration(report)
-
-
-def print_calibration(report: dict[str, Any]) -> None:
-    table = Table(title=f"{report['model']} v{report['version']}: quality vs cloud share")
-    for col in ("cloud share", "accuracy", "gap recovered", "threshold"):
-        table.add_column(col, justify="right")
-    gap = report["cloud_quality"] - report["edge_quality"]
-    for point in report["curve"][:: max(1, len(report["curve"]) // 20)] + report["curve"][-1:]:
-        recovered = (point["quality"] - report["edge_quality"]) / gap if gap > 0 else float("nan")
-        table.add_row(
-            f"{point['cloud_share']:.3f}",
-            f"{point['quality']:.4f}",
-            f"{recovered:.2f}",
-            f"{point['threshold']:.4f}",
-        )
-    out.print(table)
-    val, test = report["validation"], report["test"]
-    out.print(
-        f"threshold {report['threshold']:.4f} ({report['measure']}): validation share "
-        f"{val['cloud_share']:.3f}, accuracy {val['quality']:.4f}; test share "
-        f"{test['cloud_share']:.3f}, accuracy {test['quality']:.4f}"
-        + ("" if report["met"] else " (target accuracy NOT reachable: best point chosen)")
-    )
-    out.print(
-        f"edge alone {report['edge_quality']:.4f}, cloud alone {report['cloud_quality']:.4f}, "
-        f"CPT(50%) {report['cpt50']}, CPT(80%) {report['cpt80']}, APGR {report['apgr']}"
-    )
-    out.print(
-        f"deploy it with: hybridai model deploy {report['model']} {report['version']} "
-        "--policy cascade"
-    )
+    print_calibration(out, report)
 
 
 def _stage(name: str, version: str, stage: str, cloud: str, token: str | None) -> None:
