@@ -50,6 +50,7 @@ TABLES = {
     "device_model_pins",
     "retraining_policies",
     "stream_schemas",
+    "site_keys",
 }
 
 

@@ -2,8 +2,9 @@
 
 Identity comes from a secret the caller proves, never from a header a client can set freely.
 A device's identity is the client certificate its TLS handshake verified, handed over by the
-server as the ASGI TLS extension; the cloud checks its serial on every request (issued here,
-unexpired, unrevoked). Device calls may touch only the device's own resources.
+server as the ASGI TLS extension; the cloud checks it on every request (its serial issued
+here for the key it carries, unexpired, unrevoked). Device calls may touch only the device's
+own resources.
 """
 
 from __future__ import annotations
@@ -81,8 +82,12 @@ def _device_principal(request: Request) -> Principal | None:
     cert = _client_certificate(request)
     if cert is None:
         return None
-    with cloud_of(request).session() as session:
-        device_id = certificates.authenticate(session, cert, time.time())
+    try:
+        with cloud_of(request).session() as session:
+            device_id = certificates.authenticate(session, cert, time.time())
+    except ApiError:  # audited (401): name whom the certificate claimed to be
+        request.state.audit_actor = f"certificate {cert.subject.rfc4514_string()}"
+        raise
     return Principal("device", device_id, "device")
 
 

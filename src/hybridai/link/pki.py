@@ -10,6 +10,7 @@ handshake on the smallest gateway.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -100,6 +101,18 @@ def load_cert(pem: str | bytes) -> x509.Certificate:
 
 def serial_hex(cert: x509.Certificate) -> str:
     return f"{cert.serial_number:x}"
+
+
+def public_key_sha256(cert: x509.Certificate) -> str:
+    """sha256 (hex) of the certificate's SubjectPublicKeyInfo: what an identity is bound to.
+
+    A device keeps its key across renewals, so this stays put while serials change; a
+    certificate that names a device but carries another key is somebody else.
+    """
+    spki = cert.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return hashlib.sha256(spki).hexdigest()
 
 
 def not_after(cert: x509.Certificate) -> float:
@@ -237,7 +250,12 @@ def sign_device(
     now: float,
     life_s: float,
 ) -> x509.Certificate:
-    """Sign a device's CSR into a client certificate for ``device_id``, valid ``life_s``."""
+    """Sign a device's CSR into a certificate for ``device_id``, valid ``life_s``.
+
+    It authenticates the device as a client (to the cloud, to its site peers) and as a server
+    (its peer listener); the SAN is a URI, not a host name, so peers check the device id and
+    key, never a host name.
+    """
     named = csr_device_id(csr_pem)
     if named != device_id:
         raise PkiError(f"the CSR names device {named!r}, not {device_id!r}")
@@ -249,7 +267,13 @@ def sign_device(
         _builder(subject, ca.subject, public_key, now, life_s)
         .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(_leaf_usage(), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+        .add_extension(
+            # server too: a device serves its site peers over mTLS with the same identity
+            x509.ExtendedKeyUsage(
+                [ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH]
+            ),
+            critical=False,
+        )
         .add_extension(x509.SubjectAlternativeName(san), critical=False)
         .add_extension(_aki(ca), critical=False)
         .sign(ca_key, hashes.SHA256())

@@ -78,6 +78,28 @@ class DeviceCertificateRow(Base):
     not_after: Mapped[float] = mapped_column(Double)
     issued_at: Mapped[float] = mapped_column(Double)
     revoked_at: Mapped[float | None] = mapped_column(Double)
+    # sha256 of the certificate's SubjectPublicKeyInfo (migration 0013): a certificate with
+    # this serial but another key is refused. None: issued before 0013, bound on first use.
+    public_key_sha256: Mapped[str | None] = mapped_column(String(HASH_LENGTH))
+
+
+class SiteKeyRow(Base):
+    """An API key for a site's LAN clients (sensors, apps), migration 0013.
+
+    Only the sha256 of the key is kept; the site's edges receive that hash in their desired
+    state and check keys offline. ``roles`` is a subset of ingest, infer, read.
+    """
+
+    __tablename__ = "site_keys"
+
+    key_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    site: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    key_hash: Mapped[str] = mapped_column(String(HASH_LENGTH), unique=True)
+    created_at: Mapped[float] = mapped_column(Double)
+    created_by: Mapped[str] = mapped_column(String(200))
+    revoked_at: Mapped[float | None] = mapped_column(Double)
 
 
 class EnrollmentTokenRow(Base):

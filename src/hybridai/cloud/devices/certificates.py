@@ -1,13 +1,16 @@
 """Device certificates: issue from a CSR, renew, revoke, and check on every request.
 
 The handshake proves that a certificate chains to the platform CA and is in date; this module
-adds what a handshake cannot know: that the cloud issued that serial to that device, and that
-neither the certificate nor the device has been revoked since. It runs on every request, so
-a revocation takes effect on the device's next call, whatever connection it reuses.
+adds what a handshake cannot know: that the cloud issued that serial to that device, for the
+public key it carries now (recorded at enrollment and each renewal: a serial is public, a key
+is proof), and that neither the certificate nor the device has been revoked since. It runs on
+every request, so a revocation takes effect on the device's next call, whatever connection it
+reuses.
 """
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,6 +76,7 @@ def issue(
             not_after=pki.not_after(cert),
             issued_at=now,
             revoked_at=None,
+            public_key_sha256=pki.public_key_sha256(cert),
         )
     )
     return cert
@@ -110,6 +114,14 @@ def authenticate(session: Session, cert: x509.Certificate, now: float) -> str:
     row = session.get(DeviceCertificateRow, pki.serial_hex(cert))
     if row is None or row.device_id != device_id:
         raise _rejected("was not issued by this cloud for this device", device_id)
+    key = pki.public_key_sha256(cert)
+    if row.public_key_sha256 is None:  # issued before keys were recorded: bind on first use
+        row.public_key_sha256 = key
+        session.commit()
+    elif not hmac.compare_digest(row.public_key_sha256, key):
+        raise _rejected(
+            "carries another public key than the one the cloud issued it for", device_id
+        )
     if row.revoked_at is not None:
         raise _rejected("has been revoked", device_id)
     if row.not_after <= now:
