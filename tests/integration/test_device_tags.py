@@ -212,7 +212,7 @@ def _report(api: TestClient, admin: dict[str, str], device: str, version: str) -
         "agent_version": "t",
         "uptime_s": 1,
         "models": [{"name": "pm", "version": version, "variant": "edge", "state": "ready"}],
-        "model_health": [{"name": "pm", "version": version, "requests": 5}],
+        "model_health": [{"name": "pm", "version": version, "requests": 20}],
     }
     posted = api.post(f"/api/v1/devices/{device}/status", json=report, headers=admin)
     assert posted.status_code == 204, posted.text

@@ -66,11 +66,18 @@ def _runs(db: Session, device: str) -> str:
     return desired_state(db, device, {}).models[0].version
 
 
-def _report(db: Session, device: str, version: str, at: float, failed: str | None = None) -> None:
+def _report(
+    db: Session,
+    device: str,
+    version: str,
+    at: float,
+    failed: str | None = None,
+    requests: int = 20,
+) -> None:
     loaded = LoadedModel(
         name="pm", version=version, variant="edge", state="ready", failed_version=failed
     )
-    health = [ModelHealth(name="pm", version=version, requests=5)]
+    health = [ModelHealth(name="pm", version=version, requests=requests)]
     report = StatusReport(
         device_id=device, agent_version="t", uptime_s=1, models=[loaded], model_health=health
     )
@@ -176,6 +183,39 @@ def test_silent_devices_time_out_and_pause_resume_abort(fleet_db: Session) -> No
     r2 = rollout.start(db, _request(), "op", NOW + 10)
     assert rollout.control(db, r2.rollout_id, "abort", "op", NOW + 11).status == "aborted"
     assert [_runs(db, d) for d in DEVICES] == ["1", "1", "1"]
+
+
+def test_an_idle_canary_waits_for_traffic_and_is_held_not_promoted(fleet_db: Session) -> None:
+    db = fleet_db
+    r = rollout.start(db, _request(traffic_timeout_s=60), "op", NOW)
+    _report(db, "d1", "2", NOW + 1, requests=3)
+
+    waiting = rollout.tick(db, NOW + 1)[0]
+    assert (waiting.status, waiting.step) == ("running", 1)
+    assert waiting.reason == "waiting for traffic: d1 3/20 requests"
+    assert waiting.verdicts[0].reason == "waiting for traffic: 3/20 requests"
+
+    _report(db, "d1", "2", NOW + 61, requests=3)
+    held = rollout.tick(db, NOW + 61)[0]
+    assert (held.status, held.updated) == ("paused", ["d1"])
+    assert held.reason.startswith("held: too little traffic within 60s (d1 3/20 requests)")
+    assert registry.get_deployments(db)[0].version == "1"  # never promoted
+    assert [_runs(db, d) for d in DEVICES] == ["2", "1", "1"]
+
+    resumed = rollout.control(db, r.rollout_id, "resume", "op", NOW + 62)
+    assert resumed.status == "running"
+    _report(db, "d1", "2", NOW + 63, requests=20)
+    assert rollout.tick(db, NOW + 63)[0].step == 2  # enough traffic now: it grows
+
+
+def test_allow_idle_accepts_canaries_without_traffic(fleet_db: Session) -> None:
+    db = fleet_db
+    request = _request(canary_share=1.0, gates={"allow_idle": True})
+    r = rollout.start(db, request, "op", NOW)
+    assert r.request.gates.allow_idle
+    for device in DEVICES:
+        _report(db, device, "2", NOW + 1, requests=0)
+    assert rollout.tick(db, NOW + 1)[0].status == "succeeded"
 
 
 def test_bad_requests_are_clear(fleet_db: Session) -> None:

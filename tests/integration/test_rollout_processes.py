@@ -50,6 +50,7 @@ def _start(fleet: LocalFleet, version: str, soak_s: float) -> dict[str, Any]:
         "soak_s": soak_s,
         "abort_unhealthy_share": 0.05,
         "device_timeout_s": 40,
+        "gates": {"allow_idle": True},  # no inference traffic here: loading is what is tested
     }
     rollout: dict[str, Any] = fleet.call("POST", "/api/v1/rollouts", json=body)
     return rollout

@@ -43,9 +43,11 @@ def _plan(**kw: object) -> RolloutPlan:
     return RolloutPlan(**base)  # type: ignore[arg-type]
 
 
-def _serving(devices: object, version: str, at: float, **kw: object) -> dict[str, DeviceReport]:
+def _serving(
+    devices: object, version: str, at: float, requests: int = 20, **kw: object
+) -> dict[str, DeviceReport]:
     return {
-        d: DeviceReport(device_id=d, reported_at=at, version=version, **kw)  # type: ignore[arg-type]
+        d: DeviceReport(device_id=d, reported_at=at, version=version, requests=requests, **kw)  # type: ignore[arg-type]
         for d in devices  # type: ignore[attr-defined]
     }
 
@@ -84,7 +86,8 @@ def test_wave_sizes_always_grow_to_everything(total: int, canary: float, step: f
         (None, 10.0, "waiting", "loading"),
         (None, 31.0, "unhealthy", "within 30s"),
         (DeviceReport("d", reported_at=5.0, version="1"), 20.0, "waiting", "loading"),
-        (DeviceReport("d", reported_at=5.0, version="2"), 6.0, "healthy", "serving"),
+        (DeviceReport("d", reported_at=5.0, version="2", requests=20), 6.0, "healthy", "serving"),
+        (DeviceReport("d", reported_at=5.0, version="2"), 6.0, "waiting", "traffic: 0/20"),
         (DeviceReport("d", reported_at=-1.0, version="2"), 6.0, "waiting", "loading"),  # stale
         (
             DeviceReport("d", reported_at=5.0, version="1", failed_version="2", error="bad"),
@@ -101,8 +104,8 @@ def test_wave_sizes_always_grow_to_everything(total: int, canary: float, step: f
         (
             DeviceReport("d", reported_at=5.0, version="2", requests=10, errors=6),
             6.0,
-            "healthy",  # too little traffic to judge a rate
-            "serving",
+            "waiting",  # too little traffic to judge a rate: wait for more
+            "waiting for traffic: 10/20 requests",
         ),
         (
             DeviceReport("d", reported_at=5.0, version="2", requests=50, p99_ms=300.0),
@@ -275,7 +278,7 @@ def test_invariants_under_any_outcomes(
         reports = {}
         for i, d in enumerate(state.updated):
             if outcomes[i] == "ok":
-                reports[d] = DeviceReport(d, t, version="2")
+                reports[d] = DeviceReport(d, t, version="2", requests=20)
             elif outcomes[i] == "fail":
                 reports[d] = DeviceReport(d, t, version="1", failed_version="2")
         state = advance(plan, state, reports, t)
@@ -292,3 +295,82 @@ def test_invariants_under_any_outcomes(
     else:
         assert assigned(state) == frozenset()
     assert replace(state) == state
+
+
+def test_an_idle_canary_waits_for_traffic_then_is_held_not_promoted() -> None:
+    plan = _plan(soak_s=0, traffic_timeout_s=100.0)
+    state = advance(plan, RolloutState(), {}, 0.0)
+    state = advance(plan, state, _serving(["d0"], "2", 5.0, requests=3), 5.0)
+    assert (state.status, state.step) == ("running", 1)
+    assert state.reason == "waiting for traffic: d0 3/20 requests"
+    assert state.verdicts[0].reason == "waiting for traffic: 3/20 requests"
+    state = advance(plan, state, _serving(["d0"], "2", 100.0, requests=19), 100.0)
+    assert (state.status, state.step) == ("running", 1)
+    held = advance(plan, state, _serving(["d0"], "2", 101.0, requests=19), 101.0)
+    assert (held.status, held.step, assigned(held)) == ("paused", 1, {"d0"})
+    assert held.reason.startswith("held: too little traffic within 100s (d0 19/20 requests)")
+    assert advance(plan, held, _serving(["d0"], "2", 200.0), 200.0).step == 1  # held stays
+    # an operator resumes once traffic flows: enough requests let it grow
+    resumed = resume(held, 300.0)
+    assert advance(plan, resumed, _serving(["d0"], "2", 301.0, requests=20), 301.0).step == 2
+
+
+def test_allow_idle_accepts_a_canary_without_traffic() -> None:
+    plan = _plan(soak_s=0, gates=HealthGates(allow_idle=True))
+    state = advance(plan, RolloutState(), {}, 0.0)
+    state = advance(plan, state, _serving(["d0"], "2", 1.0, requests=0), 1.0)
+    assert state.step == 2 and state.verdicts[0].health == "healthy"
+
+
+def test_plans_without_a_traffic_limit_or_minimum_are_refused() -> None:
+    assert "traffic timeouts > 0" in _plan(traffic_timeout_s=0).problems()[0]
+    assert "at least 1" in _plan(gates=HealthGates(min_requests=0)).problems()[0]
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    n=st.integers(1, 12),
+    canary=st.floats(0.05, 1.0),
+    step=st.floats(0.05, 1.0),
+    minimum=st.integers(1, 50),
+    allow_idle=st.booleans(),
+    traffic=st.lists(st.integers(0, 60), min_size=12, max_size=12),
+)
+def test_no_step_grows_on_too_little_traffic_unless_idle_is_allowed(
+    n: int,
+    canary: float,
+    step: float,
+    minimum: int,
+    allow_idle: bool,
+    traffic: list[int],
+) -> None:
+    """Whatever traffic each device gets: growth and success need ``minimum`` on every device."""
+    devices = tuple(f"d{i}" for i in range(n))
+    gates = HealthGates(min_requests=minimum, allow_idle=allow_idle)
+    plan = _plan(
+        devices=devices,
+        canary_share=canary,
+        step_share=step,
+        soak_s=1.0,
+        traffic_timeout_s=10.0,
+        gates=gates,
+    )
+    requests = dict(zip(devices, traffic, strict=False))
+    state = advance(plan, RolloutState(), {}, 0.0)
+    t = 0.0
+    for _ in range(20 * n + 20):
+        if state.status in ("succeeded", "aborted", "paused"):
+            break
+        t += 1.0
+        before = state.step
+        reports = {d: DeviceReport(d, t, version="2", requests=requests[d]) for d in state.updated}
+        state = advance(plan, state, reports, t)
+        if state.step > before or state.status == "succeeded":
+            served = [requests[d] for d in state.steps[before - 1].devices]
+            assert allow_idle or min(served) >= minimum
+    starved = [d for d in devices if requests[d] < minimum]
+    if allow_idle or not starved:
+        assert state.status == "succeeded"
+    else:
+        assert state.status == "paused" and state.reason.startswith("held: too little traffic")
+        assert set(starved) & set(state.updated)  # held at the first step with a starved device

@@ -102,6 +102,19 @@ def start(
     ] = 60.0,
     max_error_rate: Annotated[float, typer.Option(help="Health gate: error rate.")] = 0.05,
     max_p99_ms: Annotated[float | None, typer.Option(help="Health gate: p99 latency.")] = None,
+    min_requests: Annotated[
+        int, typer.Option(min=1, help="Requests each updated device must serve to count.")
+    ] = 20,
+    allow_idle: Annotated[
+        bool,
+        typer.Option(
+            "--allow-idle", help="Accept updated devices that serve too few requests as healthy."
+        ),
+    ] = False,
+    traffic_timeout: Annotated[
+        float,
+        typer.Option(parser=seconds, help="A step still short of traffic after this long is held."),
+    ] = 600.0,
     wait: Annotated[bool, typer.Option(help="Follow it until it ends.")] = False,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
@@ -112,6 +125,9 @@ def start(
     --sites, --kinds and --tag narrow the target together (a device must match each one
     given); --devices adds devices by name; none of them: the whole fleet. Devices that
     cannot run the version (capabilities) are skipped, with the reason, and keep theirs.
+    An updated device counts as healthy only after serving --min-requests requests of the
+    version; a step short of that traffic after --traffic-timeout is held (paused) until an
+    operator resumes or aborts it. --allow-idle accepts idle devices instead.
     """
     target = {
         "sites": _split(sites),
@@ -128,7 +144,13 @@ def start(
         "soak_s": soak,
         "abort_unhealthy_share": abort_unhealthy,
         "device_timeout_s": device_timeout,
-        "gates": {"max_error_rate": max_error_rate, "max_p99_ms": max_p99_ms},
+        "traffic_timeout_s": traffic_timeout,
+        "gates": {
+            "max_error_rate": max_error_rate,
+            "max_p99_ms": max_p99_ms,
+            "min_requests": min_requests,
+            "allow_idle": allow_idle,
+        },
     }
     rollout = call(cloud, token, "POST", "/api/v1/rollouts", json=body)
     if wait:

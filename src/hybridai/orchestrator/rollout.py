@@ -10,6 +10,11 @@ the per-device timeout is unhealthy; when more than ``abort_unhealthy_share`` of
 devices are unhealthy the rollout aborts and ``assigned`` becomes empty, which rolls every
 device back. A wave grows only after every device of the current one has converged and the
 soak time has passed since. Safety never pauses: a paused rollout still aborts.
+
+Silence is not health: an updated device has converged only once it has served
+``gates.min_requests`` requests of the new version (unless the plan allows idle devices). A
+step that waits longer than ``traffic_timeout_s`` for that traffic is held (paused, with the
+reason), never promoted: an operator sends traffic and resumes, or aborts.
 """
 
 from __future__ import annotations
@@ -31,13 +36,18 @@ class RolloutConflict(ValueError):
 
 @dataclass(frozen=True)
 class HealthGates:
-    """Limits an updated device must stay within; rates are judged on enough traffic only."""
+    """Limits an updated device must stay within; rates are judged on enough traffic only.
+
+    ``min_requests`` is that traffic: a device that has served fewer requests of the new version
+    is still waiting, unless ``allow_idle`` accepts an idle device as healthy.
+    """
 
     max_error_rate: float = 0.05
     max_p99_ms: float | None = None
     max_escalation_rate: float | None = None
     max_confidence_shift: float | None = None  # |mean confidence new - old| on the device
     min_requests: int = 20
+    allow_idle: bool = False
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class RolloutPlan:
     abort_unhealthy_share: float = 0.05
     device_timeout_s: float = 60.0
     gates: HealthGates = field(default_factory=HealthGates)
+    traffic_timeout_s: float = 600.0  # the soak's limit: how long a step waits for traffic
 
     def problems(self) -> list[str]:
         """What makes this plan unusable, in words for the operator (empty: fine)."""
@@ -66,8 +77,10 @@ class RolloutPlan:
             found.append("the canary share must be in (0, 1]")
         if not 0 < self.step_share <= 1:
             found.append("the step share must be in (0, 1]")
-        if self.soak_s < 0 or self.device_timeout_s <= 0:
-            found.append("the soak time must be >= 0 and the device timeout > 0")
+        if self.soak_s < 0 or self.device_timeout_s <= 0 or self.traffic_timeout_s <= 0:
+            found.append("the soak time must be >= 0, the device and traffic timeouts > 0")
+        if self.gates.min_requests < 1:
+            found.append("the minimum of requests per device must be at least 1")
         if not 0 <= self.abort_unhealthy_share < 1:
             found.append("the abort threshold must be in [0, 1)")
         return found
@@ -95,6 +108,7 @@ class Verdict:
     device_id: str
     health: Health
     reason: str
+    idle: bool = False  # serving the new version, waiting only for enough traffic
 
 
 @dataclass(frozen=True)
@@ -153,7 +167,13 @@ def judge(plan: RolloutPlan, report: DeviceReport | None, since: float, now: flo
         return Verdict(device, "unhealthy", f"could not load v{target}: {report.error or '?'}")
     if report is not None and fresh and report.version == target:
         problem = _gate(plan.gates, report)
-        return Verdict(device, "unhealthy" if problem else "healthy", problem or "serving")
+        if problem:
+            return Verdict(device, "unhealthy", problem)
+        wanted = plan.gates.min_requests
+        if report.requests < wanted and not plan.gates.allow_idle:
+            why = f"waiting for traffic: {report.requests}/{wanted} requests"
+            return Verdict(device, "waiting", why, idle=True)
+        return Verdict(device, "healthy", "serving")
     if now - since > plan.device_timeout_s:
         return Verdict(
             device, "unhealthy", f"did not report v{target} within {plan.device_timeout_s:g}s"
@@ -213,8 +233,10 @@ def advance(
             f"(> {plan.abort_unhealthy_share:.0%}): {listed}"
         )
         return replace(state, status="aborted", reason=reason, updated_at=now)
-    if state.status == "paused" or any(v.health == "waiting" for v in verdicts):
+    if state.status == "paused":
         return state
+    if any(v.health == "waiting" for v in verdicts):
+        return _wait(plan, state, [v for v in verdicts if v.idle], now)
     current = state.steps[-1]
     if current.converged_at is None:
         state = replace(
@@ -228,6 +250,20 @@ def advance(
     step = _next_step(plan, state, now)
     reason = f"step {step.number}: {len(state.updated) + len(step.devices)} devices"
     return replace(state, steps=(*state.steps, step), reason=reason, updated_at=now)
+
+
+def _wait(plan: RolloutPlan, state: RolloutState, idle: list[Verdict], now: float) -> RolloutState:
+    """Still waiting; a step without enough traffic past the soak's limit is held, not grown."""
+    if not idle:
+        return state
+    listed = "; ".join(f"{v.device_id} {v.reason.split(': ', 1)[-1]}" for v in idle)
+    if now - state.steps[-1].started_at <= plan.traffic_timeout_s:
+        return replace(state, reason=f"waiting for traffic: {listed}")
+    reason = (
+        f"held: too little traffic within {plan.traffic_timeout_s:g}s ({listed}); send traffic "
+        "and resume, abort, or start the rollout again allowing idle devices"
+    )
+    return replace(state, status="paused", reason=reason, updated_at=now)
 
 
 def pause(state: RolloutState, now: float) -> RolloutState:

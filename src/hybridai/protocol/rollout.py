@@ -29,11 +29,19 @@ class RolloutTarget(BaseModel):
 
 
 class HealthGatesSpec(BaseModel):
+    """Limits each updated device must stay within.
+
+    A device counts as healthy only once it has served ``min_requests`` requests of the new
+    version; ``allow_idle`` accepts a device without that traffic (silence is then taken as
+    health, which it usually is not).
+    """
+
     max_error_rate: float = Field(default=0.05, ge=0, le=1)
     max_p99_ms: float | None = Field(default=None, gt=0)
     max_escalation_rate: float | None = Field(default=None, ge=0, le=1)
     max_confidence_shift: float | None = Field(default=None, ge=0, le=1)
     min_requests: int = Field(default=20, ge=1)
+    allow_idle: bool = False
 
 
 class RolloutRequest(BaseModel):
@@ -45,6 +53,9 @@ class RolloutRequest(BaseModel):
     soak_s: float = Field(default=10.0, ge=0, le=7 * 86400)
     abort_unhealthy_share: float = Field(default=0.05, ge=0, lt=1)
     device_timeout_s: float = Field(default=60.0, gt=0, le=7 * 86400)
+    # The soak's limit: a step whose devices have not served ``gates.min_requests`` by then
+    # is held (paused), never promoted.
+    traffic_timeout_s: float = Field(default=600.0, gt=0, le=7 * 86400)
     gates: HealthGatesSpec = Field(default_factory=HealthGatesSpec)
 
 

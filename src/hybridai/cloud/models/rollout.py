@@ -131,6 +131,7 @@ def start(session: Session, request: RolloutRequest, actor: str, now: float) -> 
         soak_s=request.soak_s,
         abort_unhealthy_share=request.abort_unhealthy_share,
         device_timeout_s=request.device_timeout_s,
+        traffic_timeout_s=request.traffic_timeout_s,
         gates=HealthGates(**g.model_dump()),
     )
     if plan.problems():
