@@ -248,6 +248,7 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/models/{name}/versions/{version}/stage"): {"stage": "archived"},
     ("PUT", "/api/v1/streams/{stream}/schema"): {"fields": {"x": "number"}},
     ("PATCH", "/api/v1/devices/{device_id}/tags"): {"add": {"line": "3"}},
+    ("PUT", "/api/v1/lake/grants/{dataset}"): {"kind": "role", "name": "viewer"},
 }  # fmt: skip
 
 

@@ -95,3 +95,65 @@ def vacuum(
     body = {"dataset": dataset, "action": "vacuum", "retain_hours": retain_hours}
     data = call(cloud, token, "POST", "/api/v1/lake/maintenance", json=body)
     _print_maintenance(data, as_json)
+
+
+def _grantee(role: str | None, user: str | None) -> tuple[str, str]:
+    if (role is None) == (user is None):
+        raise typer.BadParameter("give exactly one of --role or --user")
+    return ("role", role) if role is not None else ("user", user or "")
+
+
+RoleOpt = Annotated[str | None, typer.Option(help="Grant to every user of this role.")]
+UserOpt = Annotated[str | None, typer.Option(help="Grant to this one user.")]
+
+
+@app.command()
+def grant(
+    dataset: Annotated[str, typer.Argument(help="Dataset whose rows the grantee may query.")],
+    role: RoleOpt = None,
+    user: UserOpt = None,
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Let a role or a user read a dataset (admins read every dataset without a grant)."""
+    kind, name = _grantee(role, user)
+    body = {"kind": kind, "name": name}
+    data = call(cloud, token, "PUT", f"/api/v1/lake/grants/{dataset}", json=body)
+    if as_json:
+        print_json(data)
+        return
+    out.print(f"{kind} {name} may read {dataset}")
+
+
+@app.command()
+def revoke(
+    dataset: Annotated[str, typer.Argument(help="Dataset to take the grant away from.")],
+    role: RoleOpt = None,
+    user: UserOpt = None,
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+) -> None:
+    """Take a read grant away; the grantee's next query of the dataset is refused (403)."""
+    kind, name = _grantee(role, user)
+    call(cloud, token, "DELETE", f"/api/v1/lake/grants/{dataset}/{kind}/{name}")
+    out.print(f"{kind} {name} may no longer read {dataset}")
+
+
+@app.command()
+def grants(
+    dataset: Annotated[str | None, typer.Option(help="Only this dataset's grants.")] = None,
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List read grants on lake datasets."""
+    params = f"?dataset={dataset}" if dataset else ""
+    data = call(cloud, token, "GET", f"/api/v1/lake/grants{params}")
+    if as_json:
+        print_json(data)
+        return
+    table = Table("dataset", "grantee", "granted by")
+    for row in data:
+        table.add_row(row["dataset"], f"{row['kind']} {row['name']}", row["granted_by"])
+    out.print(table)

@@ -144,6 +144,23 @@ class CloudSettings(BaseSettings):
 
     @property
     def admin_token_path(self) -> Path:
+    lake_query_memory_mb: int = Field(
+        default=512,
+        ge=16,
+        description="Memory one lake query may use (DuckDB's memory_limit); past it the query "
+        "is refused with 422 query_limit.",
+    )
+    lake_query_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Time one lake query may run; it is interrupted then, and when its client "
+        "disconnects.",
+    )
+    lake_query_max_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most rows one lake query returns (a request's own limit may be lower).",
+    )
         return self.data_dir / "admin.token"
 
     @property

@@ -31,8 +31,9 @@ ACTIONS: tuple[Action, ...] = (
         "read",
         frozenset(ROLES),
         "list and read devices, models, versions, deployments, training runs, lake tables; "
-        "query the lake; cloud inference; read data policies, stream schemas and the "
-        "compliance report",
+        "query the lake datasets one holds a read grant on (admins: every dataset); cloud "
+        "inference; read data policies, stream schemas, fleet settings (`fleet config show`) "
+        "and the compliance report",
     ),
     Action(
         "train",
@@ -46,7 +47,9 @@ ACTIONS: tuple[Action, ...] = (
         "abort rollouts, promote versions to production or archive them, tag and revoke "
         "devices, act "
         "for a "
-        "device; declare data policies and stream schemas, apply lake retention, optimize and "
+        "device; set and unset edge settings for the fleet, a site, a tag or a device "
+        "(`fleet config`); declare data policies and stream schemas, apply lake retention, "
+        "optimize and "
         "vacuum the lake; the edge's admin routes "
         "(drain now, read config)",
     ),
@@ -58,7 +61,8 @@ ACTIONS: tuple[Action, ...] = (
     Action(
         "admin",
         frozenset({ADMIN}),
-        "add, list and disable users; create, list and revoke API tokens",
+        "add, list and disable users; create, list and revoke API tokens; grant and revoke "
+        "read grants on lake datasets",
     ),
     Action(
         "account",

@@ -40,6 +40,9 @@ class ErrorCode(StrEnum):
     PAYLOAD_TOO_LARGE = "payload_too_large"
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     SCHEMA_MISMATCH = "schema_mismatch"
+    PEER_NOT_ON_SITE = "peer_not_on_site"
+    INVALID_NAME = "invalid_name"
+    QUERY_LIMIT = "query_limit"
 
 
 class ErrorBody(BaseModel):

@@ -260,6 +260,20 @@ class DataPolicyRow(Base):
 
 
 class StreamSchemaRow(Base):
+class LakeGrantRow(Base):
+    """A read grant on one lake dataset to a role or a user (migration 0015).
+
+    ``grantee`` is ``role:NAME`` or ``user:NAME``; admins read every dataset without one.
+    """
+
+    __tablename__ = "lake_grants"
+
+    dataset: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    grantee: Mapped[str] = mapped_column(String(200), primary_key=True)
+    granted_at: Mapped[float] = mapped_column(Double)
+    granted_by: Mapped[str] = mapped_column(String(200))
+
+
     """A stream's declared record schema (``protocol.streams.DeclaredSpec``), migration 0011.
 
     One row per stream for the whole fleet (``site`` empty) and one per site that declares its

@@ -2,16 +2,29 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import decimal
+import time
+from collections.abc import Collection
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from hybridai.cloud.auth import cloud_of, require
+from hybridai.cloud.auth import Principal, cloud_of, require
+from hybridai.cloud.context import Cloud
+from hybridai.cloud.data import lake_grants
 from hybridai.cloud.data.lake import DEFAULT_VACUUM_HOURS, LakeQueryError
+from hybridai.cloud.data.lake_grants import LakeGrant
+from hybridai.cloud.data.lake_query import (
+    DatasetNotGranted,
+    QueryHandle,
+    QueryLimitExceeded,
+    QueryLimits,
+    run_query,
+)
 from hybridai.cloud.data.lake_storage import LakeStorageError
 from hybridai.protocol.errors import ApiError, ErrorCode
 
@@ -44,22 +57,97 @@ def _jsonable(value: Any) -> Any:
     return value
 
 
+def query_limits(cloud: Cloud) -> QueryLimits:
+    settings = cloud.settings
+    return QueryLimits(
+        memory_mb=settings.lake_query_memory_mb,
+        timeout_s=settings.lake_query_timeout_s,
+        max_rows=settings.lake_query_max_rows,
+    )
+
+
+def readable_by(cloud: Cloud, who: Principal) -> Collection[str] | None:
+    """The datasets ``who`` may read (None: all), from the lake's read grants."""
+    with cloud.session() as session:
+        return lake_grants.readable(session, who.role, who.name)
+
+
+def query_error(exc: LakeQueryError) -> ApiError:
+    if isinstance(exc, DatasetNotGranted):
+        return ApiError(403, ErrorCode.FORBIDDEN, str(exc))
+    if isinstance(exc, QueryLimitExceeded):
+        return ApiError(422, ErrorCode.QUERY_LIMIT, str(exc))
+    return ApiError(400, ErrorCode.INVALID_INPUT, f"query failed: {exc}")
+
+
 @router.post("/query")
 async def query(body: QueryRequest, request: Request) -> QueryResult:
-    require(request, "read")
-    lake = cloud_of(request).lake
+    """Run SQL over the datasets the caller may read, within the cloud's query limits.
+
+    The query is interrupted when it runs past its time limit or its client disconnects, so
+    an abandoned query does not keep a core busy.
+    """
+    who = require(request, "read")
+    cloud = cloud_of(request)
+    readable = await run_in_threadpool(readable_by, cloud, who)
+    handle = QueryHandle()
+    work = asyncio.ensure_future(
+        run_in_threadpool(
+            run_query,
+            cloud.lake,
+            body.sql,
+            readable=readable,
+            limits=query_limits(cloud),
+            max_rows=body.limit,
+            handle=handle,
+        )
+    )
     try:
-        table = await run_in_threadpool(lake.query, body.sql)
+        while not work.done():
+            await asyncio.wait({work}, timeout=0.5)
+            if not work.done() and await request.is_disconnected():
+                handle.cancel()
+        result = work.result()
     except LakeQueryError as exc:
-        raise ApiError(400, ErrorCode.INVALID_INPUT, f"query failed: {exc}") from None
+        raise query_error(exc) from None
     except LakeStorageError as exc:
         raise _unavailable(exc) from None
-    truncated = table.num_rows > body.limit
-    table = table.slice(0, body.limit)
+    finally:
+        if not work.done():
+            handle.cancel()
+    table = result.table
     columns = table.column_names
     pylists = [table.column(c).to_pylist() for c in columns]
     rows = [[_jsonable(col[i]) for col in pylists] for i in range(table.num_rows)]
-    return QueryResult(columns=columns, rows=rows, truncated=truncated)
+    return QueryResult(columns=columns, rows=rows, truncated=result.truncated)
+
+
+class GrantRequest(BaseModel):
+    kind: Literal["role", "user"]
+    name: str = Field(min_length=1, max_length=190)
+
+
+@router.get("/grants")
+def list_grants(request: Request, dataset: str | None = None) -> list[LakeGrant]:
+    """Every read grant on lake datasets (admins read every dataset without one)."""
+    require(request, "admin")
+    with cloud_of(request).session() as session:
+        return lake_grants.list_grants(session, dataset)
+
+
+@router.put("/grants/{dataset}")
+def grant(dataset: str, body: GrantRequest, request: Request) -> LakeGrant:
+    """Let a role or a user read a dataset's rows through lake queries."""
+    who = require(request, "admin")
+    with cloud_of(request).session() as session:
+        return lake_grants.grant(session, dataset, body.kind, body.name, who.name, time.time())
+
+
+@router.delete("/grants/{dataset}/{kind}/{name}", status_code=204)
+def revoke(dataset: str, kind: str, name: str, request: Request) -> None:
+    require(request, "admin")
+    with cloud_of(request).session() as session:
+        lake_grants.revoke(session, dataset, kind, name)
 
 
 @router.get("/tables")

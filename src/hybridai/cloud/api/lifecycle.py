@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import io
 import time
+from functools import partial
 
 import pyarrow.parquet as pq
 from fastapi import APIRouter, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from hybridai.cloud import policies
+from hybridai.cloud.api.lake import query_error, query_limits, readable_by
 from hybridai.cloud.auth import cloud_of, require
 from hybridai.cloud.data.lake import LakeQueryError
+from hybridai.cloud.data.lake_query import DatasetNotGranted, QueryLimitExceeded, run_query
 from hybridai.cloud.models import bundle, registry
 from hybridai.cloud.pipelines import retraining
 from hybridai.protocol.errors import ApiError, ErrorCode
@@ -55,10 +58,11 @@ def get_bundle(name: str, version: str, request: Request) -> Response:
 @router.get("/models/{name}/versions/{version}/training-rows")
 async def training_rows(name: str, version: str, request: Request) -> Response:
     """The rows the version's training query read, by time travel to the recorded versions."""
-    require(request, "read")
+    who = require(request, "read")
     cloud = cloud_of(request)
     with cloud.session() as session:
         info = registry.get_version(session, name, version)
+    readable = await run_in_threadpool(readable_by, cloud, who)
     query, versions = info.lineage.get("query"), info.lineage.get("table_versions")
     if not isinstance(query, str) or not isinstance(versions, dict):
         raise ApiError(
@@ -67,7 +71,19 @@ async def training_rows(name: str, version: str, request: Request) -> Response:
             f"{name} v{info.version} records no lake lineage (it was uploaded, not trained)",
         )
     try:
-        table = await run_in_threadpool(cloud.lake.query, query, versions)
+        result = await run_in_threadpool(
+            partial(
+                run_query,
+                cloud.lake,
+                query,
+                versions=versions,
+                readable=readable,
+                limits=query_limits(cloud),
+            )
+        )
+        table = result.table
+    except (DatasetNotGranted, QueryLimitExceeded) as exc:
+        raise query_error(exc) from None
     except LakeQueryError as exc:
         raise ApiError(
             410,

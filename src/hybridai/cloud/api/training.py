@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
+from hybridai.cloud.api.lake import query_error, readable_by
 from hybridai.cloud.auth import cloud_of, require
+from hybridai.cloud.data.lake import LakeQueryError
+from hybridai.cloud.data.lake_query import DatasetNotGranted, check_readable
 from hybridai.cloud.pipelines import training_runs
 from hybridai.protocol.registry import TrainingRun, TrainingSpec
 
@@ -14,7 +17,14 @@ router = APIRouter(prefix="/api/v1", tags=["training"])
 @router.post("/training-runs", status_code=202)
 def start_run(spec: TrainingSpec, request: Request) -> TrainingRun:
     who = require(request, "train")
-    return training_runs.start(cloud_of(request), spec, who.name)
+    cloud = cloud_of(request)
+    try:  # a run reads only datasets its starter may read
+        check_readable(cloud.lake, spec.query, readable_by(cloud, who))
+    except DatasetNotGranted as exc:
+        raise query_error(exc) from None
+    except LakeQueryError:
+        pass  # the run itself reports a query that does not run, as today
+    return training_runs.start(cloud, spec, who.name)
 
 
 @router.get("/training-runs")

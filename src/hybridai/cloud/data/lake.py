@@ -23,7 +23,6 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
-import duckdb
 import pyarrow as pa
 import pyarrow.compute as pc
 from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
@@ -308,28 +307,26 @@ class Lake:
             return int(table.to_pyarrow_dataset().count_rows())
 
     def query(self, sql: str, versions: Mapping[str, int] | None = None) -> pa.Table:
-        """Run DuckDB SQL in which every dataset is a view named after it.
+        """Run DuckDB SQL in which every dataset is a view named after it, within limits.
+
+        The default limits of ``lake_query`` apply (memory, time, rows; more rows than the cap
+        is an error here).
 
         ``versions`` pins the named datasets to those table versions (time travel); the others
         are read at their current version. The connection cannot touch files, so a query reads
         the lake's tables and nothing else.
         """
-        pinned = dict(versions or {})
-        connection = duckdb.connect(config={"enable_external_access": False})
-        try:
-            for name in sorted(set(self.datasets()) | set(pinned)):
-                connection.register(name, self._arrow_dataset(name, pinned.get(name)))
-            connection.execute("SET lock_configuration = true")
-            relation = connection.sql(sql)
-            if relation is None:
-                raise LakeQueryError("the SQL ran but returned no rows: send a query")
-            return relation.to_arrow_table()
-        except duckdb.Error as error:
-            raise LakeQueryError(str(error)) from error
-        finally:
-            connection.close()
+        from hybridai.cloud.data import lake_query  # it builds on this module
 
-    def _arrow_dataset(self, dataset: str, version: int | None) -> object:
+        result = lake_query.run_query(self, sql, versions=versions)
+        if result.truncated:
+            raise lake_query.QueryLimitExceeded(
+                f"the query returns more than {result.table.num_rows} rows: aggregate or filter"
+            )
+        return result.table
+
+    def arrow_dataset(self, dataset: str, version: int | None = None) -> object:
+        """The dataset at a version as a pyarrow dataset, for DuckDB to scan."""
         if not DATASET_PATTERN.fullmatch(dataset):
             raise LakeQueryError(f"dataset name {dataset!r} is invalid")
         try:
