@@ -80,7 +80,7 @@ def create_app(agent: EdgeAgent) -> FastAPI:
         (``application/vnd.apache.arrow.stream``), by ``Content-Type``; records must fit the
         stream's schema, or nothing of the batch is stored.
         """
-        if not STREAM.match(stream):
+        if not STREAM.fullmatch(stream):
             raise ApiError(
                 400,
                 ErrorCode.BAD_REQUEST,

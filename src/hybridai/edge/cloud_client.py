@@ -24,6 +24,7 @@ from hybridai.protocol.fleet import (
     EnrollResponse,
     StatusReport,
 )
+from hybridai.protocol.names import v2_model_path
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata
 
 
@@ -146,14 +147,14 @@ class CloudClient:
         await self._call("GET", "/v2/health/live", timeout=timeout_s)
 
     async def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
-        path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "")
+        path = v2_model_path(name, version)
         response = await self._call("GET", path)
         return ModelMetadata.model_validate_json(response.content)
 
     async def infer(
         self, name: str, version: str | None, request: InferenceRequest, timeout_s: float
     ) -> InferenceResponse:
-        path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"
+        path = v2_model_path(name, version, "/infer")
         response = await self._call(
             "POST",
             path,

@@ -7,10 +7,12 @@ status reports. The cloud never opens a connection to an edge.
 from __future__ import annotations
 
 import re
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from hybridai.protocol.names import check_name
 from hybridai.protocol.placement import PlacementPolicy
 from hybridai.protocol.policy import DataPolicy
 from hybridai.protocol.streams import SchemaSpec, StreamSchemaState
@@ -106,8 +108,9 @@ class CertificateResponse(BaseModel):
 class ModelAssignment(BaseModel):
     """One model version a device should run, with what it needs to verify the artifact."""
 
-    name: str
-    version: str
+    # Both become parts of file names and URLs on the edge: allow-listed (protocol.names)
+    name: Annotated[str, AfterValidator(partial(check_name, "model name"))]
+    version: Annotated[str, AfterValidator(partial(check_name, "model version"))]
     variant: Variant
     sha256: str
     size: int

@@ -15,6 +15,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
 from hybridai.protocol.errors import ApiError, ErrorBody, ErrorCode
+from hybridai.protocol.names import InvalidName, check_name
 from hybridai.protocol.v2 import (
     InferenceRequest,
     InferenceResponse,
@@ -131,6 +132,16 @@ _INFER_OPENAPI: dict[str, Any] = {
 }
 
 
+def _names(name: str, version: str | None) -> None:
+    """Model names and versions are forwarded in URLs and looked up: only allowed names pass."""
+    try:
+        check_name("model name", name)
+        if version is not None:
+            check_name("model version", version)
+    except InvalidName as exc:
+        raise ApiError(400, ErrorCode.INVALID_NAME, str(exc)) from None
+
+
 def v2_router(backend: InferenceBackend) -> APIRouter:
     """Build the v2 routes; mount with ``app.include_router`` plus ``install_error_handlers``."""
     router = APIRouter(tags=["Open Inference Protocol v2"], responses=_ERRORS)
@@ -154,15 +165,18 @@ def v2_router(backend: InferenceBackend) -> APIRouter:
         return _json(backend.server_metadata())
 
     def metadata(name: str, version: str | None) -> Response:
+        _names(name, version)
         return _json(backend.model_metadata(name, version))
 
     def ready(name: str, version: str | None) -> Response:
+        _names(name, version)
         if not backend.model_ready(name, version):
             which = f"model '{name}'" + (f" version '{version}'" if version else "")
             raise ApiError(400, ErrorCode.MODEL_NOT_READY, f"{which} is loading; retry shortly")
         return _json(ModelReady(name=name, ready=True))
 
     async def infer(request: Request, name: str, version: str | None) -> Response:
+        _names(name, version)
         body = await request.body()
         try:
             parsed = InferenceRequest.model_validate_json(body)

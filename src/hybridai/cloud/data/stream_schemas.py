@@ -39,14 +39,14 @@ _SITE = re.compile(SITE_PATTERN)
 
 
 def _check(stream: str, site: str | None) -> None:
-    if not _STREAM.match(stream):
+    if not _STREAM.fullmatch(stream):
         raise ApiError(
             400,
             ErrorCode.INVALID_INPUT,
             f"stream name {stream!r} is invalid: use 1-63 lowercase letters, digits or "
             "underscores, starting with a letter",
         )
-    if site is not None and not _SITE.match(site):
+    if site is not None and not _SITE.fullmatch(site):
         raise ApiError(
             400,
             ErrorCode.INVALID_INPUT,

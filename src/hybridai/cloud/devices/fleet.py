@@ -70,7 +70,7 @@ def create_enrollment_token(
     ``tags`` are given to the device when it enrolls with the token, over any it declares.
     """
     for label, value in (("site", site), ("device_id", device_id)):
-        if not _ID.match(value):
+        if not _ID.fullmatch(value):
             raise ApiError(
                 400,
                 ErrorCode.INVALID_INPUT,

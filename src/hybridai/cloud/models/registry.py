@@ -78,7 +78,7 @@ def register_version(
     With ``signing_key`` each artifact is signed over its digest, name, version and variant
     (``hybridai.link.signing``); edges refuse unsigned artifacts.
     """
-    if not _NAME.match(name):
+    if not _NAME.fullmatch(name):
         raise _invalid(
             f"model name {name!r} is not valid: use 1-63 lowercase letters, digits, '_' or "
             "'-', starting with a letter or digit"
@@ -188,7 +188,7 @@ def _version_info(session: Session, row: ModelVersionRow) -> ModelVersionInfo:
 
 
 def _version_row(session: Session, name: str, version: str | int) -> ModelVersionRow:
-    if not _NAME.match(name):  # never a path, never odd bytes: refused before any lookup
+    if not _NAME.fullmatch(name):  # never a path, never odd bytes: refused before any lookup
         raise _invalid(
             f"model name {name[:80]!r} is not valid: use 1-63 lowercase letters, digits, '_' or '-'"
         )

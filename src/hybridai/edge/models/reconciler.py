@@ -18,6 +18,7 @@ from typing import Protocol
 
 from hybridai.link.signing import SignatureInvalid, TrustedKey, key_id, verify_artifact
 from hybridai.protocol.fleet import DesiredState, LoadedModel, ModelAssignment
+from hybridai.protocol.names import check_name
 from hybridai.protocol.policy import DataPolicy
 from hybridai.serving.onnx_runtime import ModelLoadError, OnnxModel
 from hybridai.serving.repository import ModelRepository
@@ -57,12 +58,29 @@ class Reconciler:
         self.desired: DesiredState | None = None  # the last one applied (router policies, peers)
 
     def _artifact_path(self, a: ModelAssignment) -> Path:
-        return self._cache / f"{a.name}-{a.version}-{a.variant}-{a.sha256[:16]}.onnx"
+        # Names are allow-listed in the protocol; checked again here, where they become a path.
+        name, version = check_name("model name", a.name), check_name("model version", a.version)
+        digest = a.sha256[:16]
+        if not digest.isalnum():
+            raise ArtifactRefused(f"{name} v{version}: the sha256 is not hexadecimal")
+        return self._cache / f"{name}-{version}-{a.variant}-{digest}.onnx"
 
-    def cache_artifact(self, a: ModelAssignment, data: bytes) -> None:
-        """Seed the cache (an offline bundle): ``apply`` then loads it without downloading."""
+    def cache_artifact(
+        self, a: ModelAssignment, data: bytes, signing_public_key: str | None = None
+    ) -> None:
+        """Seed the cache (an offline bundle): ``apply`` then loads it without downloading.
+
+        The signature is verified first: an artifact that would be refused is never written
+        (``apply`` then reports it refused, as it would a download).
+        """
         if hashlib.sha256(data).hexdigest() != a.sha256:
             raise ArtifactRefused(f"{a.name} v{a.version}: bundled artifact does not match")
+        self._offered_key = signing_public_key
+        try:
+            self._verify(a)
+        except ArtifactRefused as exc:
+            log.error("not caching %s v%s: %s", a.name, a.version, exc)
+            return
         tmp = self._artifact_path(a).with_suffix(".tmp")
         tmp.write_bytes(data)
         os.replace(tmp, self._artifact_path(a))

@@ -18,6 +18,7 @@ from hybridai.edge.routing.placement_state import PeerState
 from hybridai.link.transport import async_client
 from hybridai.orchestrator import LinkEstimate
 from hybridai.protocol.errors import ApiError, ErrorCode
+from hybridai.protocol.names import v2_model_path
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse
 
 PEER_PARAM = "hybridai_peer_of"  # set on a request handed to a site peer: it answers locally
@@ -62,7 +63,7 @@ class PeerCalls:
         all_outputs: bool,
     ) -> InferenceResponse:
         """Run ``request`` on ``peer``; its breaker and link estimate learn from the call."""
-        path = f"/v2/models/{name}" + (f"/versions/{version}" if version else "") + "/infer"
+        path = v2_model_path(name, version, "/infer")
         parameters = {**(request.parameters or {}), PEER_PARAM: self.device_id}
         update: dict[str, Any] = {"parameters": parameters}
         if all_outputs:

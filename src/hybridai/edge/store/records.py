@@ -44,7 +44,7 @@ class StoredRecord:
 
 
 def check_stream(stream: str) -> None:
-    if not isinstance(stream, str) or not _STREAM_RE.match(stream):
+    if not isinstance(stream, str) or not _STREAM_RE.fullmatch(stream):
         raise ValueError(f"stream name {stream!r} must match {STREAM_PATTERN}")
 
 
