@@ -1,9 +1,12 @@
-"""Shared fixtures for integration tests: a metadata store URL per backend.
+"""Shared fixtures for integration tests: a metadata store URL per backend, an S3 server.
 
 ``metadata_url`` runs a test on SQLite always and on PostgreSQL when it is reachable (named by
 ``HYBRIDAI_TEST_POSTGRES_URL``); in CI (``CI=true``) an unreachable PostgreSQL fails instead of
 skipping. Each PostgreSQL test gets its own fresh schema (via ``search_path``), dropped after,
 so runs sharing one database never see each other's tables.
+
+``s3`` is a real S3-compatible server (``weed``, see ``tests/_s3.py``) for the whole session:
+the lake and blob store suites run on it as on a local folder.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from _s3 import S3Server, require_weed, weed_server
 from hybridai.storage.metadata import create_engine_for, migrate, session_factory
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -82,3 +86,11 @@ def db(metadata_engine: Engine) -> Iterator[Session]:
     """A session on the migrated metadata store."""
     with session_factory(metadata_engine)() as session:
         yield session
+
+
+@pytest.fixture(scope="session")
+def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real S3 server; each test takes its own prefix (``s3.root()``)."""
+    binary = require_weed()
+    with weed_server(binary, tmp_path_factory.mktemp("weed")) as server:
+        yield server

@@ -1,4 +1,9 @@
-"""The lake on real Delta tables and a real DuckDB: exactly-once commits, schema, time travel."""
+"""The lake on real Delta tables and a real DuckDB: exactly-once commits, schema, time travel.
+
+One suite, every backend: ``lake_factory`` runs each test on a local folder and on a real S3
+server (``weed``, see ``tests/_s3.py``), as the metadata suite runs on SQLite and PostgreSQL.
+What only S3 has (credentials, several writer processes) is in ``test_lake_s3.py``.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,11 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from deltalake import DeltaTable
+from _lake_writers import batch as numbered
 
+from _s3 import S3Server
 from hybridai.cloud.data.lake import Lake, LakeQueryError
+from hybridai.cloud.data.lake_storage import S3Options
 
 
 def batch(
@@ -28,9 +35,29 @@ def batch(
     return pa.table(columns)
 
 
+class LakeFactory:
+    """Opens lakes on one backend: a fresh root each time, or ``root`` again (a new process)."""
+
+    def __init__(self, fresh_root: Any, s3: S3Options | None) -> None:
+        self._fresh_root = fresh_root
+        self.s3 = s3
+
+    def __call__(self, root: str | None = None) -> Lake:
+        return Lake(root or self._fresh_root(), self.s3)
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake_factory(request: pytest.FixtureRequest, tmp_path: Path) -> LakeFactory:
+    if request.param == "local":
+        roots = iter(str(tmp_path / f"lake-{i}") for i in range(1_000))
+        return LakeFactory(lambda: next(roots), None)
+    server: S3Server = request.getfixturevalue("s3")
+    return LakeFactory(server.root, server.options)
+
+
 @pytest.fixture
-def lake(tmp_path: Path) -> Lake:
-    return Lake(str(tmp_path / "lake"))
+def lake(lake_factory: LakeFactory) -> Lake:
+    return lake_factory()
 
 
 def test_commit_creates_a_table_and_counts_rows(lake: Lake) -> None:
@@ -55,10 +82,10 @@ def test_repeat_of_a_batch_is_a_flagged_no_op(lake: Lake) -> None:
     assert lake.versions() == {"telemetry": 1}
 
 
-def test_idempotency_key_survives_a_new_lake_object(lake: Lake) -> None:
+def test_idempotency_key_survives_a_new_lake_object(lake: Lake, lake_factory: LakeFactory) -> None:
     lake.commit_batch("telemetry", "gw-1", 1, batch("gw-1", 0, 5))
 
-    reopened = Lake(lake.root)
+    reopened = lake_factory(lake.root)
 
     assert reopened.commit_batch("telemetry", "gw-1", 1, batch("gw-1", 0, 5)) == (0, True)
     assert reopened.count("telemetry") == 5
@@ -119,15 +146,16 @@ def test_tables_are_partitioned_by_site_and_date(lake: Lake) -> None:
     lake.commit_batch("telemetry", "gw-1", 1, batch("gw-1", 0, 4))
     lake.commit_batch("telemetry", "gw-9", 1, batch("gw-9", 0, 2, at_site="plant-b"))
 
-    table = DeltaTable(str(Path(lake.root) / "telemetry"))
+    table = lake._open("telemetry")
 
+    assert table is not None
     assert table.metadata().partition_columns == ["site", "date"]
-    folders = {p.relative_to(lake.root).as_posix() for p in Path(lake.root).glob("*/site=*/date=*")}
-    assert folders == {
-        "telemetry/site=plant-a/date=2023-11-14",
-        "telemetry/site=plant-a/date=2023-11-15",
-        "telemetry/site=plant-b/date=2023-11-14",
-        "telemetry/site=plant-b/date=2023-11-15",
+    folders = {path.rsplit("/", 1)[0] for path in table.file_uris()}
+    assert {folder.removeprefix(lake.root) for folder in folders} == {
+        "/telemetry/site=plant-a/date=2023-11-14",
+        "/telemetry/site=plant-a/date=2023-11-15",
+        "/telemetry/site=plant-b/date=2023-11-14",
+        "/telemetry/site=plant-b/date=2023-11-15",
     }
 
 
@@ -216,3 +244,98 @@ def test_bad_batches_are_refused(lake: Lake, table: pa.Table, seq: int, message:
         lake.commit_batch("telemetry", "gw-1", seq, table)
 
     assert lake.datasets() == []
+
+
+# -- moved from the S3-only suite: every backend keeps these promises -------------------------
+
+
+def test_batches_commit_once_and_a_retry_is_a_flagged_no_op(
+    lake: Lake, lake_factory: LakeFactory
+) -> None:
+    assert lake.datasets() == []
+    assert lake.commit_batch("telemetry", "gw-1", 1, numbered("gw-1", 1)) == (0, False)
+    assert lake.commit_batch("telemetry", "gw-2", 1, numbered("gw-2", 1, at_site="plant-b")) == (
+        1,
+        False,
+    )
+    assert lake.commit_batch("telemetry", "gw-1", 2, numbered("gw-1", 2)) == (2, False)
+
+    again = lake.commit_batch("telemetry", "gw-1", 2, numbered("gw-1", 2))
+    older = lake.commit_batch("telemetry", "gw-1", 1, numbered("gw-1", 1))
+    # Another process (a second cloud replica) sees the same device transactions in the log.
+    replica = lake_factory(lake.root)
+    from_replica = replica.commit_batch("telemetry", "gw-2", 1, numbered("gw-2", 1))
+
+    assert (again, older, from_replica) == ((2, True), (2, True), (2, True))
+    assert lake.datasets() == ["telemetry"]
+    assert replica.versions() == {"telemetry": 2}
+    assert lake.count("telemetry") == 15
+    rows = lake.query(
+        "SELECT site, count(*) AS n, count(DISTINCT record_id) AS ids FROM telemetry "
+        "GROUP BY site ORDER BY site"
+    ).to_pylist()
+    assert rows == [
+        {"site": "plant-a", "n": 10, "ids": 10},
+        {"site": "plant-b", "n": 5, "ids": 5},
+    ]
+
+
+def test_time_travel_reads_each_past_version(lake: Lake) -> None:
+    for seq in range(1, 4):
+        lake.commit_batch("telemetry", "gw-1", seq, numbered("gw-1", seq))
+
+    counts = {
+        version: lake.query(
+            "SELECT count(*) AS n FROM telemetry", versions={"telemetry": version}
+        ).to_pylist()[0]["n"]
+        for version in range(3)
+    }
+
+    assert counts == {0: 5, 1: 10, 2: 15}
+    with pytest.raises(LakeQueryError, match="no version 9"):
+        lake.query("SELECT 1 FROM telemetry", versions={"telemetry": 9})
+
+
+def test_optimize_compacts_and_vacuum_keeps_what_retention_needs(lake: Lake) -> None:
+    for seq in range(1, 7):
+        lake.commit_batch("telemetry", "gw-1", seq, numbered("gw-1", seq))
+    total = "SELECT count(*) AS n, sum(value) AS s FROM telemetry"
+    before = lake.query(total).to_pylist()
+    files_before = lake.files("telemetry")  # one per batch and (site, date) partition
+
+    compacted = lake.optimize("telemetry")
+    kept = lake.vacuum("telemetry")  # a week of retention: the old files stay
+    old = lake.query(total, versions={"telemetry": 5}).to_pylist()
+    swept = lake.vacuum("telemetry", retention_hours=0)
+
+    assert compacted["files_removed"] == files_before == 12
+    assert lake.files("telemetry") == compacted["files_added"] == 2  # one per partition
+    assert kept["files_deleted"] == 0 and old == before
+    assert swept["files_deleted"] == files_before
+    assert lake.query(total).to_pylist() == before
+    with pytest.raises(LakeQueryError):  # its files are gone now
+        lake.query(total, versions={"telemetry": 5})
+    assert lake.commit_batch("telemetry", "gw-1", 6, numbered("gw-1", 6))[1] is True
+
+
+def test_retention_deletes_old_rows_and_their_files(lake: Lake) -> None:
+    lake.commit_batch("telemetry", "gw-1", 1, numbered("gw-1", 1, n=4))
+
+    deleted = lake.apply_retention("telemetry", older_than_ts=1_700_000_000.0 + 86_400.0)
+
+    assert deleted == 2
+    assert lake.count("telemetry") == 2
+    assert lake.commit_batch("telemetry", "gw-1", 1, numbered("gw-1", 1))[1] is True
+
+
+def test_schema_evolves_when_a_stream_gains_a_field(lake: Lake) -> None:
+    lake.commit_batch("telemetry", "gw-1", 1, numbered("gw-1", 1, n=2))
+    lake.commit_batch("telemetry", "gw-1", 2, numbered("gw-1", 2, n=2, humidity=[0.4, 0.5]))
+
+    with pytest.raises(ValueError, match="does not fit dataset 'telemetry'"):
+        lake.commit_batch("telemetry", "gw-1", 3, numbered("gw-1", 3, n=2, value=["a", "b"]))
+
+    assert lake.columns("telemetry")[-1] == "humidity"
+    rows = lake.query("SELECT humidity FROM telemetry ORDER BY record_id").to_pylist()
+    assert [r["humidity"] for r in rows] == [None, None, 0.4, 0.5]
+    assert lake.versions() == {"telemetry": 1}  # the refused batch left no commit

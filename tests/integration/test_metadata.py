@@ -1,4 +1,4 @@
-"""The metadata store and blob store, on every backend."""
+"""The metadata store, on every backend (the blob store's one suite is ``test_blobs.py``)."""
 
 from __future__ import annotations
 
@@ -15,14 +15,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, inspect, select, text
 from sqlalchemy.exc import IntegrityError
 
-from hybridai.storage import (
-    BlobStore,
-    LocalBlobStore,
-    create_engine_for,
-    migrate,
-    open_blob_store,
-    session_factory,
-)
+from hybridai.storage import create_engine_for, migrate, session_factory
 from hybridai.storage.metadata import MIGRATIONS
 from hybridai.storage.tables import Base, ModelRow, ModelVersionRow, TrainingRunRow
 
@@ -198,63 +191,3 @@ def test_each_test_gets_its_own_database(metadata_url: str, tmp_path: Path) -> N
                 assert engine.url.database == str(tmp_path / "metadata.db")
     finally:
         engine.dispose()
-
-
-# --- blobs -------------------------------------------------------------------------------
-
-
-def test_local_blob_store_round_trip_and_overwrite(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path / "blobs")
-    assert isinstance(store, BlobStore)
-    assert not store.exists("models/pm/1/edge.onnx")
-
-    store.put("models/pm/1/edge.onnx", b"one")
-    store.put("models/pm/1/edge.onnx", b"two")
-
-    assert store.exists("models/pm/1/edge.onnx")
-    assert store.get("models/pm/1/edge.onnx") == b"two"
-    leftovers = [p.name for p in (tmp_path / "blobs/models/pm/1").iterdir()]
-    assert leftovers == ["edge.onnx"]  # the temporary file was renamed, not left behind
-
-
-def test_missing_blob_raises_key_error(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path)
-    with pytest.raises(KeyError):
-        store.get("models/none.onnx")
-    (tmp_path / "models" / "dir").mkdir(parents=True)
-    with pytest.raises(KeyError):
-        store.get("models/dir")
-
-
-@pytest.mark.parametrize("key", ["", "/abs", "../escape", "a/../b", "a//b", "a\\b", "./a"])
-def test_blob_keys_cannot_escape_the_root(tmp_path: Path, key: str) -> None:
-    store = LocalBlobStore(tmp_path / "root")
-    with pytest.raises(ValueError, match="invalid blob key"):
-        store.put(key, b"x")
-
-
-def test_failed_put_leaves_no_temporary_file(tmp_path: Path) -> None:
-    store = LocalBlobStore(tmp_path)
-    with pytest.raises(TypeError):
-        store.put("a/b.bin", "not bytes")  # type: ignore[arg-type]
-    assert list((tmp_path / "a").iterdir()) == []
-
-
-def test_open_blob_store_by_url(tmp_path: Path) -> None:
-    by_url = open_blob_store(f"file://{tmp_path}/blobs")
-    by_path = open_blob_store(str(tmp_path / "blobs"))
-    by_url.put("k/v", b"data")
-
-    assert isinstance(by_path, LocalBlobStore)
-    assert by_path.get("k/v") == b"data"
-
-
-def test_s3_blob_store_names_the_extra() -> None:
-    with pytest.raises(NotImplementedError, match=r"\[s3\] extra"):
-        open_blob_store("s3://bucket/prefix")
-
-
-@pytest.mark.parametrize("url", ["ftp://host/x", "file://otherhost/x"])
-def test_unsupported_blob_urls_are_refused(url: str) -> None:
-    with pytest.raises(ValueError):
-        open_blob_store(url)

@@ -71,7 +71,7 @@ def open_cloud(settings: CloudSettings) -> Cloud:
         settings=settings,
         engine=engine,
         sessions=session_factory(engine),
-        blobs=open_blob_store(settings.resolved_blob_url()),
+        blobs=open_blob_store(settings.resolved_blob_url(), settings.blob_s3()),
         lake=Lake(settings.resolved_lake_url(), settings.lake_s3()),
         signing_key=load_or_create_key(settings.resolved_signing_key_file()),
         authority=DeviceAuthority.load(

@@ -28,7 +28,33 @@ class CloudSettings(BaseSettings):
         "postgresql://user@host/db (needs the [postgres] extra).",
     )
     blob_url: str | None = Field(
-        default=None, description="Blob store for model artifacts (default: DATA_DIR/blobs)."
+        default=None,
+        description="Blob store for model artifacts: a folder, file:///PATH or "
+        "s3://BUCKET/PREFIX (the bucket must exist; see BLOB_S3_*; needs the [s3] extra) "
+        "(default: DATA_DIR/blobs).",
+    )
+    blob_s3_endpoint_url: str | None = Field(
+        default=None,
+        description="S3 endpoint of an s3:// blob store; unset: LAKE_S3_ENDPOINT_URL (one "
+        "store for both), else AWS S3.",
+    )
+    blob_s3_access_key_id: str | None = Field(
+        default=None,
+        description="Access key of an s3:// blob store; unset: LAKE_S3_ACCESS_KEY_ID, else the "
+        "AWS credential chain.",
+    )
+    blob_s3_secret_access_key: SecretStr | None = Field(
+        default=None,
+        description="Secret key of an s3:// blob store (never logged or shown); unset: "
+        "LAKE_S3_SECRET_ACCESS_KEY.",
+    )
+    blob_s3_region: str | None = Field(
+        default=None, description="Region of an s3:// blob store's bucket; unset: LAKE_S3_REGION."
+    )
+    blob_s3_allow_http: bool | None = Field(
+        default=None,
+        description="Allow a plain http:// BLOB_S3_ENDPOINT_URL (a local test store only); "
+        "unset: LAKE_S3_ALLOW_HTTP.",
     )
     lake_url: str | None = Field(
         default=None,
@@ -140,6 +166,19 @@ class CloudSettings(BaseSettings):
             secret_access_key=secret.get_secret_value() if secret else None,
             region=self.lake_s3_region,
             allow_http=self.lake_s3_allow_http,
+        )
+
+    def blob_s3(self) -> S3Options:
+        """How to reach an s3:// blob store: each BLOB_S3_* value, or the lake's when unset."""
+        lake = self.lake_s3()
+        secret = self.blob_s3_secret_access_key
+        allow_http = self.blob_s3_allow_http
+        return S3Options(
+            endpoint_url=self.blob_s3_endpoint_url or lake.endpoint_url,
+            access_key_id=self.blob_s3_access_key_id or lake.access_key_id,
+            secret_access_key=secret.get_secret_value() if secret else lake.secret_access_key,
+            region=self.blob_s3_region or lake.region,
+            allow_http=lake.allow_http if allow_http is None else allow_http,
         )
 
     @property

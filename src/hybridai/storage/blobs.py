@@ -2,7 +2,8 @@
 
 Backends implement only put / get / exists; digests and verification live once, in the
 services that use them. ``put`` is atomic: a reader sees the old blob or the new one, never a
-torn write, even if the process dies mid-write.
+torn write, even if the process dies mid-write. A local folder is the embedded default; an
+``s3://BUCKET/PREFIX`` URL opens ``S3BlobStore`` (``storage.s3_blobs``, the ``[s3]`` extra).
 """
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import os
 import tempfile
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import unquote, urlsplit
+
+from hybridai.storage.location import S3Options, parse_location
 
 
 @runtime_checkable
@@ -29,6 +31,18 @@ class BlobStore(Protocol):
     def exists(self, key: str) -> bool: ...
 
 
+class BlobStorageError(OSError):
+    """The blob store failed or refused access; the message says where and why."""
+
+
+def check_key(key: str) -> list[str]:
+    """The key's parts; a key that could escape the store's root is refused."""
+    parts = key.split("/")
+    if "\\" in key or any(part in ("", ".", "..") for part in parts):
+        raise ValueError(f"invalid blob key {key!r}: use a relative path like 'a/b/c.onnx'")
+    return parts
+
+
 class LocalBlobStore:
     """Blobs as files under ``root``: the embedded default."""
 
@@ -39,10 +53,7 @@ class LocalBlobStore:
         return f"LocalBlobStore({str(self.root)!r})"
 
     def _path(self, key: str) -> Path:
-        parts = key.split("/")
-        if "\\" in key or any(part in ("", ".", "..") for part in parts):
-            raise ValueError(f"invalid blob key {key!r}: use a relative path like 'a/b/c.onnx'")
-        return self.root.joinpath(*parts)
+        return self.root.joinpath(*check_key(key))
 
     def put(self, key: str, data: bytes) -> None:
         path = self._path(key)
@@ -69,21 +80,14 @@ class LocalBlobStore:
         return self._path(key).is_file()
 
 
-def open_blob_store(url: str) -> BlobStore:
-    """Open the store for ``file:///PATH``, a plain path, or ``s3://`` (``[s3]`` extra)."""
-    scheme = urlsplit(url).scheme.lower()
-    if scheme == "s3":
-        raise NotImplementedError(
-            f"blob store {url!r}: S3 support comes with the [s3] extra "
-            "(pip install 'hybridai[s3]'); use a local path or file:///PATH meanwhile"
-        )
-    if scheme == "file":
-        parts = urlsplit(url)
-        if parts.netloc not in ("", "localhost"):
-            raise ValueError(f"blob store {url!r}: file URLs must name a local path")
-        return LocalBlobStore(Path(unquote(parts.path)))
-    if scheme and len(scheme) > 1:  # one letter is a Windows drive, not a scheme
-        raise ValueError(
-            f"unsupported blob store URL scheme {scheme!r}: use a path, file:///PATH or s3://"
-        )
-    return LocalBlobStore(Path(url))
+def open_blob_store(url: str, s3: S3Options | None = None) -> BlobStore:
+    """Open the store for a plain path, ``file:///PATH`` or ``s3://BUCKET/PREFIX``.
+
+    ``s3`` says how to reach an S3 store (endpoint, credentials, region); the bucket must exist.
+    """
+    location = parse_location(url, what="blob store", settings="HYBRIDAI_CLOUD_BLOB_S3_* settings")
+    if location.path is not None:
+        return LocalBlobStore(Path(location.path))
+    from hybridai.storage.s3_blobs import S3BlobStore  # boto3 is imported only when needed
+
+    return S3BlobStore(location, s3 or S3Options())

@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit
 
-_BUCKET = re.compile(r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$")
+from hybridai.storage.location import S3Options, parse_location
+
+__all__ = ["S3_SETTINGS_HINT", "LakeLocation", "LakeStorageError", "S3Options"]
+
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _S3_CODE = re.compile(r"<Code>([^<]+)</Code>")
 _HTTP_STATUS = re.compile(r"\b([45]\d\d [A-Z][A-Za-z ]+)")
@@ -32,50 +33,18 @@ class LakeStorageError(OSError):
     """The lake's storage failed or refused access; the message says where and why."""
 
 
-@dataclass(frozen=True)
-class S3Options:
-    """How to reach an S3-compatible store; ``None`` leaves a value to the AWS defaults."""
-
-    endpoint_url: str | None = None
-    access_key_id: str | None = None
-    secret_access_key: str | None = field(default=None, repr=False)
-    region: str | None = None
-    allow_http: bool = False
-
-    def storage_options(self) -> dict[str, str]:
-        """The options delta-rs takes; conditional put makes concurrent commits safe."""
-        options = {"AWS_CONDITIONAL_PUT": "etag"}
-        given = {
-            "AWS_ENDPOINT_URL": self.endpoint_url,
-            "AWS_ACCESS_KEY_ID": self.access_key_id,
-            "AWS_SECRET_ACCESS_KEY": self.secret_access_key,
-            "AWS_REGION": self.region,
-        }
-        options.update({key: value for key, value in given.items() if value})
-        if self.allow_http:
-            options["AWS_ALLOW_HTTP"] = "true"
-        return options
-
-
 class LakeLocation:
-    """The lake's root: a local folder (``PATH`` or ``file:///PATH``) or ``s3://BUCKET/PREFIX``."""
+    """The lake's root: a local folder (``PATH`` or ``file:///PATH``) or ``s3://BUCKET/PREFIX``.
+
+    The URL is parsed by ``storage.location`` (as the blob store's is).
+    """
 
     def __init__(self, url: str, s3: S3Options | None = None) -> None:
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme == "s3":
-            self._root = _s3_root(url)
-            self._options: dict[str, str] | None = (s3 or S3Options()).storage_options()
-        elif scheme == "file" or "://" not in url:
-            if scheme == "file" and parts.netloc not in ("", "localhost"):
-                raise ValueError(f"lake URL {url!r}: file URLs must name a local path")
-            path = unquote(parts.path) if scheme == "file" else url
-            self._root = path.rstrip("/") or "/"
-            self._options = None
-        else:
-            raise ValueError(
-                f"unsupported lake URL {url!r}: use a folder, file:///PATH or s3://BUCKET/PREFIX"
-            )
+        location = parse_location(url, what="lake", settings="HYBRIDAI_CLOUD_LAKE_S3_* settings")
+        self._root = location.root
+        self._options: dict[str, str] | None = (
+            None if location.is_local else (s3 or S3Options()).storage_options()
+        )
 
     def __repr__(self) -> str:
         return f"LakeLocation({self._root!r})"
@@ -121,22 +90,3 @@ class LakeLocation:
         detail = "; ".join([first[:300], *details])
         hint = "" if self.is_local else f": {S3_SETTINGS_HINT}"
         return LakeStorageError(f"the lake at {self._root} failed while {doing}: {detail}{hint}")
-
-
-def _s3_root(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
-        raise ValueError(
-            "the lake URL must be s3://BUCKET/PREFIX alone: put credentials and the endpoint in "
-            "the HYBRIDAI_CLOUD_LAKE_S3_* settings, never in the URL"
-        )
-    bucket = parts.netloc
-    if not _BUCKET.fullmatch(bucket):
-        raise ValueError(
-            f"lake URL 's3://{bucket}/...': {bucket!r} is not a valid bucket name (3-63 "
-            "lowercase letters, digits, dots or hyphens)"
-        )
-    prefix = parts.path.strip("/")
-    if prefix and any(segment in ("", ".", "..") for segment in prefix.split("/")):
-        raise ValueError(f"lake URL {url!r}: the prefix must be plain folder names")
-    return f"s3://{bucket}/{prefix}" if prefix else f"s3://{bucket}"
