@@ -43,6 +43,7 @@ TABLES = {
     "device_model_pins",
     "retraining_policies",
     "stream_schemas",
+    "fleet_settings",
     "site_keys",
 }
 

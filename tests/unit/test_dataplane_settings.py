@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -11,6 +10,7 @@ from hybridai.edge.dataplane import DataPlane
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.edge.store.metrics import StoreCollector
+from hybridai.protocol.edge_settings import DeviceSettings
 
 
 def test_desired_state_overrides_settings_and_bad_values_keep_the_last_good(
@@ -22,25 +22,38 @@ def test_desired_state_overrides_settings_and_bad_values_keep_the_last_good(
         store_quota_bytes=10_000,
         sync_window="22:00-06:00",
     )
-    desired: dict[str, Any] = {}
     with EdgeStore(tmp_path / "edge.db") as store:
-        plane = DataPlane(settings, store, lambda: desired)
+        plane = DataPlane(settings, store)
         assert store.config.quota_bytes == 10_000 and plane.window is not None
         assert store.config.priority("vibration") == 0 and store.config.priority("alerts") == 2
 
-        desired.update(
+        desired = DeviceSettings(
             stream_priorities={"alerts": "normal"},
             store_quota_bytes=50_000,
             sync_bandwidth_bytes_per_s=1000,
+            sync_window="",  # the cloud lifts the edge's own window: sync at any time
         )
-        assert plane.apply()
+        assert plane.apply(desired)
         assert store.config.quota_bytes == 50_000 and plane.bandwidth == 1000.0
         assert store.config.priority("vibration") == 0 and store.config.priority("alerts") == 1
+        assert plane.window is None
+        assert not plane.apply(desired.model_copy())  # the same settings: nothing to do
 
-        desired["sync_window"] = "soon"
-        assert not plane.apply()
-        assert plane.error is not None and "HH:MM-HH:MM" in plane.error
-        assert store.config.quota_bytes == 50_000  # the last good rules stay in force
+
+def test_a_setting_that_cannot_be_applied_is_reported_and_the_last_good_rules_stay(
+    tmp_path: Path,
+) -> None:
+    settings = EdgeSettings(data_dir=tmp_path, stream_priorities={"vibration": "urgent"})
+    with EdgeStore(tmp_path / "edge.db") as store:
+        plane = DataPlane(settings, store)
+        assert plane.error is not None and "vibration" in plane.error
+        assert store.config.priority("vibration") == 1  # the store's defaults stay in force
+
+        assert not plane.apply(DeviceSettings(store_quota_bytes=5_000))  # still the bad value
+        assert store.config.quota_bytes is None and plane.error is not None
+
+        assert plane.apply(DeviceSettings(stream_priorities={"vibration": "low"}))
+        assert plane.error is None and store.config.priority("vibration") == 0
 
 
 def test_store_metrics_per_stream(tmp_path: Path) -> None:

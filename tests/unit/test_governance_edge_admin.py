@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +14,8 @@ from hybridai.edge.agent import EdgeAgent
 from hybridai.edge.app import create_app
 from hybridai.edge.settings import EdgeSettings
 from hybridai.governance import access_tokens as at
+from hybridai.protocol.edge_settings import DeviceSettings
+from hybridai.protocol.fleet import DesiredState
 
 
 @pytest.fixture
@@ -33,7 +36,12 @@ def agent(tmp_path: Path) -> Iterator[EdgeAgent]:
 @pytest.fixture
 def edge(agent: EdgeAgent, keys: at.TokenKeys) -> TestClient:
     """The edge API without its loops (no lifespan): the key as a desired state brings it."""
-    agent.reconciler.settings["token_public_key"] = keys.public_pem
+    desired = DesiredState(
+        device_id="gw-1",
+        generation="g1",
+        settings=DeviceSettings(token_public_key=keys.public_pem, sync_interval_s=7.0),
+    )
+    asyncio.run(agent.apply(desired))
     return TestClient(create_app(agent))
 
 
@@ -47,6 +55,7 @@ def test_operator_reads_config_without_secrets(edge: TestClient, keys: at.TokenK
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["device_id"] == "gw-1" and "token_public_key" not in body["desired_settings"]
+    assert body["desired_settings"]["sync_interval_s"] == 7.0
     assert "BEGIN" not in response.text
 
 

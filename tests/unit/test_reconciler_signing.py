@@ -127,11 +127,12 @@ def test_a_new_signing_key_is_not_adopted_silently(setup: tuple[Reconciler, Blob
 def test_a_restart_verifies_cached_artifacts_again(
     setup: tuple[Reconciler, Blobs], tmp_path: Path
 ) -> None:
+    cached = desired(assignment("1", V1))  # what the agent's desired-state cache kept
     restarted = Reconciler(ModelRepository(), Blobs(), tmp_path / "models")
-    asyncio.run(restarted.restore())
+    asyncio.run(restarted.restore(cached))
     assert restarted.repository.current_version("pm") == "1"
     # with another provisioned key, the same cache is refused
     other = TrustedKey(tmp_path / "x.pub", public_key_text(Ed25519PrivateKey.generate()))
     distrusting = Reconciler(ModelRepository(), Blobs(), tmp_path / "models", trust=other)
-    asyncio.run(distrusting.restore())
+    asyncio.run(distrusting.restore(cached))
     assert distrusting.repository.current_version("pm") is None

@@ -24,9 +24,10 @@ from hybridai.edge.routing.peer_calls import PeerCalls
 from hybridai.edge.routing.placement_state import PlacementState
 from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.orchestrator import Breaker
+from hybridai.protocol.edge_settings import DeviceSettings
 from hybridai.protocol.errors import ApiError
 from hybridai.protocol.fleet import DesiredState, ModelAssignment
-from hybridai.protocol.placement import PEERS_SETTING, PlacementPolicy, SitePeer
+from hybridai.protocol.placement import PlacementPolicy, SitePeer
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse
 from hybridai.serving import ModelRepository, OnnxModel, install_error_handlers, v2_router
 
@@ -103,7 +104,7 @@ def backend(
                 policy=policy,
             )
         ],
-        settings={PEERS_SETTING: [p.model_dump() for p in peers or []]},
+        settings=DeviceSettings(site_peers=list(peers or [])),
     )
 
     async def keep(record: dict[str, Any]) -> None:

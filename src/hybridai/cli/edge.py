@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Annotated, Any
@@ -136,6 +137,22 @@ def status(
         out.print(mqtt_table(data["mqtt"]))
     if data.get("stream_schemas"):
         out.print(schema_table(data["stream_schemas"]))
+    if data.get("settings"):
+        out.print(settings_table(data["settings"], data.get("settings_error")))
+
+
+def settings_table(settings: dict[str, Any], error: str | None) -> Table:
+    """The settings the edge runs with, each from its own (local) settings or the cloud's."""
+    table = Table(title="settings")
+    for column in ("setting", "value", "from"):
+        table.add_column(column)
+    for key, applied in sorted(settings.items()):
+        value = applied["value"]
+        shown = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        table.add_row(key, escape(shown), applied["source"])
+    if error:
+        table.add_row("[red]not applied[/]", escape(error), "cloud")
+    return table
 
 
 def mqtt_table(mqtt: dict[str, Any]) -> Table:

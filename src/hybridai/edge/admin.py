@@ -36,8 +36,8 @@ def _bearer(request: Request) -> str:
 def authorize(agent: EdgeAgent, request: Request) -> Claims:
     """The verified claims of an operator's (or admin's) access token, or an ``ApiError``."""
     token = _bearer(request)
-    pem = agent.reconciler.settings.get("token_public_key")
-    if not isinstance(pem, str):
+    pem = agent.token_public_key
+    if pem is None:
         raise ApiError(
             503,
             ErrorCode.UPSTREAM_UNAVAILABLE,
@@ -81,7 +81,12 @@ def admin_router(agent: EdgeAgent) -> APIRouter:
     async def config(request: Request) -> dict[str, Any]:
         """The agent's settings (secrets masked) and what the cloud's desired state set."""
         authorize(agent, request)
-        desired = {k: v for k, v in agent.reconciler.settings.items() if k != "token_public_key"}
+        current = agent.desired.current
+        desired = (
+            {}
+            if current is None
+            else current.settings.model_dump(mode="json", exclude={"token_public_key"})
+        )
         return {
             "device_id": agent.device_id,
             "site": agent.site,

@@ -21,6 +21,8 @@ from hybridai import __version__
 from hybridai.edge.cloud_client import CloudClient, CloudUnavailable
 from hybridai.edge.data_policy import EdgeDataPolicy, store_key, trusted_key
 from hybridai.edge.dataplane import DataPlane
+from hybridai.edge.desired_cache import DesiredCache
+from hybridai.edge.edge_config import applied, effective, local_config
 from hybridai.edge.identity import DeviceIdentity
 from hybridai.edge.ingest.declared_schemas import DeclaredSchemas
 from hybridai.edge.ingest.intake import Ingest
@@ -36,8 +38,16 @@ from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.edge.store.metrics import StoreCollector
 from hybridai.edge.sync.uploader import SyncError, Uploader
 from hybridai.link.retry import Backoff
+from hybridai.protocol.edge_settings import Merged
 from hybridai.protocol.errors import ApiError, ErrorCode
-from hybridai.protocol.fleet import Capabilities, EnrollRequest, StatusReport, StoreStats
+from hybridai.protocol.fleet import (
+    Capabilities,
+    DesiredState,
+    EnrollRequest,
+    StatusReport,
+    StoreStats,
+)
+from hybridai.protocol.policy import DataPolicy
 from hybridai.serving.repository import ModelRepository
 
 if TYPE_CHECKING:
@@ -84,6 +94,12 @@ class EdgeAgent:
         self.cloud = CloudClient(settings.cloud_url, self.device_id, self.tls)
         self.link = CloudLink()
         self.capabilities = capabilities(settings.memory_mb)
+        # The desired state, and what this edge runs by from it: ``apply`` keeps them current.
+        self.desired = DesiredCache(settings.data_dir / "models" / "desired.json")
+        self.policies: dict[str, DataPolicy] = {}
+        self.token_public_key: str | None = None
+        self.local_config = local_config(settings)
+        self.config: Merged = effective(self.local_config, None)
         self.backend = EdgeBackend(
             self.repository,
             self.cloud,
@@ -101,7 +117,7 @@ class EdgeAgent:
             budget_margin_ms=settings.budget_margin_ms,
             probe_interval_s=settings.probe_interval_s,
             hard_examples=self._keep_hard_example,
-            desired=lambda: self.reconciler.desired,
+            desired=lambda: self.desired.current,
         )
         self.reconciler = Reconciler(
             self.repository,
@@ -110,17 +126,17 @@ class EdgeAgent:
             settings.threads,
             trust=trusted_key(settings),
         )
-        self.data_policy = EdgeDataPolicy(settings, self.store, self.reconciler)
-        self.dataplane = DataPlane(settings, self.store, lambda: self.reconciler.settings)
+        self.data_policy = EdgeDataPolicy(settings, self.store, lambda: self.policies)
+        self.dataplane = DataPlane(settings, self.store)
         self.backend.metrics.registry.register(StoreCollector(self._store_stats))
         if self.mqtt is not None:
             self.backend.metrics.registry.register(MqttCollector(self.mqtt.stats))
         self.schemas = DeclaredSchemas(  # stream schemas the cloud declares
             self.ingest,
-            lambda: self.reconciler.desired.stream_schemas if self.reconciler.desired else None,
+            lambda: self.desired.current.stream_schemas if self.desired.current else None,
         )
         self.drift = DriftMonitor(
-            lambda: self.reconciler.desired.models if self.reconciler.desired else []
+            lambda: self.desired.current.models if self.desired.current else []
         )
         self.backend.on_served = self.drift.observe
         self.uploader: Uploader | None = None
@@ -135,9 +151,11 @@ class EdgeAgent:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.reconciler.restore()
-        if self.settings.bundle_file is not None and not self.reconciler.has_desired:
-            await start_from_bundle(self.reconciler, self.settings.bundle_file)
+        cached = self.desired.load()
+        if cached is not None:
+            await self.apply(cached, restoring=True)
+        elif self.settings.bundle_file is not None:
+            await self.apply(await start_from_bundle(self.reconciler, self.settings.bundle_file))
         await asyncio.to_thread(self.schemas.apply)
         if self.mqtt is not None:
             self.mqtt.start()
@@ -261,20 +279,40 @@ class EdgeAgent:
     async def _desired_loop(self) -> None:
         async def step() -> float:
             desired = await self.cloud.desired_state(
-                self.reconciler.generation, self.settings.poll_wait_s
+                self.desired.generation, self.settings.poll_wait_s
             )
             self.link.success()
             if desired is not None:
-                await self.reconciler.apply(desired)
-                await asyncio.to_thread(self.schemas.apply)
-                if self.dataplane.apply():
-                    await asyncio.to_thread(self.store.enforce_quota)
+                await self.apply(desired)
             return 0.0
 
         await self._loop("desired-state", step)
 
+    async def apply(self, desired: DesiredState, restoring: bool = False) -> None:
+        """Fan ``desired`` out to every part that obeys it; all apply live, without a restart.
+
+        Settings, policies, schemas, peers and the token key apply at once; then the models
+        (a transient download error propagates, so the poll retries with the same ETag). A
+        part that cannot apply its share keeps its last good state and reports why (the data
+        plane's ``error``, a schema's refusal, a model's ``failed_version``). ``restoring``: a
+        cached state at start, its models from the local cache only.
+        """
+        self.desired.receive(desired)
+        self.policies = {p.dataset: p for p in desired.policies}
+        self.token_public_key = desired.settings.token_public_key
+        self.config = effective(self.local_config, desired.settings)
+        self.backend.state.apply(desired)  # placement policies and site peers
+        await asyncio.to_thread(self.schemas.apply)
+        if self.dataplane.apply(desired.settings):
+            await asyncio.to_thread(self.store.enforce_quota)
+        if restoring:
+            await self.reconciler.restore(desired)
+            return
+        await self.reconciler.apply(desired)
+        await asyncio.to_thread(self.desired.applied, desired)
+
     def _setting(self, key: str, default: float) -> float:
-        value = self.reconciler.settings.get(key, default)
+        value = getattr(self.config.settings, key, None)
         return float(value) if isinstance(value, int | float) else default
 
     async def _heartbeat_loop(self) -> None:
@@ -288,7 +326,7 @@ class EdgeAgent:
     async def _sync_loop(self) -> None:
         async def step() -> float:
             assert self.uploader is not None
-            if not self.reconciler.has_desired:  # no batch leaves before the policies are known
+            if self.desired.current is None:  # no batch leaves before the policies are known
                 return 0.5
             await self.uploader.drain()
             self.link.success()
@@ -299,7 +337,7 @@ class EdgeAgent:
     async def _retention_step(self) -> float:
         await self.data_policy.expire_step()
         await asyncio.to_thread(self.store.enforce_quota)
-        return self.settings.retention_interval_s
+        return self._setting("retention_interval_s", self.settings.retention_interval_s)
 
     # -- views ----------------------------------------------------------------------------
 
@@ -345,9 +383,11 @@ class EdgeAgent:
             estimates=estimates,
             advertise_url=advertise,
             inflight=sum(m.inflight for m in self.backend.state.models.values()),
-            policies=sorted(self.reconciler.policies),
+            policies=sorted(self.policies),
             drift=self.drift.report(),
             model_health=self.backend.health.snapshot(),
             mqtt=self.mqtt.stats() if self.mqtt is not None else None,
             stream_schemas=self.schemas.report(),
+            settings=applied(self.config),
+            settings_error=self.dataplane.error,
         )

@@ -1,6 +1,6 @@
 """The edge's side of the data policies: its keys, local-only datasets and retention.
 
-Policies arrive in the desired state (the reconciler keeps the current ones); the uploader
+Policies arrive in the desired state (the agent hands over the current ones); the uploader
 redacts batches with them (``hybridai.edge.sync.uploader``); this module runs retention and says
 what status reports show. The pseudonymisation key stays on the device.
 """
@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hybridai.edge.models.reconciler import Reconciler
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store.crypto import load_store_key
 from hybridai.edge.store.edge_store import EdgeStore
@@ -39,15 +39,20 @@ def trusted_key(settings: EdgeSettings) -> TrustedKey:
 class EdgeDataPolicy:
     """Policies as the edge applies them: retention, local-only datasets, status figures."""
 
-    def __init__(self, settings: EdgeSettings, store: EdgeStore, reconciler: Reconciler) -> None:
+    def __init__(
+        self,
+        settings: EdgeSettings,
+        store: EdgeStore,
+        policies: Callable[[], Mapping[str, DataPolicy]],
+    ) -> None:
         self._store = store
-        self._reconciler = reconciler
+        self._policies = policies
         key_path: Path = settings.pseudonym_key_file or settings.data_dir / "pseudonym.key"
         self.site_key = load_or_create_site_key(key_path)
         self.retention_overdue = 0
 
     def policies(self) -> dict[str, DataPolicy]:
-        return self._reconciler.policies
+        return dict(self._policies())
 
     def local_only(self) -> frozenset[str]:
         return frozenset(d for d, p in self.policies().items() if local_only(p))

@@ -1,20 +1,21 @@
 """The agent's data-plane rules: the store's config and the sync gates, kept current.
 
-The edge settings give the defaults; the cloud's desired state ``settings`` override them (see
-``store_config``). A desired state whose data-plane settings cannot be applied leaves the last
-good rules in force and says why (``error``), rather than stop the store.
+The edge settings give the defaults; the cloud's desired state ``settings`` (typed:
+``protocol.edge_settings.DeviceSettings``) override them (see ``store.config.build_config``).
+Settings that cannot be applied leave the last good rules in force and say why (``error``),
+rather than stop the store.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping
 from typing import Any
 
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store.config import StoreConfigError, build_config
 from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.edge.sync.window import SyncWindow, parse_window
+from hybridai.protocol.edge_settings import EdgeConfig
 
 log = logging.getLogger(__name__)
 _KEYS = (
@@ -29,24 +30,24 @@ _KEYS = (
 
 
 class DataPlane:
-    def __init__(
-        self, settings: EdgeSettings, store: EdgeStore, desired: Callable[[], Mapping[str, Any]]
-    ) -> None:
+    def __init__(self, settings: EdgeSettings, store: EdgeStore) -> None:
         self._base = {key: getattr(settings, key) for key in _KEYS}
         self._store = store
-        self._desired = desired
         self._applied: dict[str, Any] | None = None
         self.window: SyncWindow | None = None
         self.bandwidth: float | None = None
         self.error: str | None = None
-        self.apply()
+        self.apply(None)
 
-    def apply(self) -> bool:
-        """Bring the store and gates in line with the settings; True when something changed."""
-        over = {k: v for k, v in self._desired().items() if k in _KEYS}
+    def apply(self, desired: EdgeConfig | None) -> bool:
+        """Bring the store and gates in line with ``desired`` (None: the edge's own settings).
+
+        True when something changed; False when nothing did or it could not be applied.
+        """
+        over = {} if desired is None else desired.model_dump(mode="json", include=set(_KEYS))
         if over == self._applied:
             return False
-        merged = {**self._base, **{k: v for k, v in over.items() if v is not None}}
+        merged = {**self._base, **over}
         try:
             config = build_config(self._base, over)
             window = parse_window(merged.get("sync_window"))

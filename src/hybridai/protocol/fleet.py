@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from hybridai.protocol.edge_settings import AppliedSetting, DeviceSettings
 from hybridai.protocol.names import check_name
 from hybridai.protocol.placement import PlacementPolicy
 from hybridai.protocol.policy import DataPolicy
@@ -125,7 +126,7 @@ class DesiredState(BaseModel):
     device_id: str
     generation: str  # the ETag: changes whenever anything below changes
     models: list[ModelAssignment] = Field(default_factory=list)
-    settings: dict[str, Any] = Field(default_factory=dict)
+    settings: DeviceSettings = Field(default_factory=DeviceSettings)  # merged for this device
     signing_public_key: str | None = None  # base64 Ed25519: edges pin it on first use
     policies: list[DataPolicy] = Field(default_factory=list)
     # Declared record schemas per stream (the device's site's, else the fleet's)
@@ -250,6 +251,9 @@ class StatusReport(BaseModel):
     model_health: list[ModelHealth] = Field(default_factory=list)
     mqtt: MqttStats | None = None  # None: MQTT ingest is not configured
     stream_schemas: dict[str, StreamSchemaState] = Field(default_factory=dict)  # declared ones
+    # The settings it runs with (protocol.edge_settings), each from its own or the cloud's
+    settings: dict[str, AppliedSetting] = Field(default_factory=dict)
+    settings_error: str | None = None  # cloud settings it could not apply (last good kept)
 
 
 class Device(BaseModel):

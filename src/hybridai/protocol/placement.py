@@ -14,7 +14,6 @@ from pydantic import BaseModel, Field
 
 PolicyKindName = Literal["latency", "edge-only", "cloud-only", "cascade"]
 MeasureName = Literal["max_prob", "margin", "entropy", "band"]
-PEERS_SETTING = "site_peers"  # the desired state's settings key holding list[SitePeer]
 
 
 class CascadeSpec(BaseModel):

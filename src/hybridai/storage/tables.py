@@ -259,7 +259,6 @@ class DataPolicyRow(Base):
     updated_by: Mapped[str] = mapped_column(String(200))
 
 
-class StreamSchemaRow(Base):
 class LakeGrantRow(Base):
     """A read grant on one lake dataset to a role or a user (migration 0015).
 
@@ -274,6 +273,7 @@ class LakeGrantRow(Base):
     granted_by: Mapped[str] = mapped_column(String(200))
 
 
+class StreamSchemaRow(Base):
     """A stream's declared record schema (``protocol.streams.DeclaredSpec``), migration 0011.
 
     One row per stream for the whole fleet (``site`` empty) and one per site that declares its
@@ -343,3 +343,19 @@ class RetrainingPolicyRow(Base):
     last_triggered_at: Mapped[float | None] = mapped_column(Double)
     last_reason: Mapped[str | None] = mapped_column(Text)
     last_run_id: Mapped[str | None] = mapped_column(String(64))
+
+
+class FleetSettingsRow(Base):
+    """Edge settings an operator set for one level (``protocol.edge_settings.EdgeConfig``), 0012.
+
+    ``level`` is fleet, site, tag or device; ``name`` is "" for the fleet, else the site, the
+    ``key=value`` tag or the device id. ``cloud.devices.device_settings`` merges a device's.
+    """
+
+    __tablename__ = "fleet_settings"
+
+    level: Mapped[str] = mapped_column(String(16), primary_key=True)
+    name: Mapped[str] = mapped_column(String(2 * ID_LENGTH + 1), primary_key=True)
+    settings: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Double)
+    updated_by: Mapped[str] = mapped_column(String(200))

@@ -7,6 +7,7 @@ from hybridai.cloud.api import (
     certificates,
     compliance,
     fleet,
+    fleet_config,
     lake,
     lifecycle,
     models,
@@ -20,6 +21,7 @@ from hybridai.cloud.api import (
 
 ROUTERS: tuple[APIRouter, ...] = (
     fleet.router,  # enrollment, devices, status, desired state
+    fleet_config.router,  # edge settings per fleet, site, tag, device
     certificates.router,  # device certificate renewal, revocation
     sync.router,
     models.router,

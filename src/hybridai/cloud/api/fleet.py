@@ -11,11 +11,12 @@ from starlette.concurrency import run_in_threadpool
 from hybridai.cloud import policies
 from hybridai.cloud.auth import cloud_of, require, require_device
 from hybridai.cloud.data import stream_schemas
-from hybridai.cloud.devices import fleet
+from hybridai.cloud.devices import device_settings, fleet
 from hybridai.cloud.devices.desired_state import desired_state
 from hybridai.cloud.devices.site_peers import site_peers
 from hybridai.cloud.people import users
 from hybridai.link.signing import public_key_text
+from hybridai.protocol.edge_settings import DeviceSettings
 from hybridai.protocol.fleet import (
     DesiredState,
     Device,
@@ -26,7 +27,7 @@ from hybridai.protocol.fleet import (
     StatusReport,
     TagChange,
 )
-from hybridai.protocol.placement import PEERS_SETTING
+from hybridai.storage.tables import DeviceRow
 
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
 MAX_WAIT_S = 30.0
@@ -81,17 +82,21 @@ def post_status(device_id: str, report: StatusReport, request: Request) -> Respo
 
 def _desired(request: Request, device_id: str) -> DesiredState:
     cloud = cloud_of(request)
-    settings = {
-        "sync_interval_s": cloud.settings.sync_interval_s,
-        "heartbeat_interval_s": cloud.settings.heartbeat_interval_s,
-        # The edge verifies admin access tokens offline with it (edge/admin.py).
-        "token_public_key": users.token_keys(cloud.settings.data_dir).public_pem,
-    }
     with cloud.session() as session:
         device = fleet.get_device(session, device_id)
         stale_s = max(3 * cloud.settings.heartbeat_interval_s, 10.0)
         peers = site_peers(session, device_id, time.time(), stale_s)
-        settings[PEERS_SETTING] = [p.model_dump(mode="json") for p in peers]
+        merged = device_settings.merged_for(
+            session, session.get(DeviceRow, device_id), device_settings.defaults(cloud.settings)
+        )
+        settings = DeviceSettings.model_validate(
+            {
+                **merged.settings.model_dump(),
+                "site_peers": peers,
+                # The edge verifies admin access tokens offline with it (edge/admin.py).
+                "token_public_key": users.token_keys(cloud.settings.data_dir).public_pem,
+            }
+        )
         key = None if cloud.signing_key is None else public_key_text(cloud.signing_key)
         return desired_state(
             session,

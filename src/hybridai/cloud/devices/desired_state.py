@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import select
@@ -16,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from hybridai.cloud.models.targets import device_facts, policy_needs
 from hybridai.orchestrator.targeting import unmet
+from hybridai.protocol.edge_settings import DeviceSettings
 from hybridai.protocol.fleet import DesiredState, ModelAssignment
 from hybridai.protocol.policy import DataPolicy
 from hybridai.protocol.streams import SchemaSpec
@@ -50,7 +52,7 @@ def reference_of(session: Session, name: str, version: int) -> dict[str, Any] | 
 def desired_state(
     session: Session,
     device_id: str,
-    settings: dict[str, Any],
+    settings: DeviceSettings | Mapping[str, Any] | None = None,
     signing_public_key: str | None = None,
     policies: list[DataPolicy] | None = None,
     stream_schemas: dict[str, SchemaSpec] | None = None,
@@ -67,6 +69,8 @@ def desired_state(
     ``generation`` is a digest of the content, so it serves as an ETag that changes exactly
     when the models or settings change, whichever replica computes it.
     """
+    if not isinstance(settings, DeviceSettings):
+        settings = DeviceSettings.model_validate(dict(settings or {}))
     models: list[ModelAssignment] = []
     device = session.get(DeviceRow, device_id)
     pins = {  # per-device versions a rollout set; they override the fleet's deployment
@@ -110,7 +114,7 @@ def desired_state(
     policies = sorted(policies or [], key=lambda p: p.dataset)
     content: dict[str, Any] = {
         "models": [m.model_dump(mode="json") for m in models],
-        "settings": settings,
+        "settings": settings.model_dump(mode="json"),  # unset (None) fields left out
         "signing_public_key": signing_public_key,
         "policies": [p.model_dump(mode="json") for p in policies],
     }

@@ -4,7 +4,8 @@ Each new version is downloaded, checked against the sha256 in the desired state 
 its Ed25519 signature under the trusted key (pinned on first use or provisioned), loaded,
 warmed up and only then swapped in; requests in flight finish on the old version. A version
 that fails any step is reported as failed and the edge keeps serving the one it has. Artifacts
-and the last desired state are cached on disk so a restarted edge serves without the cloud.
+are cached on disk so a restarted edge serves without the cloud (the desired state itself is
+kept by ``edge.desired_cache``; the reconciler only reconciles models).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from typing import Protocol
 from hybridai.link.signing import SignatureInvalid, TrustedKey, key_id, verify_artifact
 from hybridai.protocol.fleet import DesiredState, LoadedModel, ModelAssignment
 from hybridai.protocol.names import check_name
-from hybridai.protocol.policy import DataPolicy
 from hybridai.serving.onnx_runtime import ModelLoadError, OnnxModel
 from hybridai.serving.repository import ModelRepository
 
@@ -51,11 +51,6 @@ class Reconciler:
         self.trust = trust or TrustedKey(cache_dir / "trusted-signing-key.pub")
         self._offered_key: str | None = None
         self.models: dict[str, LoadedModel] = {}
-        self.settings: dict[str, object] = {}
-        self.policies: dict[str, DataPolicy] = {}
-        self.has_desired = False  # a desired state (fresh or cached) has been applied
-        self.generation: str | None = None
-        self.desired: DesiredState | None = None  # the last one applied (router policies, peers)
 
     def _artifact_path(self, a: ModelAssignment) -> Path:
         # Names are allow-listed in the protocol; checked again here, where they become a path.
@@ -175,24 +170,12 @@ class Reconciler:
     async def apply(self, desired: DesiredState) -> None:
         """Converge on ``desired``; transient download errors propagate so the caller retries."""
         self._offered_key = desired.signing_public_key
-        self.policies = {p.dataset: p for p in desired.policies}
-        self.has_desired = True
         for assignment in desired.models:
             await self._apply_one(assignment)
-        self.settings = dict(desired.settings)
-        self.generation = desired.generation
-        self.desired = desired
-        (self._cache / "desired.json").write_text(desired.model_dump_json())
 
-    async def restore(self) -> None:
-        """Serve what was desired before a restart, from the local cache only."""
-        path = self._cache / "desired.json"
-        if not path.exists():
-            return
-        desired = DesiredState.model_validate_json(path.read_text())
+    async def restore(self, desired: DesiredState) -> None:
+        """Serve what ``desired`` (cached before a restart) names, from the local cache only."""
         self._offered_key = desired.signing_public_key
-        self.policies = {p.dataset: p for p in desired.policies}
-        self.has_desired = True
         for a in desired.models:
             if not self._artifact_path(a).exists():
                 continue
@@ -200,8 +183,6 @@ class Reconciler:
                 await self._apply_one(a)
             except OSError as exc:
                 log.warning("cached %s v%s unusable: %s", a.name, a.version, exc)
-        self.settings = dict(desired.settings)
-        self.desired = desired
 
     def loaded(self) -> list[LoadedModel]:
         return list(self.models.values())

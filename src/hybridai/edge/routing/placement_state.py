@@ -25,7 +25,7 @@ from hybridai.orchestrator import (
     Tier,
 )
 from hybridai.protocol.fleet import DesiredState
-from hybridai.protocol.placement import PEERS_SETTING, PlacementPolicy, SitePeer
+from hybridai.protocol.placement import PlacementPolicy, SitePeer
 
 CLOUD_ID = "cloud"
 
@@ -130,8 +130,7 @@ class PlacementState:
             return
         self._applied = desired
         self.placing = {m.name: to_placing(m.policy) for m in desired.models}
-        raw = desired.settings.get(PEERS_SETTING) or []
-        infos = [SitePeer.model_validate(p) for p in raw if isinstance(p, dict)]
+        infos = desired.settings.site_peers or []
         peers: dict[str, PeerState] = {}
         for info in infos:
             if info.device_id == self.device_id:

@@ -8,11 +8,10 @@ batches must reach the lake in the order they were cut.
 
 from __future__ import annotations
 
-import re
 import time
 from dataclasses import dataclass
 
-_PART = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
+from hybridai.protocol.edge_settings import window_spans
 
 
 @dataclass(frozen=True)
@@ -36,16 +35,4 @@ def parse_window(text: str | None) -> SyncWindow | None:
     """``"HH:MM-HH:MM[,HH:MM-HH:MM...]"``; None or empty means sync at any time."""
     if text is None or not text.strip():
         return None
-    spans: list[tuple[int, int]] = []
-    for part in text.split(","):
-        m = _PART.match(part)
-        if m is None:
-            raise ValueError(f"sync window {part.strip()!r}: write HH:MM-HH:MM, e.g. 22:00-06:00")
-        h1, m1, h2, m2 = (int(g) for g in m.groups())
-        if h1 > 23 or h2 > 24 or m1 > 59 or m2 > 59 or (h2 == 24 and m2):
-            raise ValueError(f"sync window {part.strip()!r}: not a time of day")
-        start, end = h1 * 60 + m1, h2 * 60 + m2
-        if start == end:
-            raise ValueError(f"sync window {part.strip()!r} is empty")
-        spans.append((start, end))
-    return SyncWindow(tuple(spans))
+    return SyncWindow(window_spans(text))
