@@ -45,6 +45,7 @@ TABLES = {
     "stream_schemas",
     "fleet_settings",
     "site_keys",
+    "quarantined_batches",
 }
 
 

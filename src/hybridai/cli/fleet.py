@@ -163,6 +163,12 @@ def _schemas(status: dict[str, Any]) -> str:
     return "ok" if declared else "-"
 
 
+def _quarantined(device: dict[str, Any]) -> str:
+    """Batches of the device the lake could not take (details: GET /api/v1/quarantine)."""
+    count = device.get("quarantined_batches") or 0
+    return f"[red]{count}[/]" if count else "-"
+
+
 @app.command("list")
 def list_devices(
     cloud: CloudOpt = DEFAULT_CLOUD, token: TokenOpt = None, as_json: JsonOpt = False
@@ -174,7 +180,7 @@ def list_devices(
         return
     table = Table(title="fleet")
     columns = ("device", "site", "kind", "tags", "last seen", "models", "backlog", "synced")
-    for col in (*columns, "evicted", "mqtt", "schemas"):
+    for col in (*columns, "evicted", "mqtt", "schemas", "quarantined"):
         table.add_column(col)
     now = time.time()
     for d in data:
@@ -194,5 +200,6 @@ def list_devices(
             _evicted(store),
             _mqtt(status),
             _schemas(status),
+            _quarantined(d),
         )
     out.print(table)

@@ -73,6 +73,14 @@ def set_schema(
     closed: Annotated[
         bool, typer.Option("--closed", help="Refuse records with fields not declared.")
     ] = False,
+    retype: Annotated[
+        bool,
+        typer.Option(
+            "--retype",
+            help="Let the declaration win over the lake table's column types: the table is "
+            "converted, rows that cannot convert are quarantined.",
+        ),
+    ] = False,
     site: SiteOpt = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
@@ -82,10 +90,13 @@ def set_schema(
 
     Fields may be added later; a declared field's type cannot change (the lake column and the
     records already stored have it). A site's schema replaces the fleet's for that site.
+    A lake table a first writer typed otherwise refuses it unless --retype.
     """
     spec = {"fields": parse_fields(field), "required": required or [], "closed": closed}
-    params = {"site": site} if site else None
-    data = call(cloud, token, "PUT", _path(stream), json=spec, params=params)
+    params: dict[str, str] = {"site": site} if site else {}
+    if retype:
+        params["retype"] = "true"
+    data = call(cloud, token, "PUT", _path(stream), json=spec, params=params or None)
     if as_json:
         print_json(data)
         return

@@ -24,6 +24,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -359,3 +360,23 @@ class FleetSettingsRow(Base):
     settings: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[float] = mapped_column(Double)
     updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class QuarantinedBatchRow(Base):
+    """A sync batch the lake could not take, kept apart (``cloud.data.quarantine``), 0014.
+
+    The body lies in the blob store under ``blob_key``; ``batch_seq`` is None for rows a
+    declared schema moved out of a lake table they no longer fit.
+    """
+
+    __tablename__ = "quarantined_batches"
+    __table_args__ = (UniqueConstraint("device_id", "batch_seq"),)  # exactly once per batch
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    batch_seq: Mapped[int | None] = mapped_column(BigInteger)
+    dataset: Mapped[str] = mapped_column(String(ID_LENGTH))
+    records: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str] = mapped_column(Text)
+    blob_key: Mapped[str] = mapped_column(String(300))
+    quarantined_at: Mapped[float] = mapped_column(Double)

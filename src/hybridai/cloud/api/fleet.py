@@ -10,7 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hybridai.cloud import policies
 from hybridai.cloud.auth import cloud_of, require, require_device
-from hybridai.cloud.data import stream_schemas
+from hybridai.cloud.data import quarantine, stream_schemas
 from hybridai.cloud.devices import device_settings, fleet
 from hybridai.cloud.devices.desired_state import desired_state
 from hybridai.cloud.devices.site_peers import site_peers
@@ -53,14 +53,14 @@ def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
 def list_devices(request: Request) -> list[Device]:
     require(request, "read")
     with cloud_of(request).session() as session:
-        return fleet.list_devices(session)
+        return quarantine.on_devices(session, fleet.list_devices(session))
 
 
 @router.get("/devices/{device_id}")
 def get_device(device_id: str, request: Request) -> Device:
     require_device(request, device_id)
     with cloud_of(request).session() as session:
-        return fleet.get_device(session, device_id)
+        return quarantine.on_devices(session, [fleet.get_device(session, device_id)])[0]
 
 
 @router.patch("/devices/{device_id}/tags")

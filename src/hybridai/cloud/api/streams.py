@@ -7,7 +7,7 @@ import time
 from fastapi import APIRouter, Request, Response
 
 from hybridai.cloud.auth import cloud_of, require
-from hybridai.cloud.data import stream_schemas
+from hybridai.cloud.data import quarantine, stream_schemas
 from hybridai.protocol.streams import DeclaredSpec, StreamSchemaDeclaration, StreamSchemaView
 
 router = APIRouter(prefix="/api/v1", tags=["streams"])
@@ -35,12 +35,18 @@ def get_schema(stream: str, request: Request) -> StreamSchemaView:
 
 @router.put("/streams/{stream}/schema")
 def put_schema(
-    stream: str, spec: DeclaredSpec, request: Request, site: str | None = None
+    stream: str,
+    spec: DeclaredSpec,
+    request: Request,
+    site: str | None = None,
+    retype: bool = False,
 ) -> StreamSchemaDeclaration:
     """Declare the stream's schema for a site (``?site=``) or the fleet.
 
     Edges enforce it from their next desired state. Changing a declared field's type is
-    refused (409).
+    refused (409), and so is a type the lake table holds otherwise unless ``?retype=true``:
+    then the declaration wins, the lake table takes the declared types and rows that cannot
+    convert are quarantined (``GET /api/v1/quarantine``).
     """
     _audit(request, stream, site)
     who = require(request, "operate")
@@ -49,10 +55,19 @@ def put_schema(
         lake = stream_schemas.lake_types(cloud.lake.arrow_schema(stream))
     except ValueError:  # not a dataset name: put_schema refuses it with the reason
         lake = {}
+    now = time.time()
     with cloud.session() as session:
-        return stream_schemas.put_schema(
-            session, stream, spec, site, who.name, time.time(), lake=lake
+        declared = stream_schemas.put_schema(
+            session, stream, spec, site, who.name, now, lake=None if retype else lake
         )
+        wrong = {
+            name: quarantine.ARROW_TYPES[kind]
+            for name, kind in spec.fields.items()
+            if name in lake and lake[name] != kind and (lake[name], kind) != ("number", "integer")
+        }
+        if wrong:
+            quarantine.retype(session, cloud.blobs, cloud.lake, stream, wrong, now)
+    return declared
 
 
 @router.delete("/streams/{stream}/schema", status_code=204)

@@ -16,6 +16,7 @@ it as a repeat.
 
 from __future__ import annotations
 
+import json
 import random
 import re
 import threading
@@ -40,6 +41,10 @@ COMMIT_ATTEMPTS = 12  # tries of one batch's commit against writers in other pro
 
 class LakeQueryError(ValueError):
     """A lake query failed; the message is DuckDB's (or says which version is missing)."""
+
+
+class LakeSchemaError(ValueError):
+    """A batch's columns do not fit the dataset's table; the message names no value."""
 
 
 class LakeConflictError(RuntimeError):
@@ -78,6 +83,48 @@ def _check_batch(device_id: str, batch_seq: int, table: pa.Table) -> None:
     for name in PARTITION_COLUMNS:
         if not _is_text(table.column(name)) or table.column(name).null_count:
             raise ValueError(f"partition column {name!r} must hold strings, never null")
+
+
+def retyped(values: list[object], data_type: pa.DataType) -> tuple[list[object], list[bool]]:
+    """``values`` converted to ``data_type`` where exact, and per value whether it was.
+
+    Strings parse as numbers or booleans (``true``/``false``); integral numbers become
+    integers; anything becomes a string (JSON text for non-strings, as the edge sends them).
+    """
+    out: list[object] = []
+    fits: list[bool] = []
+    for value in values:
+        converted: object = None
+        ok = True
+        if value is not None:
+            try:
+                converted = _convert(value, data_type)
+            except (TypeError, ValueError, OverflowError):
+                ok = False
+        out.append(converted)
+        fits.append(ok)
+    return out, fits
+
+
+def _convert(value: object, data_type: pa.DataType) -> object:
+    if pa.types.is_string(data_type):
+        return value if isinstance(value, str) else json.dumps(value)
+    if pa.types.is_boolean(data_type):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false"):
+            return value.lower() == "true"
+        raise ValueError("not a boolean")
+    if isinstance(value, bool):
+        raise ValueError("a boolean is not a number")
+    number = float(value) if isinstance(value, str | int | float) else float("nan")
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError("not a finite number")
+    if pa.types.is_integer(data_type):
+        if not number.is_integer():
+            raise ValueError("not an integer")
+        return int(value) if isinstance(value, int) else int(number)
+    return number
 
 
 class Lake:
@@ -182,10 +229,26 @@ class Lake:
         except CommitFailedError:
             return None  # a concurrent commit conflicted (maybe this very batch): look again
         except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
-            raise ValueError(f"batch does not fit dataset {dataset!r}: {error}") from error
+            # Arrow's and Delta's texts quote the values they could not cast: name no value
+            raise LakeSchemaError(
+                f"batch does not fit dataset {dataset!r}: the lake refused its columns "
+                f"({type(error).__name__})"
+            ) from None
         written = current if current is not None else self._open(dataset)
         assert written is not None  # the write above created the table
         return written.version(), False
+
+    def committed_seq(self, dataset: str, device_id: str) -> int | None:
+        """The device's last batch sequence committed to the dataset (None: none yet)."""
+        _check_dataset(dataset)
+        table = self._open(dataset)
+        return None if table is None else table.transaction_version(device_id)
+
+    def version(self, dataset: str) -> int:
+        """The dataset's current table version (-1: no table yet)."""
+        _check_dataset(dataset)
+        table = self._open(dataset)
+        return -1 if table is None else table.version()
 
     def apply_retention(self, dataset: str, older_than_ts: float) -> int:
         """Delete the rows with ``ts`` before ``older_than_ts`` and vacuum their files.
@@ -210,6 +273,45 @@ class Lake:
                 if deleted:
                     table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
             return deleted
+
+    def retype(self, dataset: str, types: Mapping[str, pa.DataType]) -> pa.Table | None:
+        """Give columns the types a declared schema names; return the rows that cannot take them.
+
+        The table is rewritten in one overwrite commit (device transactions stay in the log):
+        each named column is converted value by value (``retyped``), and the rows holding a
+        value that does not convert are left out and returned, for the caller to quarantine.
+        None when the table does not exist or already has those types.
+        """
+        _check_dataset(dataset)
+        with self._lock(dataset):
+            current = self._open(dataset)
+            if current is None:
+                return None
+            schema = pa.schema(current.schema().to_arrow())
+            todo = {
+                n: t for n, t in types.items() if n in schema.names and schema.field(n).type != t
+            }
+            if not todo:
+                return None
+            with self._storage(f"retyping dataset {dataset!r}"):
+                original = current.to_pyarrow_table()
+                data = original
+                keep = pa.array([True] * data.num_rows)
+                for name, data_type in todo.items():
+                    values, fits = retyped(data.column(name).to_pylist(), data_type)
+                    index = data.schema.get_field_index(name)
+                    data = data.set_column(
+                        index, pa.field(name, data_type), pa.array(values, type=data_type)
+                    )
+                    keep = pc.and_(keep, pa.array(fits))
+                write_deltalake(
+                    current,
+                    data.filter(keep),
+                    mode="overwrite",
+                    schema_mode="overwrite",
+                    partition_by=PARTITION_COLUMNS,
+                )
+            return original.filter(pc.invert(keep))
 
     # -- maintenance (``hybridai lake optimize`` / ``vacuum``) --------------------------------
 

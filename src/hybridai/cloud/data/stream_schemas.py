@@ -133,8 +133,10 @@ def put_schema(
             409,
             ErrorCode.CONFLICT,
             f"schema of stream '{stream}' for {_scope(site)} refused: {'; '.join(problems)} "
-            "(the lake table already holds that column with the old type). Keep the type, or "
-            "put the values in a new field or stream.",
+            "(the lake table already holds that column with the old type). Keep the type, put "
+            "the values in a new field or stream, or declare it with retype=true (`hybridai "
+            "stream schema set --retype`): the lake table then takes the declared type and rows "
+            "that cannot convert are quarantined.",
         )
     data = spec.model_dump(mode="json", include={"fields", "required", "closed"})
     row = session.get(StreamSchemaRow, (stream, site or FLEET))

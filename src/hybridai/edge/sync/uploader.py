@@ -9,6 +9,9 @@ Data policies are applied here, on the way out: a batch is redacted (restricted 
 personal ones pseudonymised or dropped) just before it is encoded, while the store keeps the
 original; a dataset restricted as a whole is never batched at all.
 
+A batch the cloud quarantines (its columns do not fit the dataset's lake table) is in the
+cloud all the same: it counts as synced, and ``quarantined`` / ``last_quarantine`` say so.
+
 Two gates thin links need: a bandwidth cap (a token bucket in bytes/s: a batch waits until
 the bucket allows it, so the average rate holds to the cap) and a time-of-day window outside
 which only high-priority streams sync (``hybridai.edge.sync.window``).
@@ -87,6 +90,8 @@ class Uploader:
         self._bucket: TokenBucket | None = None
         self.throughput = (0.0, 0.0)  # (bytes/s, records/s) over the last drain that sent
         self.stream_throughput: dict[str, tuple[float, float]] = {}  # the same, per stream
+        self.quarantined = 0  # batches the cloud kept apart from the lake (column types)
+        self.last_quarantine: str | None = None  # "dataset: the cloud's reason"
 
     async def _throttle(self, size: int) -> None:
         rate = self.bandwidth()
@@ -137,6 +142,15 @@ class Uploader:
                     raise SyncError(
                         f"ack for {ack.device_id}:{ack.batch_seq} answered batch "
                         f"{self.device_id}:{encoded.seq}"
+                    )
+                if ack.quarantined:  # in the cloud, kept apart from the lake: move on
+                    self.quarantined += 1
+                    self.last_quarantine = f"{encoded.dataset}: {ack.reason}"
+                    log.warning(
+                        "batch %d (%s) quarantined by the cloud: %s",
+                        encoded.seq,
+                        encoded.dataset,
+                        ack.reason,
                     )
                 await asyncio.to_thread(self.store.mark_synced, encoded.seq, len(encoded.body))
                 sent += 1
