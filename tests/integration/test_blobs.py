@@ -13,8 +13,10 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from _s3 import BUCKET, SECRET_KEY, S3Server
+from hybridai.cloud.app import create_app
 from hybridai.cloud.context import open_cloud
 from hybridai.cloud.models import registry
 from hybridai.cloud.settings import CloudSettings
@@ -203,3 +205,32 @@ def test_the_cloud_keeps_model_artifacts_in_an_s3_blob_store(
     assert not (tmp_path / "cloud" / "blobs").exists()  # nothing went to the local default
     stored = open_blob_store(root, s3.options)
     assert stored.get(registry.blob_key("pm", info.version, "edge")) == classifier_onnx
+
+
+def test_the_api_answers_503_when_the_blob_store_refuses(
+    s3: S3Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, classifier_onnx: bytes
+) -> None:
+    """BLOB_S3_* alone configure the store; a refusal is the operator's to fix, not a 500."""
+    for name, value in {
+        "BLOB_URL": s3.root(),
+        "BLOB_S3_ENDPOINT_URL": s3.endpoint,
+        "BLOB_S3_ACCESS_KEY_ID": s3.options.access_key_id or "",
+        "BLOB_S3_SECRET_ACCESS_KEY": "rotated-away",
+        "BLOB_S3_REGION": "us-east-1",
+        "BLOB_S3_ALLOW_HTTP": "true",
+    }.items():
+        monkeypatch.setenv(f"HYBRIDAI_CLOUD_{name}", value)
+    cloud = open_cloud(CloudSettings(data_dir=tmp_path / "cloud"))
+    admin = {"Authorization": f"Bearer {cloud.settings.admin_token_path.read_text().strip()}"}
+
+    with TestClient(create_app(cloud)) as api:
+        refused = api.post(
+            "/api/v1/models/pm/versions", files={"edge": ("m.onnx", classifier_onnx)}, headers=admin
+        )
+        listed = api.get("/api/v1/models", headers=admin)
+
+    assert (refused.status_code, refused.json()["code"]) == (503, "upstream_unavailable")
+    assert "SignatureDoesNotMatch" in refused.json()["error"]
+    assert "HYBRIDAI_CLOUD_BLOB_S3_ENDPOINT_URL" in refused.json()["error"]
+    assert "rotated-away" not in refused.text
+    assert listed.json() == []  # nothing was registered: the blob came first

@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
 
 from hybridai import __version__
 from hybridai.cloud.api import ROUTERS, sync
@@ -18,9 +19,11 @@ from hybridai.cloud.models.rollout_ticker import rollout_ticker
 from hybridai.cloud.people.auditing import AuditMiddleware
 from hybridai.cloud.pipelines.retraining import retraining_ticker
 from hybridai.cloud.settings import CloudSettings
+from hybridai.protocol.errors import ErrorCode
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
-from hybridai.serving.errors import install_error_handlers
+from hybridai.serving.errors import error_response, install_error_handlers
 from hybridai.serving.v2_routes import v2_router
+from hybridai.storage.blobs import BlobStorageError
 
 MAX_INFER_BYTES = 64 * 1024 * 1024
 # Routes anyone may call: probes, the API's description, enrollment (the token is the
@@ -59,6 +62,11 @@ def _v2_access(request: Request) -> None:
         require_user_or_device(request, "read")
 
 
+async def _blob_store_failed(request: Request, exc: Exception) -> JSONResponse:
+    """The blob store (a folder or an S3 bucket) failed: 503, for the operator to fix."""
+    return error_response(503, ErrorCode.UPSTREAM_UNAVAILABLE, f"{exc}; try again once it is fixed")
+
+
 def create_app(cloud: Cloud) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -83,6 +91,7 @@ def create_app(cloud: Cloud) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(cloud.settings))
     app.add_middleware(AuditMiddleware, sessions=cloud.sessions)  # outside: sees 413s too
     install_error_handlers(app)
+    app.add_exception_handler(BlobStorageError, _blob_store_failed)
     for router in ROUTERS:
         app.include_router(router)
     app.include_router(v2_router(CloudBackend(cloud)), dependencies=[Depends(_v2_access)])
