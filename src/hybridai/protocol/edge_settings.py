@@ -99,6 +99,9 @@ class EdgeConfig(_Settings):
     batch_max_bytes: int | None = Field(
         default=None, ge=1, description="Most payload bytes per sync batch."
     )
+    batch_max_records: int | None = Field(
+        default=None, ge=1, description="Most records per sync batch."
+    )
     batch_max_wait_s: float | None = Field(
         default=None, ge=0, description="Longest a normal/low batch waits to fill."
     )
