@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.edge.sync.batches import EncodedBatch, decode_batch, encode_batch
 from hybridai.edge.sync.uploader import SyncError, Uploader
 from hybridai.link.retry import Backoff
+from hybridai.observability.supervisor import Supervisor
 from hybridai.protocol.sync import BatchAck
 
 T0 = 1_700_000_000.0
@@ -62,7 +64,7 @@ def store(tmp_path: Path) -> Any:
 
 
 def uploader(store: EdgeStore, sink: Any, **kwargs: Any) -> Uploader:
-    return Uploader(store, sink, DEVICE, "plant-a", backoff=FAST, rng=random.Random(0), **kwargs)
+    return Uploader(store, sink, DEVICE, "plant-a", interval=lambda: 0.005, **kwargs)
 
 
 def test_drain_sends_everything_in_sequence(store: EdgeStore) -> None:
@@ -162,62 +164,66 @@ def test_drain_on_empty_store_sends_nothing(store: EdgeStore) -> None:
     assert cloud.received == []
 
 
-async def _run_until_drained(store: EdgeStore, up: Uploader) -> None:
-    stop = asyncio.Event()
-    task = asyncio.create_task(up.run(stop, interval_s=0.005))
+async def _run_until_drained(store: EdgeStore, up: Uploader) -> Supervisor:
+    """The live sync loop: ``sync_step`` under a supervisor, as the agent runs it."""
+    loops = Supervisor(backoff=FAST, rng=random.Random(0))
+    loops.spawn("sync", up.sync_step)
     for _ in range(2000):
         if store.stats().backlog_records == 0 and up.consecutive_failures == 0:
             break
         await asyncio.sleep(0.002)
-    stop.set()
-    await asyncio.wait_for(task, 1.0)
+    await asyncio.wait_for(loops.stop(), 1.0)
+    return loops
 
 
-def test_run_retries_with_backoff_until_delivered(store: EdgeStore) -> None:
+def test_the_sync_loop_retries_with_backoff_until_delivered(store: EdgeStore) -> None:
     store.append("telemetry", rows(3))
     cloud = FakeCloud(failures=3)
     up = uploader(store, cloud, max_records=2)
 
-    asyncio.run(_run_until_drained(store, up))
+    loops = asyncio.run(_run_until_drained(store, up))
 
     assert [b.seq for b in cloud.received] == [1, 1, 1, 1, 2]
     assert store.stats().records_synced == 3
     assert up.consecutive_failures == 0
     assert up.last_error == "connection reset"
+    (sync,) = loops.health()
+    assert (sync.name, sync.failures, sync.restarts, sync.state) == ("sync", 3, 3, "stopped")
+    assert sync.last_error == "SyncError: connection reset"
 
 
-def test_run_survives_unexpected_errors(store: EdgeStore) -> None:
-    class Buggy(FakeCloud):
+def test_the_sync_loop_survives_an_sqlite_error_and_keeps_syncing(store: EdgeStore) -> None:
+    class DiskTrouble(FakeCloud):
         async def put_batch(self, batch: EncodedBatch) -> BatchAck:
             if not self.received:
                 self.received.append(batch)
-                raise RuntimeError("boom")
+                raise sqlite3.OperationalError("disk I/O error")
             return await super().put_batch(batch)
 
     store.append("telemetry", rows(1))
-    cloud = Buggy()
+    cloud = DiskTrouble()
     up = uploader(store, cloud)
 
-    asyncio.run(_run_until_drained(store, up))
+    loops = asyncio.run(_run_until_drained(store, up))
 
     assert store.stats().records_synced == 1
-    assert up.last_error == "RuntimeError: boom"
+    assert up.last_error == "OperationalError: disk I/O error"
+    assert loops.health()[0].restarts == 1
 
 
-def test_run_stops_promptly_during_a_long_backoff(store: EdgeStore) -> None:
+def test_the_sync_loop_stops_promptly_during_a_long_backoff(store: EdgeStore) -> None:
     store.append("telemetry", rows(1))
-    up = Uploader(
-        store, FakeCloud(failures=100), DEVICE, "plant-a", backoff=Backoff(base_s=60, max_s=60)
-    )
+    up = uploader(store, FakeCloud(failures=100))
 
-    async def scenario() -> None:
-        stop = asyncio.Event()
-        task = asyncio.create_task(up.run(stop))
+    async def scenario() -> Supervisor:
+        loops = Supervisor(backoff=Backoff(base_s=60, max_s=60), rng=random.Random(1))
+        loops.spawn("sync", up.sync_step)
         while up.consecutive_failures == 0:
             await asyncio.sleep(0.001)
-        stop.set()
-        await asyncio.wait_for(task, 1.0)
+        await asyncio.wait_for(loops.stop(), 1.0)
+        return loops
 
-    asyncio.run(scenario())
+    loops = asyncio.run(scenario())
 
     assert up.consecutive_failures == 1
+    assert loops.health()[0].state == "stopped"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import random
 from pathlib import Path
 from typing import Any
 
@@ -87,9 +86,7 @@ class FakeTime:
 
 
 def make(store: EdgeStore, sink: Sink, t: FakeTime, **kwargs: Any) -> Uploader:
-    return Uploader(
-        store, sink, "gw", "plant", rng=random.Random(0), clock=t.clock, sleep=t.sleep, **kwargs
-    )
+    return Uploader(store, sink, "gw", "plant", clock=t.clock, sleep=t.sleep, **kwargs)
 
 
 def test_bandwidth_cap_paces_the_drain(tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hybridai.cli._api import JsonOpt, err, fail, out, print_json
+from hybridai.cli._loops import loops_table
 
 app = typer.Typer(help="Run and inspect edge agents.", no_args_is_help=True)
 
@@ -112,7 +113,7 @@ def status(
     url: Annotated[str, typer.Option(help="Edge agent base URL.")] = "http://127.0.0.1:8500",
     as_json: JsonOpt = False,
 ) -> None:
-    """Show an edge agent's status: models, backlog, sync, placement, MQTT ingest, schemas."""
+    """Show an edge agent's status: models, backlog, sync, placement, loops, MQTT, schemas."""
     try:
         data = httpx.get(f"{url}/api/v1/status", timeout=5).json()
     except httpx.HTTPError as exc:
@@ -133,6 +134,8 @@ def status(
     out.print(table)
     if streams:
         out.print(stream_table(streams))
+    if data.get("loops"):
+        out.print(loops_table(data["loops"]))
     if data.get("mqtt"):
         out.print(mqtt_table(data["mqtt"]))
     if data.get("stream_schemas"):

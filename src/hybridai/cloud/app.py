@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -11,14 +9,15 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from hybridai import __version__
-from hybridai.cloud.api import ROUTERS, sync
+from hybridai.cloud.api import ROUTERS, health, sync
 from hybridai.cloud.auth import principal, require_user_or_device
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.inference import CloudBackend
-from hybridai.cloud.models.rollout_ticker import rollout_ticker
+from hybridai.cloud.models.rollout_ticker import rollout_step
 from hybridai.cloud.people.auditing import AuditMiddleware
-from hybridai.cloud.pipelines.retraining import retraining_ticker
+from hybridai.cloud.pipelines.retraining import retraining_step
 from hybridai.cloud.settings import CloudSettings
+from hybridai.observability.supervisor import Supervisor
 from hybridai.protocol.errors import ErrorCode
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.serving.errors import error_response, install_error_handlers
@@ -68,15 +67,17 @@ async def _blob_store_failed(request: Request, exc: Exception) -> JSONResponse:
 
 
 def create_app(cloud: Cloud) -> FastAPI:
+    loops = Supervisor()  # the background loops; their health is GET /api/v1/health
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        ticker = asyncio.create_task(rollout_ticker(cloud))  # advances active rollouts
-        retrainer = asyncio.create_task(retraining_ticker(cloud))  # retrains on drift
+        settings = cloud.settings
+        rollouts = settings.rollout_tick_s  # advances active rollouts
+        loops.spawn("rollout-ticker", lambda: rollout_step(cloud), first_pause_s=rollouts)
+        retraining = settings.retraining_tick_s  # retrains on drift
+        loops.spawn("retraining-ticker", lambda: retraining_step(cloud), first_pause_s=retraining)
         yield
-        for task in (ticker, retrainer):
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await loops.stop()
         cloud.close()
 
     app = FastAPI(
@@ -88,11 +89,12 @@ def create_app(cloud: Cloud) -> FastAPI:
         dependencies=[Depends(_identified)],
     )
     app.state.cloud = cloud
+    app.state.loops = loops
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(cloud.settings))
     app.add_middleware(AuditMiddleware, sessions=cloud.sessions)  # outside: sees 413s too
     install_error_handlers(app)
     app.add_exception_handler(BlobStorageError, _blob_store_failed)
-    for router in ROUTERS:
+    for router in (*ROUTERS, health.router):
         app.include_router(router)
     app.include_router(v2_router(CloudBackend(cloud)), dependencies=[Depends(_v2_access)])
     return app

@@ -8,7 +8,6 @@ offline serves its cached models and buffers data until the cloud answers.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import platform
@@ -38,6 +37,7 @@ from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.edge.store.metrics import StoreCollector
 from hybridai.edge.sync.uploader import SyncError, Uploader
 from hybridai.link.retry import Backoff
+from hybridai.observability.supervisor import Classify, Failure, Supervisor, describe
 from hybridai.protocol.edge_settings import Merged
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import (
@@ -146,6 +146,7 @@ class EdgeAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self._rng = random.Random()
         self._backoff = Backoff(base_s=0.5, max_s=10.0)
+        self.loops = Supervisor(self._backoff, self._rng)  # every loop below; their health
         self.last_error: str | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -172,6 +173,7 @@ class EdgeAgent:
 
     async def stop(self) -> None:
         self._stop.set()
+        await self.loops.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -188,43 +190,43 @@ class EdgeAgent:
             self.cloud,
             self.device_id,
             self.site,
-            max_records=self._batch_max_records(),
-            backoff=self._backoff,
+            max_records=self.settings.batch_max_records,
             policies=self.data_policy.policies,
             site_key=self.data_policy.site_key,
             bandwidth=lambda: self.dataplane.bandwidth,
             window=lambda: self.dataplane.window,
+            # no batch leaves before the policies are known
+            ready=lambda: self.desired.current is not None,
+            interval=lambda: self._setting("sync_interval_s", self.settings.sync_interval_s),
+            on_synced=self.link.success,
         )
         self.enrolled.set()
 
     # -- loops ----------------------------------------------------------------------------
 
-    async def _sleep(self, seconds: float) -> None:
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=seconds)
-
     async def _loop(
         self, name: str, step: Callable[[], Awaitable[float]], until_enrolled: bool = False
     ) -> None:
-        """Run ``step`` forever; it returns the pause before the next run. Errors back off."""
-        attempt = 0
-        while not self._stop.is_set():
-            if until_enrolled and self.enrolled.is_set():
-                return
-            try:
-                pause = await step()
-                attempt = 0
-            except (CloudUnavailable, SyncError) as exc:
+        """Run ``step`` under the supervisor: any failure backs off and restarts it."""
+        until = self.enrolled.is_set if until_enrolled else None
+        await self.loops.run(name, step, classify=self._failure(name), until=until)
+
+    def _failure(self, name: str) -> Classify:
+        """How a loop's failure reads: the cloud's trouble in words, else the error itself."""
+
+        async def classify(exc: Exception) -> Failure:
+            if isinstance(exc, CloudUnavailable | SyncError):
                 self.link.failure(time.time())
                 self.last_error = f"{name}: {exc}"
-                pause = self._backoff.delay(attempt, self._rng)
-                attempt += 1
-            except ApiError as exc:
+                return Failure(self.last_error, expected=True)
+            if isinstance(exc, ApiError):
                 self.last_error = f"{name}: {exc.code}: {exc.message}"
                 log.error("%s refused by the cloud: %s", name, exc.message)
-                pause = max(self._backoff.delay(attempt, self._rng), 2.0)
-                attempt += 1
-            await self._sleep(pause)
+                return Failure(self.last_error, expected=True, min_delay_s=2.0)
+            self.last_error = f"{name}: {describe(exc)}"
+            return Failure(self.last_error)
+
+        return classify
 
     async def _after_enrollment(self, loop: Callable[[], Awaitable[None]]) -> None:
         await self.enrolled.wait()
@@ -301,8 +303,6 @@ class EdgeAgent:
         self.policies = {p.dataset: p for p in desired.policies}
         self.token_public_key = desired.settings.token_public_key
         self.config = effective(self.local_config, desired.settings)
-        if self.uploader is not None:
-            self.uploader.max_records = self._batch_max_records()
         self.backend.state.apply(desired)  # placement policies and site peers
         await asyncio.to_thread(self.schemas.apply)
         if self.dataplane.apply(desired.settings):
@@ -312,9 +312,6 @@ class EdgeAgent:
             return
         await self.reconciler.apply(desired)
         await asyncio.to_thread(self.desired.applied, desired)
-
-    def _batch_max_records(self) -> int:
-        return int(self._setting("batch_max_records", self.settings.batch_max_records))
 
     def _setting(self, key: str, default: float) -> float:
         value = getattr(self.config.settings, key, None)
@@ -329,15 +326,8 @@ class EdgeAgent:
         await self._loop("heartbeat", step)
 
     async def _sync_loop(self) -> None:
-        async def step() -> float:
-            assert self.uploader is not None
-            if self.desired.current is None:  # no batch leaves before the policies are known
-                return 0.5
-            await self.uploader.drain()
-            self.link.success()
-            return self._setting("sync_interval_s", self.settings.sync_interval_s)
-
-        await self._loop("sync", step)
+        assert self.uploader is not None
+        await self._loop("sync", self.uploader.sync_step)
 
     async def _retention_step(self) -> float:
         await self.data_policy.expire_step()
@@ -369,8 +359,6 @@ class EdgeAgent:
                 "sync_bytes_per_s": bytes_per_s,
                 "sync_records_per_s": records_per_s,
                 "streams": streams,
-                "batches_quarantined": self.uploader.quarantined if self.uploader else 0,
-                "last_quarantine": self.uploader.last_quarantine if self.uploader else None,
             }
         )
 
@@ -387,6 +375,7 @@ class EdgeAgent:
             store=self._store_stats(),
             inference=self.backend.stats.model_copy(),
             cloud_reachable=self.link.reachable(time.time()),
+            loops=self.loops.health(),
             estimates=estimates,
             advertise_url=advertise,
             inflight=sum(m.inflight for m in self.backend.state.models.values()),

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from hybridai.protocol.edge_settings import AppliedSetting, DeviceSettings
+from hybridai.protocol.loops import LoopHealth
 from hybridai.protocol.names import check_name
 from hybridai.protocol.placement import PlacementPolicy
 from hybridai.protocol.policy import DataPolicy
@@ -182,8 +183,6 @@ class StoreStats(BaseModel):
     sync_bytes_per_s: float = 0.0  # wire bytes per second over the last drain
     sync_records_per_s: float = 0.0
     streams: dict[str, StreamStats] = Field(default_factory=dict)
-    batches_quarantined: int = 0  # sent, but kept apart from the lake by the cloud (types)
-    last_quarantine: str | None = None  # the cloud's reason for the latest one
 
 
 class MqttStats(BaseModel):
@@ -245,6 +244,7 @@ class StatusReport(BaseModel):
     store: StoreStats = Field(default_factory=StoreStats)
     inference: InferenceStats = Field(default_factory=InferenceStats)
     cloud_reachable: bool = True
+    loops: list[LoopHealth] = Field(default_factory=list)  # its background loops' health
     estimates: dict[str, float] = Field(default_factory=dict)
     policies: list[str] = Field(default_factory=list)  # datasets whose policy is applied
     advertise_url: str | None = None  # its local API, for site peers (None: not offered)
@@ -270,8 +270,6 @@ class Device(BaseModel):
     revoked: bool = False
     status: StatusReport | None = None
     tags: dict[str, str] = Field(default_factory=dict)
-    quarantined_batches: int = 0  # its batches the lake could not take (GET /api/v1/quarantine)
-    last_quarantine: str | None = None  # why the latest one was quarantined
 
 
 class TagChange(BaseModel):

@@ -1,19 +1,17 @@
-"""The cloud's periodic rollout tick: a background task of the app's lifespan.
+"""The cloud's periodic rollout tick: a supervised loop of the app's lifespan.
 
 Every replica ticks; the driver locks the rollout rows, so two replicas never take the same
-step twice. A failing tick is logged and retried on the next one, never fatal to the app.
+step twice. A failing tick is counted and retried with backoff by the app's loop supervisor
+(its health shows in ``GET /api/v1/health``), never fatal to the app.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.models import rollout
-
-log = logging.getLogger(__name__)
 
 
 def tick_once(cloud: Cloud) -> None:
@@ -21,10 +19,7 @@ def tick_once(cloud: Cloud) -> None:
         rollout.tick(session, time.time())
 
 
-async def rollout_ticker(cloud: Cloud) -> None:
-    while True:
-        await asyncio.sleep(cloud.settings.rollout_tick_s)
-        try:
-            await asyncio.to_thread(tick_once, cloud)
-        except Exception:  # a broken tick must not stop the next one
-            log.exception("rollout tick failed; retrying in %.1fs", cloud.settings.rollout_tick_s)
+async def rollout_step(cloud: Cloud) -> float:
+    """One tick of every active rollout; returns the pause before the next."""
+    await asyncio.to_thread(tick_once, cloud)
+    return cloud.settings.rollout_tick_s

@@ -168,11 +168,7 @@ def tick(cloud: Cloud, now: float) -> list[str]:
     return started
 
 
-async def retraining_ticker(cloud: Cloud) -> None:
-    """The lifespan task: tick forever; a failing tick is logged and retried next time."""
-    while True:
-        await asyncio.sleep(cloud.settings.retraining_tick_s)
-        try:
-            await asyncio.to_thread(tick, cloud, time.time())
-        except Exception:
-            log.exception("retraining tick failed; retrying")
+async def retraining_step(cloud: Cloud) -> float:
+    """One retraining tick (a supervised loop of the app); returns the pause before the next."""
+    await asyncio.to_thread(tick, cloud, time.time())
+    return cloud.settings.retraining_tick_s

@@ -9,8 +9,9 @@ Data policies are applied here, on the way out: a batch is redacted (restricted 
 personal ones pseudonymised or dropped) just before it is encoded, while the store keeps the
 original; a dataset restricted as a whole is never batched at all.
 
-A batch the cloud quarantines (its columns do not fit the dataset's lake table) is in the
-cloud all the same: it counts as synced, and ``quarantined`` / ``last_quarantine`` say so.
+The live sync loop is ``sync_step`` repeated by the agent's loop supervisor
+(``hybridai.observability.supervisor``), which restarts it with backoff after any failure: a
+cloud outage as much as an SQLite I/O error never ends syncing for good.
 
 Two gates thin links need: a bandwidth cap (a token bucket in bytes/s: a batch waits until
 the bucket allows it, so the average rate holds to the cap) and a time-of-day window outside
@@ -20,9 +21,7 @@ which only high-priority streams sync (``hybridai.edge.sync.window``).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import random
 import secrets
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,13 +32,12 @@ from hybridai.edge.store.edge_store import EdgeStore, PendingBatch, StoredRecord
 from hybridai.edge.sync.batches import EncodedBatch, encode_batch
 from hybridai.edge.sync.window import SyncWindow
 from hybridai.governance.policies import local_only, redact
-from hybridai.link.retry import Backoff
 from hybridai.link.token_bucket import TokenBucket
+from hybridai.observability.supervisor import describe
 from hybridai.protocol.policy import DataPolicy
 from hybridai.protocol.sync import BatchAck
 
 log = logging.getLogger(__name__)
-_DEFAULT_BACKOFF = Backoff()
 
 
 class SyncError(Exception):
@@ -63,22 +61,21 @@ class Uploader:
         site: str,
         *,
         max_records: int = 5000,
-        backoff: Backoff = _DEFAULT_BACKOFF,
-        rng: random.Random | None = None,
         policies: Callable[[], Mapping[str, DataPolicy]] = dict,
         site_key: bytes | None = None,
         bandwidth: Callable[[], float | None] = lambda: None,
         window: Callable[[], SyncWindow | None] = lambda: None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        ready: Callable[[], bool] = lambda: True,
+        interval: Callable[[], float] = lambda: 1.0,
+        on_synced: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.sink = sink
         self.device_id = device_id
         self.site = site
         self.max_records = max_records
-        self.backoff = backoff
-        self.rng = rng or random.Random()
         self.policies = policies  # the current policies, per dataset (from the desired state)
         self.site_key = site_key or secrets.token_bytes(32)  # keys pseudonyms; never leaves
         self.last_error: str | None = None  # the most recent failure, kept for operators
@@ -87,11 +84,12 @@ class Uploader:
         self.window = window
         self.clock = clock
         self.sleep = sleep
+        self.ready = ready  # whether batches may leave yet (the policies are known)
+        self.interval = interval  # the pause between drains, read after each one
+        self.on_synced = on_synced  # told after every drain that reached the cloud
         self._bucket: TokenBucket | None = None
         self.throughput = (0.0, 0.0)  # (bytes/s, records/s) over the last drain that sent
         self.stream_throughput: dict[str, tuple[float, float]] = {}  # the same, per stream
-        self.quarantined = 0  # batches the cloud kept apart from the lake (column types)
-        self.last_quarantine: str | None = None  # "dataset: the cloud's reason"
 
     async def _throttle(self, size: int) -> None:
         rate = self.bandwidth()
@@ -143,15 +141,6 @@ class Uploader:
                         f"ack for {ack.device_id}:{ack.batch_seq} answered batch "
                         f"{self.device_id}:{encoded.seq}"
                     )
-                if ack.quarantined:  # in the cloud, kept apart from the lake: move on
-                    self.quarantined += 1
-                    self.last_quarantine = f"{encoded.dataset}: {ack.reason}"
-                    log.warning(
-                        "batch %d (%s) quarantined by the cloud: %s",
-                        encoded.seq,
-                        encoded.dataset,
-                        ack.reason,
-                    )
                 await asyncio.to_thread(self.store.mark_synced, encoded.seq, len(encoded.body))
                 sent += 1
                 sent_bytes += len(encoded.body)
@@ -160,8 +149,9 @@ class Uploader:
                 tally[0] += len(encoded.body)
                 tally[1] += encoded.records
                 tally[2] += self.clock() - batch_started
-        except SyncError as exc:
-            self.last_error = str(exc) or type(exc).__name__
+        except Exception as exc:  # the batch stays pending; the loop retries it
+            transient = isinstance(exc, SyncError)
+            self.last_error = (str(exc) or type(exc).__name__) if transient else describe(exc)
             self.consecutive_failures += 1
             raise
         self.consecutive_failures = 0
@@ -182,31 +172,13 @@ class Uploader:
         ]
         return PendingBatch.of_records(batch.seq, batch.stream, records)
 
-    async def run(self, stop: asyncio.Event, interval_s: float = 1.0) -> None:
-        """Drain until ``stop`` is set: poll every ``interval_s``, back off after failures.
+    async def sync_step(self) -> float:
+        """One run of the sync loop: drain the backlog; return the pause before the next run.
 
-        Unexpected errors (a bug, a full disk) are logged and retried like transient ones, so
-        the loop outlives them; cancellation ends it.
+        Failures propagate: the loop supervisor counts them, backs off and runs this again.
         """
-        attempt = 0
-        while not stop.is_set():
-            try:
-                await self.drain()
-            except SyncError as exc:
-                log.warning("sync failed (attempt %d): %s", attempt + 1, exc)
-            except Exception as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
-                self.consecutive_failures += 1
-                log.exception("sync failed unexpectedly (attempt %d)", attempt + 1)
-            else:
-                attempt = 0
-                await _wait(stop, interval_s)
-                continue
-            await _wait(stop, self.backoff.delay(attempt, self.rng))
-            attempt += 1
-
-
-async def _wait(stop: asyncio.Event, timeout_s: float) -> None:
-    """Sleep ``timeout_s`` or until ``stop`` is set, whichever comes first."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout_s)
+        if not self.ready():  # no batch leaves before the policies are known
+            return 0.5
+        await self.drain()
+        self.on_synced()
+        return self.interval()

@@ -1,0 +1,1 @@
+"""Monitoring concerns shared by every tier: loop supervision (``supervisor``)."""
