@@ -190,7 +190,7 @@ class EdgeAgent:
             self.cloud,
             self.device_id,
             self.site,
-            max_records=self.settings.batch_max_records,
+            max_records=self._batch_max_records(),
             policies=self.data_policy.policies,
             site_key=self.data_policy.site_key,
             bandwidth=lambda: self.dataplane.bandwidth,
@@ -303,6 +303,8 @@ class EdgeAgent:
         self.policies = {p.dataset: p for p in desired.policies}
         self.token_public_key = desired.settings.token_public_key
         self.config = effective(self.local_config, desired.settings)
+        if self.uploader is not None:
+            self.uploader.max_records = self._batch_max_records()
         self.backend.state.apply(desired)  # placement policies and site peers
         await asyncio.to_thread(self.schemas.apply)
         if self.dataplane.apply(desired.settings):
@@ -312,6 +314,9 @@ class EdgeAgent:
             return
         await self.reconciler.apply(desired)
         await asyncio.to_thread(self.desired.applied, desired)
+
+    def _batch_max_records(self) -> int:
+        return int(self._setting("batch_max_records", self.settings.batch_max_records))
 
     def _setting(self, key: str, default: float) -> float:
         value = getattr(self.config.settings, key, None)
