@@ -6,7 +6,8 @@ skipping. Each PostgreSQL test gets its own fresh schema (via ``search_path``), 
 so runs sharing one database never see each other's tables.
 
 ``s3`` is a real S3-compatible server (``weed``, see ``tests/_s3.py``) for the whole session:
-the lake and blob store suites run on it as on a local folder.
+the lake and blob store suites run on it as on a local folder. ``lake_factory`` runs a lake test
+on a local folder and on S3 (``tests/_lakes.py``); in CI a missing ``weed`` fails.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session
 
+from _lakes import LakeFactory, local_lakes
 from _s3 import S3Server, require_weed, weed_server
 from hybridai.storage.metadata import create_engine_for, migrate, session_factory
 
@@ -94,3 +96,12 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     binary = require_weed()
     with weed_server(binary, tmp_path_factory.mktemp("weed")) as server:
         yield server
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake_factory(request: pytest.FixtureRequest, tmp_path: Path) -> LakeFactory:
+    """Lakes on each backend in turn: a local folder, then a fresh prefix on ``s3``."""
+    if request.param == "local":
+        return local_lakes(tmp_path)
+    server: S3Server = request.getfixturevalue("s3")
+    return LakeFactory("s3", server.root, server.options)

@@ -1,23 +1,22 @@
 """The lake on real Delta tables and a real DuckDB: exactly-once commits, schema, time travel.
 
-One suite, every backend: ``lake_factory`` runs each test on a local folder and on a real S3
-server (``weed``, see ``tests/_s3.py``), as the metadata suite runs on SQLite and PostgreSQL.
-What only S3 has (credentials, several writer processes) is in ``test_lake_s3.py``.
+One suite, every backend: ``lake_factory`` (``tests/_lakes.py``) runs each test on a local
+folder and on a real S3 server (``weed``, see ``tests/_s3.py``), as the metadata suite runs on
+SQLite and PostgreSQL; so do the maintenance and retention tests. What only S3 has
+(credentials, several writer processes) is in ``test_lake_s3.py``.
 """
 
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pytest
 from _lake_writers import batch as numbered
 
-from _s3 import S3Server
+from _lakes import LakeFactory
 from hybridai.cloud.data.lake import Lake, LakeQueryError
-from hybridai.cloud.data.lake_storage import S3Options
 
 
 def batch(
@@ -33,26 +32,6 @@ def batch(
     }
     columns.update(extra)
     return pa.table(columns)
-
-
-class LakeFactory:
-    """Opens lakes on one backend: a fresh root each time, or ``root`` again (a new process)."""
-
-    def __init__(self, fresh_root: Any, s3: S3Options | None) -> None:
-        self._fresh_root = fresh_root
-        self.s3 = s3
-
-    def __call__(self, root: str | None = None) -> Lake:
-        return Lake(root or self._fresh_root(), self.s3)
-
-
-@pytest.fixture(params=["local", "s3"])
-def lake_factory(request: pytest.FixtureRequest, tmp_path: Path) -> LakeFactory:
-    if request.param == "local":
-        roots = iter(str(tmp_path / f"lake-{i}") for i in range(1_000))
-        return LakeFactory(lambda: next(roots), None)
-    server: S3Server = request.getfixturevalue("s3")
-    return LakeFactory(server.root, server.options)
 
 
 @pytest.fixture

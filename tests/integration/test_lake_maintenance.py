@@ -1,4 +1,7 @@
-"""Lake maintenance on real Delta tables: optimize compacts, vacuum deletes, rows stay put."""
+"""Lake maintenance on real Delta tables: optimize compacts, vacuum deletes, rows stay put.
+
+The lake-level tests run on every backend (``lake_factory``: a local folder and S3).
+"""
 
 from __future__ import annotations
 
@@ -12,6 +15,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from _lakes import LakeFactory
 from hybridai.cli import _api
 from hybridai.cli.main import app as cli
 from hybridai.cloud.app import create_app
@@ -35,8 +39,8 @@ def batch(seq: int, rows: int = 20) -> pa.Table:
     )
 
 
-def parquet_files(root: Path) -> int:
-    return sum(1 for _ in root.rglob("*.parquet"))
+def parquet_files(lakes: LakeFactory, lake: Lake) -> int:
+    return sum(1 for key in lakes.objects(lake.root) if key.endswith(".parquet"))
 
 
 def fill(lake: Lake) -> None:
@@ -47,8 +51,10 @@ def fill(lake: Lake) -> None:
 SUM = "SELECT count(*) AS n, sum(value) AS s FROM telemetry"
 
 
-def test_optimize_compacts_and_vacuum_deletes_files_rows_unchanged(tmp_path: Path) -> None:
-    lake = Lake(str(tmp_path / "lake"))
+def test_optimize_compacts_and_vacuum_deletes_files_rows_unchanged(
+    lake_factory: LakeFactory,
+) -> None:
+    lake = lake_factory()
     fill(lake)
     before = lake.query(SUM).to_pylist()
     last_batch_version = lake.versions()["telemetry"]
@@ -65,13 +71,13 @@ def test_optimize_compacts_and_vacuum_deletes_files_rows_unchanged(tmp_path: Pat
     # A vacuum that keeps a week of versions deletes nothing those versions need.
     kept = lake.vacuum("telemetry", retention_hours=168)
     assert kept["files_deleted"] == 0
-    assert parquet_files(tmp_path / "lake") == BATCHES + 1
+    assert parquet_files(lake_factory, lake) == BATCHES + 1
     assert lake.query("SELECT count(*) AS n FROM telemetry", pinned).to_pylist() == [{"n": 140}]
 
     # Retention 0: only the current version's files survive; older versions cannot be read.
     swept = lake.vacuum("telemetry", retention_hours=0)
     assert swept["files_deleted"] == BATCHES
-    assert parquet_files(tmp_path / "lake") == 1
+    assert parquet_files(lake_factory, lake) == 1
     assert lake.query(SUM).to_pylist() == before
     with pytest.raises(LakeQueryError):
         lake.query("SELECT count(*) AS n FROM telemetry", pinned)
@@ -82,8 +88,10 @@ def test_optimize_compacts_and_vacuum_deletes_files_rows_unchanged(tmp_path: Pat
     assert lake.count("telemetry") == 20 * (BATCHES + 1)
 
 
-def test_maintenance_refuses_unknown_datasets_and_bad_retention(tmp_path: Path) -> None:
-    lake = Lake(str(tmp_path / "lake"))
+def test_maintenance_refuses_unknown_datasets_and_bad_retention(
+    lake_factory: LakeFactory,
+) -> None:
+    lake = lake_factory()
     with pytest.raises(LookupError):
         lake.optimize("nothing_here")
     with pytest.raises(ValueError):
