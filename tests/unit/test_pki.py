@@ -69,7 +69,11 @@ def test_a_device_certificate_names_its_device_in_cn_and_san_uri() -> None:
     assert cert.subject.rfc4514_string() == "CN=gw-1"
     assert pki.not_after(cert) == pytest.approx(NOW + 86400, abs=1)
     usage = cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
-    assert list(usage) == [x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH]
+    # a client of the cloud and of its peers, and the server of its peer listener
+    assert list(usage) == [
+        x509.oid.ExtendedKeyUsageOID.CLIENT_AUTH,
+        x509.oid.ExtendedKeyUsageOID.SERVER_AUTH,
+    ]
     cert.verify_directly_issued_by(ca)
 
 

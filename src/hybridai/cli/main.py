@@ -22,6 +22,7 @@ from hybridai.cli import (
     model_lifecycle,
     policy,
     rollout,
+    site,
     stream,
     token,
     user,
@@ -36,6 +37,7 @@ app = typer.Typer(
 app.add_typer(cloud.app, name="cloud")
 app.add_typer(edge.app, name="edge")
 app.add_typer(fleet.app, name="fleet")
+app.add_typer(site.app, name="site")
 model.app.command("bundle")(model_lifecycle.bundle)
 model.app.command("retraining")(model_lifecycle.retraining)
 model.app.command("rows")(model_lifecycle.rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -58,8 +59,22 @@ class EdgeSettings(BaseSettings):
     )
     advertise_url: str | None = Field(
         default=None,
-        description="URL at which site peers reach this edge's API (reported to the cloud, "
-        "which tells the site's other devices); default http://HOST:PORT.",
+        description="URL at which site peers reach this edge's peer listener (reported to the "
+        "cloud, which tells the site's other devices); default https://HOST:PEER_PORT.",
+    )
+    peer_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the peer listener: the same API over mutual TLS with the device "
+        "certificate, for site peers (and LAN clients that want TLS); default PORT + 1. It "
+        "opens once the device holds a certificate.",
+    )
+    lan_auth: Literal["keys", "open"] = Field(
+        default="keys",
+        description="How the LAN API admits clients: keys (a site key from `hybridai site key "
+        "create`, or a same-site device certificate on the peer listener) or open (anyone on "
+        "the network: lab benches only; logged at start and shown in status).",
     )
     queue_budget: int = Field(
         default=16,

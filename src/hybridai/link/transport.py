@@ -12,7 +12,7 @@ import ssl
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 
@@ -26,12 +26,20 @@ DEFAULT_TIMEOUT = httpx.Timeout(10.0, connect=3.0)
 
 
 def server_config(
-    app: Any, host: str, port: int, *, log_level: str = "warning", tls: ServerTls | None = None
+    app: Any,
+    host: str,
+    port: int,
+    *,
+    log_level: str = "warning",
+    tls: ServerTls | ssl.SSLContext | None = None,
+    lifespan: Literal["on", "off"] = "on",
 ) -> Any:
     """A uvicorn configuration for ``app`` on ``host:port``; with ``tls``, mTLS 1.3 only.
 
     Under TLS the HTTP protocol is ``TlsHttpToolsProtocol``, which hands the verified client
     certificate to the app as the ASGI TLS extension (the only source of a device's identity).
+    ``tls`` is the files, or a context already made (one the caller reloads on renewal).
+    ``lifespan="off"`` for a second listener of an app whose first one runs its lifespan.
     """
     import uvicorn
 
@@ -40,7 +48,7 @@ def server_config(
         from hybridai.link.asgi_tls import TlsHttpToolsProtocol
 
         def context(_config: Any, _default: Any) -> ssl.SSLContext:
-            return server_context(tls)
+            return tls if isinstance(tls, ssl.SSLContext) else server_context(tls)
 
         extra = {"http": TlsHttpToolsProtocol, "ssl_context_factory": context}
     return uvicorn.Config(
@@ -50,7 +58,7 @@ def server_config(
         log_level=log_level,
         timeout_keep_alive=SERVER_KEEP_ALIVE_S,
         access_log=False,
-        lifespan="on",
+        lifespan=lifespan,
         **extra,
     )
 

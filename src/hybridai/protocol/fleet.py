@@ -17,6 +17,7 @@ from hybridai.protocol.loops import LoopHealth
 from hybridai.protocol.names import check_name
 from hybridai.protocol.placement import PlacementPolicy
 from hybridai.protocol.policy import DataPolicy
+from hybridai.protocol.site_access import SiteAccess
 from hybridai.protocol.streams import SchemaSpec, StreamSchemaState
 
 DeviceKind = Literal["sensor-gateway", "edge-server", "ai-pc", "workstation"]
@@ -132,6 +133,8 @@ class DesiredState(BaseModel):
     policies: list[DataPolicy] = Field(default_factory=list)
     # Declared record schemas per stream (the device's site's, else the fleet's)
     stream_schemas: dict[str, SchemaSpec] = Field(default_factory=dict)
+    # Who may call this edge: site key hashes and the site's device keys (None: not sent)
+    site_access: SiteAccess | None = None
 
 
 class LoadedModel(BaseModel):
@@ -247,7 +250,8 @@ class StatusReport(BaseModel):
     loops: list[LoopHealth] = Field(default_factory=list)  # its background loops' health
     estimates: dict[str, float] = Field(default_factory=dict)
     policies: list[str] = Field(default_factory=list)  # datasets whose policy is applied
-    advertise_url: str | None = None  # its local API, for site peers (None: not offered)
+    advertise_url: str | None = None  # its peer listener, https (None: not offered)
+    lan_auth: str = "keys"  # how its LAN API admits clients: keys, or open (lab benches)
     inflight: int = 0  # inference requests in progress when the report was made
     drift: dict[str, ModelDrift] = Field(default_factory=dict)  # per model
     model_health: list[ModelHealth] = Field(default_factory=list)

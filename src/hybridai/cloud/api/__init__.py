@@ -13,6 +13,7 @@ from hybridai.cloud.api import (
     models,
     policies,
     rollouts,
+    site_keys,
     streams,
     sync,
     training,
@@ -23,6 +24,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     fleet.router,  # enrollment, devices, status, desired state
     fleet_config.router,  # edge settings per fleet, site, tag, device
     certificates.router,  # device certificate renewal, revocation
+    site_keys.router,  # API keys of a site's LAN clients
     sync.router,
     models.router,
     training.router,

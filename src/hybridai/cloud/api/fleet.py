@@ -13,6 +13,7 @@ from hybridai.cloud.auth import cloud_of, require, require_device
 from hybridai.cloud.data import quarantine, stream_schemas
 from hybridai.cloud.devices import device_settings, fleet
 from hybridai.cloud.devices.desired_state import desired_state
+from hybridai.cloud.devices.site_keys import access_for
 from hybridai.cloud.devices.site_peers import site_peers
 from hybridai.cloud.people import users
 from hybridai.link.signing import public_key_text
@@ -105,6 +106,7 @@ def _desired(request: Request, device_id: str) -> DesiredState:
             key,
             policies.list_policies(session),
             stream_schemas.for_site(session, device.site),
+            site_access=access_for(session, device.site, time.time()),
         )
 
 

@@ -20,6 +20,7 @@ from hybridai.orchestrator.targeting import unmet
 from hybridai.protocol.edge_settings import DeviceSettings
 from hybridai.protocol.fleet import DesiredState, ModelAssignment
 from hybridai.protocol.policy import DataPolicy
+from hybridai.protocol.site_access import SiteAccess
 from hybridai.protocol.streams import SchemaSpec
 from hybridai.storage.tables import (
     DeploymentRow,
@@ -56,6 +57,7 @@ def desired_state(
     signing_public_key: str | None = None,
     policies: list[DataPolicy] | None = None,
     stream_schemas: dict[str, SchemaSpec] | None = None,
+    site_access: SiteAccess | None = None,
 ) -> DesiredState:
     """Compute what ``device_id`` should run: deployed models, signing key and data policies.
 
@@ -121,6 +123,8 @@ def desired_state(
     schemas = dict(sorted((stream_schemas or {}).items()))
     if schemas:  # absent when none: generations computed before schemas existed stay valid
         content["stream_schemas"] = {s: v.model_dump(mode="json") for s, v in schemas.items()}
+    if site_access is not None:  # who may call the device: a new key or device wakes it
+        content["site_access"] = site_access.model_dump(mode="json")
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     generation = hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:16]
     return DesiredState(
@@ -131,4 +135,5 @@ def desired_state(
         signing_public_key=signing_public_key,
         policies=policies,
         stream_schemas=schemas,
+        site_access=site_access,
     )

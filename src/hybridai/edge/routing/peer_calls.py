@@ -2,8 +2,9 @@
 
 The peer answers locally or not at all (``PEER_PARAM`` marks the request, so it never hands
 it on: no loops, no cascade). A peer that fails, times out or lacks the model raises
-``UpstreamFailed``: the router falls back on site or answers 503. A 4xx other than 404 is the
-client's own error and passes through as it is.
+``UpstreamFailed``: the router falls back on site or answers 503; so does one that refuses us
+(401/403) or that the cloud has not named as of this site. Any other 4xx is the client's own
+error and passes through as it is.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 import httpx
 
+from hybridai.edge.routing.peer_tls import PeerNotTrusted, PeerTls
 from hybridai.edge.routing.placement_state import PeerState
 from hybridai.link.transport import async_client
 from hybridai.orchestrator import LinkEstimate
@@ -37,20 +39,46 @@ class UpstreamFailed(Exception):
 
 
 class PeerCalls:
-    """The one HTTP client this edge uses for its site peers (a ``PeerInference``).
+    """The HTTP clients this edge uses for its site peers (a ``PeerInference``).
 
-    ``transport`` replaces the network: ``httpx.ASGITransport(peer_app)`` runs a peer in
-    process, ``httpx.MockTransport(handler)`` plays a failing one.
+    With ``tls`` (the agent's), each peer gets its own client over mutual TLS, pinned to the
+    device and keys the cloud recorded for it (``peer_tls``); a peer that offers no https URL
+    or that the cloud has not named is not called. ``transport`` replaces the network:
+    ``httpx.ASGITransport(peer_app)`` runs a peer in process, ``httpx.MockTransport(handler)``
+    plays a failing one.
     """
 
     def __init__(
-        self, device_id: str, *, transport: httpx.AsyncBaseTransport | None = None
+        self,
+        device_id: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        tls: PeerTls | None = None,
     ) -> None:
         self.device_id = device_id
         self._http = async_client("http://peer.invalid", transport=transport)
+        self._tls = tls if transport is None else None
+        self._clients: dict[str, tuple[tuple[object, ...], httpx.AsyncClient]] = {}
+        self._retired: list[httpx.AsyncClient] = []
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        for client in [self._http, *self._retired, *(c for _, c in self._clients.values())]:
+            await client.aclose()
+
+    def _client_for(self, peer: PeerState) -> httpx.AsyncClient:
+        if self._tls is None:
+            return self._http
+        if not peer.info.url.startswith("https://"):
+            raise PeerNotTrusted(f"{peer.info.device_id} offers no TLS peer listener")
+        pin, context = self._tls.context(peer.info.device_id)
+        held = self._clients.get(peer.info.device_id)
+        if held is not None and held[0] == pin:
+            return held[1]
+        if held is not None:
+            self._retired.append(held[1])  # closed with the rest: a call may still be using it
+        client = async_client("https://peer.invalid", verify=context)
+        self._clients[peer.info.device_id] = (pin, client)
+        return client
 
     async def infer(
         self,
@@ -73,8 +101,9 @@ class PeerCalls:
         peer.inflight += 1
         began = time.perf_counter()
         try:
+            http = self._client_for(peer)
             reply = await asyncio.wait_for(
-                self._http.post(
+                http.post(
                     peer.info.url.rstrip("/") + path,
                     content=body.model_dump_json(exclude_none=True),
                     headers={"Content-Type": "application/json"},
@@ -82,12 +111,13 @@ class PeerCalls:
                 ),
                 timeout,
             )
-            if reply.status_code >= 500 or reply.status_code == 404:
+            # 401/403: the peer does not (yet) count us as of its site: fall back, as for a 5xx
+            if reply.status_code >= 500 or reply.status_code in (401, 403, 404):
                 raise UpstreamFailed(f"HTTP {reply.status_code}")
             if reply.status_code >= 400:
                 raise ApiError(reply.status_code, ErrorCode.INVALID_INPUT, reply.json()["error"])
             response = InferenceResponse.model_validate_json(reply.content)
-        except (httpx.HTTPError, ValueError, UpstreamFailed, TimeoutError) as exc:
+        except (httpx.HTTPError, ValueError, UpstreamFailed, TimeoutError, PeerNotTrusted) as exc:
             peer.breaker = peer.breaker.on_failure(time.time())
             raise UpstreamFailed(
                 f"peer {peer.info.device_id}: {type(exc).__name__}: {exc}"
