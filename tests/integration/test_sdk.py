@@ -78,7 +78,9 @@ def test_an_edge_that_does_not_answer_is_a_clear_error() -> None:
 
 
 def test_infer_returns_numpy_arrays_by_output_name(tmp_path: Path) -> None:
-    settings = EdgeSettings(data_dir=tmp_path, device_id="gw-1", cloud_url="https://127.0.0.1:9")
+    settings = EdgeSettings(
+        data_dir=tmp_path, device_id="gw-1", cloud_url="https://127.0.0.1:9", lan_auth="open"
+    )
     agent = EdgeAgent(settings)
     agent.repository.put(OnnxModel.load("clf", "1", train_classifier_onnx()))
     try:

@@ -103,5 +103,6 @@ def test_before_the_cloud_key_arrives_admin_is_unavailable(
     assert response.status_code == 503 and "token key" in response.json()["error"]
 
 
-def test_status_stays_open_on_loopback(edge: TestClient) -> None:
-    assert edge.get("/api/v1/status").status_code == 200
+def test_status_needs_a_site_key_even_on_loopback(edge: TestClient) -> None:
+    answer = edge.get("/api/v1/status")
+    assert answer.status_code == 401 and "hybridai site key create" in answer.json()["error"]

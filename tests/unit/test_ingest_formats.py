@@ -43,6 +43,7 @@ def _agent(path: Path, schemas: dict[str, StreamSchema] | None = None) -> EdgeAg
         device_id="gw-1",
         cloud_url="https://127.0.0.1:9",
         stream_schemas=schemas or {},
+        lan_auth="open",  # formats are tested here; site keys in tests/security
     )
     return EdgeAgent(settings)
 

@@ -103,8 +103,14 @@ def run(
         raise fail(f"cannot start the edge agent: {exc}") from None
     err.print(
         f"[green]hybridai edge[/] {settings.device_id} on http://{settings.host}:{settings.port}"
+        f"  peers: https://{settings.host}:{settings.peer_port or settings.port + 1}"
         f"  cloud: {settings.cloud_url}"
     )
+    if settings.lan_auth == "open":
+        err.print(
+            "[bold red]LAN API OPEN[/] (HYBRIDAI_EDGE_LAN_AUTH=open): anyone on the network may "
+            "ingest, infer and read status; for lab benches only"
+        )
     serve(create_app(agent), settings.host, settings.port, log_level=log_level)
 
 

@@ -1,7 +1,10 @@
 """A local fleet: one cloud and named edges as real processes, driven over their APIs.
 
 The demo tells its story with it and the integration tests drive it: both exercise the same
-processes, links and calls a real deployment would.
+processes, links and calls a real deployment would. The edges run in the secure LAN mode: the
+fleet issues each site a key (ingest, infer, read) and an edge's ``url`` carries it as HTTP
+basic auth (``http://lan:KEY@127.0.0.1:PORT``), so any HTTP client given that URL is a site
+client; site peers reach each other on their peer listeners over mutual TLS.
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ class LocalFleet:
         self.links: dict[str, NetLink] = {}
         self._edge_args: dict[str, tuple[list[str], int, dict[str, str]]] = {}
         self.api: httpx.Client | None = None
+        self.site_keys: dict[str, str] = {}  # site -> its LAN clients' key (all roles)
+        self.edge_sites: dict[str, str] = {}  # device -> site
 
     @property
     def ca_file(self) -> Path:
@@ -93,7 +98,8 @@ class LocalFleet:
             link = NetLink("127.0.0.1", self.cloud_port)
             link_port = link.start()
             self.links[device] = link
-            port = free_port()
+            port, peer_port = free_port(), free_port()
+            self.edge_sites[device] = site
             args = [
                 "edge",
                 "run",
@@ -117,16 +123,52 @@ class LocalFleet:
                     json={"site": site, "device_id": device, "ttl_s": 600},
                 )["token"]
                 args += ["--enroll-token", token]
+                self.site_key(site)
             self._edge_args[device] = (
                 args,
                 port,
-                {"HYBRIDAI_EDGE_POLL_WAIT_S": "2", **(env or {})},
+                {
+                    "HYBRIDAI_EDGE_POLL_WAIT_S": "2",
+                    "HYBRIDAI_EDGE_PEER_PORT": str(peer_port),
+                    **(env or {}),
+                },
             )
+            first = True
+        else:
+            first = False
         args, port, child_env = self._edge_args[device]
         child = self.launcher.spawn(device, args, port, child_env)
+        key = self.site_keys.get(site)
+        if key is not None:
+            child.url = f"http://lan:{key}@127.0.0.1:{port}"
         self.edges[device] = child
         self.launcher.wait_ready(child)
+        if first and enroll and key is not None:
+            self.wait_admitted(device)
         return child
+
+    def site_key(self, site: str) -> str:
+        """The site's key for LAN clients (ingest, infer, read), issued on first use."""
+        if site not in self.site_keys:
+            created = self.call(
+                "POST",
+                f"/api/v1/sites/{site}/keys",
+                json={"name": "local-fleet", "roles": ["ingest", "infer", "read"]},
+            )
+            self.site_keys[site] = created["key"]
+        return self.site_keys[site]
+
+    def wait_admitted(self, device: str, timeout_s: float = 60) -> None:
+        """Until the edge accepts its site's key (it comes with its first desired state)."""
+
+        def admitted() -> bool:
+            try:
+                url = self.edges[device].url
+                return httpx.get(f"{url}/api/v1/status", timeout=5).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(f"{device} to hold its site's keys", admitted, timeout_s)
 
     def kill(self, name: str) -> None:
         """Kill -9 a process of the fleet (``cloud`` or an edge's name)."""

@@ -2,7 +2,8 @@
 
 An edge ingests, stores and serves its cached models without a cloud (it keeps trying to
 enroll in the background), so SDK tests, MQTT fault tests and the ingest benchmark need only
-this process, not a whole ``LocalFleet``.
+this process, not a whole ``LocalFleet``. With no cloud it never receives its site's keys, so
+it runs as a lab bench: ``HYBRIDAI_EDGE_LAN_AUTH=open`` (pass ``env`` to say otherwise).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ class LoneEdge:
         self.workspace = workspace
         self.launcher = Launcher(workspace)
         self.port = free_port()
-        self.env = dict(env or {})
+        self.env = {"HYBRIDAI_EDGE_LAN_AUTH": "open", **(env or {})}
         self.data_dir = workspace / "edge"
         self.child: Child | None = None
 

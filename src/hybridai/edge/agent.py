@@ -31,6 +31,8 @@ from hybridai.edge.models.drift import DriftMonitor
 from hybridai.edge.models.reconciler import Reconciler
 from hybridai.edge.routing.backend import CloudLink, EdgeBackend
 from hybridai.edge.routing.hard_examples import STREAM as HARD_EXAMPLES
+from hybridai.edge.routing.peer_calls import PeerCalls
+from hybridai.edge.routing.peer_tls import PeerTls
 from hybridai.edge.routing.placement_state import PlacementState
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store.edge_store import EdgeStore
@@ -48,6 +50,7 @@ from hybridai.protocol.fleet import (
     StoreStats,
 )
 from hybridai.protocol.policy import DataPolicy
+from hybridai.protocol.site_access import SiteAccess
 from hybridai.serving.repository import ModelRepository
 
 if TYPE_CHECKING:
@@ -117,6 +120,8 @@ class EdgeAgent:
             budget_margin_ms=settings.budget_margin_ms,
             probe_interval_s=settings.probe_interval_s,
             hard_examples=self._keep_hard_example,
+            # mutual TLS to site peers, each pinned to the device and key the cloud recorded
+            peers=PeerCalls(self.device_id, tls=PeerTls(self.identity, self.site_access)),
             desired=lambda: self.desired.current,
         )
         self.reconciler = Reconciler(
@@ -367,11 +372,15 @@ class EdgeAgent:
             }
         )
 
+    def site_access(self) -> SiteAccess | None:
+        """Who may call this edge, as the cloud last said (kept with the desired state)."""
+        desired = self.desired.current
+        return desired.site_access if desired is not None else None
+
     def status(self) -> StatusReport:
         estimates = self.backend.state.estimates()
-        advertise = self.settings.advertise_url or (
-            f"http://{self.settings.host}:{self.settings.port}"
-        )
+        peer_port = self.settings.peer_port or self.settings.port + 1
+        advertise = self.settings.advertise_url or f"https://{self.settings.host}:{peer_port}"
         return StatusReport(
             device_id=self.device_id,
             agent_version=__version__,
@@ -383,6 +392,7 @@ class EdgeAgent:
             loops=self.loops.health(),
             estimates=estimates,
             advertise_url=advertise,
+            lan_auth=self.settings.lan_auth,
             inflight=sum(m.inflight for m in self.backend.state.models.values()),
             policies=sorted(self.policies),
             drift=self.drift.report(),

@@ -1,4 +1,9 @@
-"""The edge agent's HTTP face: Open Inference Protocol v2, record ingest, status."""
+"""The edge agent's HTTP face: Open Inference Protocol v2, record ingest, status.
+
+Served twice: on HOST:PORT in plain HTTP for the site's LAN clients (who bring a site key),
+and on the peer listener over mutual TLS (site peers, and clients that want TLS); every route
+but the health probes asks ``lan_auth`` first.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,8 @@ from hybridai.edge.admin import admin_router
 from hybridai.edge.agent import EdgeAgent
 from hybridai.edge.ingest import formats
 from hybridai.edge.ingest.schemas import SchemaViolation
+from hybridai.edge.lan_auth import LanAuthMiddleware, LanGuard
+from hybridai.edge.peer_listener import PeerListener
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store.edge_store import AppendResult, InvalidRecord
 from hybridai.protocol.errors import ApiError, ErrorCode
@@ -53,10 +60,15 @@ def _body_limits(settings: EdgeSettings) -> LimitFor:
 
 
 def create_app(agent: EdgeAgent) -> FastAPI:
+    settings = agent.settings
+    peers = PeerListener(agent.identity, settings.host, settings.peer_port or settings.port + 1)
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await agent.start()
+        peers.start(app, agent.enrolled)
         yield
+        await peers.stop()
         await agent.stop()
 
     app = FastAPI(
@@ -69,6 +81,8 @@ def create_app(agent: EdgeAgent) -> FastAPI:
     app.state.agent = agent
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(agent.settings))
     install_error_handlers(app)
+    # Outermost: a request without the site's credentials is refused before anything reads it.
+    app.add_middleware(LanAuthMiddleware, guard=LanGuard(settings.lan_auth, agent.site_access))
     app.include_router(v2_router(agent.backend))
     app.include_router(admin_router(agent))  # operators only: cloud-signed access tokens
 

@@ -1,13 +1,15 @@
 """The Python SDK for an edge agent: write records, run inference, read its status.
 
     from hybridai.edge import Client
-    with Client("http://127.0.0.1:8500") as edge:
+    with Client("http://127.0.0.1:8500", key=SITE_KEY) as edge:
         edge.write("telemetry", [{"ts": 1.7e9, "machine": "m01", "temperature": 61.5}])
         outputs = edge.infer("pm", {"input": features})  # numpy arrays in, numpy arrays out
 
 Records travel as MessagePack (smaller and faster than JSON); a ``write`` that returns means
 the edge stored them durably. Every refusal raises ``EdgeError`` carrying the edge's stable
 error ``code`` (``schema_mismatch``, ``invalid_input``, ``model_not_found``...) and its message.
+``key`` is a site key (``hybridai site key create SITE --role ingest --role infer``): an edge
+admits LAN clients by it unless it runs with ``HYBRIDAI_EDGE_LAN_AUTH=open``.
 """
 
 from __future__ import annotations
@@ -57,15 +59,19 @@ class Client:
         verify: Any = True,
         headers: dict[str, str] | None = None,
         http: httpx.Client | None = None,
+        key: str | None = None,
     ) -> None:
         """``http`` replaces the underlying client (an in-process ``TestClient``, a proxy)."""
         if format not in ("msgpack", "json"):
             raise ValueError("format must be 'msgpack' or 'json'")
         self.url = url.rstrip("/")
         self.format = format
+        headers = {**(headers or {}), **({"Authorization": f"Bearer {key}"} if key else {})}
         self._http = http or httpx.Client(
             base_url=self.url, timeout=timeout, verify=verify, headers=headers
         )
+        if http is not None and key:
+            self._http.headers["Authorization"] = f"Bearer {key}"
 
     def __enter__(self) -> Client:
         return self
