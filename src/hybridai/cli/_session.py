@@ -13,13 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from hybridai import config_file
+
 
 def config_dir() -> Path:
-    explicit = os.environ.get("HYBRIDAI_CONFIG_DIR")
-    if explicit:
-        return Path(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
-    return Path(base) / "hybridai"
+    return config_file.config_dir()
 
 
 def token_path() -> Path:
@@ -40,15 +38,27 @@ def save(cloud: str, username: str, token: str, expires_at: float) -> Path:
     return path
 
 
-def load() -> dict[str, Any] | None:
-    """The stored session, or None when there is none, it is unreadable, or it expired."""
+def load(include_expired: bool = False) -> dict[str, Any] | None:
+    """The stored session; None when there is none, it is unreadable, or it expired.
+
+    ``include_expired`` returns an expired one too, so the caller can say when it expired.
+    """
     try:
         data = json.loads(token_path().read_text())
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or float(data.get("expires_at", 0)) <= time.time():
+    if not isinstance(data, dict) or not isinstance(data.get("token"), str):
+        return None
+    if expired(data) and not include_expired:
         return None
     return data
+
+
+def expired(session: dict[str, Any]) -> bool:
+    try:
+        return float(session.get("expires_at", 0)) <= time.time()
+    except (TypeError, ValueError):
+        return True
 
 
 def stored_token() -> str | None:

@@ -2,35 +2,36 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from hybridai.cli._api import err, fail
+from hybridai.cli._options import build, epilog, secret_names, settings_options
+from hybridai.cloud.settings import CloudSettings
 
 app = typer.Typer(help="Run the cloud control plane.", no_args_is_help=True)
 
 
-@app.command()
+_CLOUD_SECRETS = secret_names(CloudSettings)
+
+
+@app.command(
+    epilog=epilog(CloudSettings, "Secrets (environment or config.toml only):", _CLOUD_SECRETS)
+)
+@settings_options(CloudSettings)
 def serve(
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Folder for the embedded stores [env: HYBRIDAI_CLOUD_DATA_DIR]."),
-    ] = None,
-    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    *,
+    given: dict[str, Any],
 ) -> None:
     """Serve the cloud API (fleet, registry, sync, lake, training, v2 inference)."""
     from hybridai.cloud.app import create_app
     from hybridai.cloud.context import open_cloud
-    from hybridai.cloud.settings import CloudSettings
     from hybridai.link.tls import ServerTls
     from hybridai.link.transport import serve as serve_app
 
-    overrides = {k: v for k, v in {"data_dir": data_dir, "host": host, "port": port}.items() if v}
-    settings = CloudSettings(**overrides)  # type: ignore[arg-type]
+    settings = build(CloudSettings, given)
     try:
         cloud = open_cloud(settings)
     except Exception as exc:
@@ -46,12 +47,8 @@ def serve(
 
 
 @app.command()
-def init(
-    data_dir: Annotated[
-        Path | None,
-        typer.Option(help="Folder for the embedded stores [env: HYBRIDAI_CLOUD_DATA_DIR]."),
-    ] = None,
-) -> None:
+@settings_options(CloudSettings, fields=["data_dir", "tls_names"])
+def init(*, given: dict[str, Any]) -> None:
     """Create the platform CA and the cloud's server certificate (kept if they exist).
 
     The CA key is written mode 0600, encrypted when HYBRIDAI_CLOUD_CA_PASSPHRASE is set;
@@ -59,10 +56,9 @@ def init(
     """
     import time
 
-    from hybridai.cloud.settings import CloudSettings
     from hybridai.link.pki import PkiError, init_cloud_pki
 
-    settings = CloudSettings(**({"data_dir": data_dir} if data_dir else {}))  # type: ignore[arg-type]
+    settings = build(CloudSettings, given)
     try:
         pki, created = init_cloud_pki(
             settings.pki_dir, settings.tls_names, time.time(), settings.passphrase()

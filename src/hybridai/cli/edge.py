@@ -14,80 +14,35 @@ from rich.table import Table
 
 from hybridai.cli._api import JsonOpt, err, fail, out, print_json
 from hybridai.cli._loops import loops_table
+from hybridai.cli._options import build, epilog, secret_names, settings_options
+from hybridai.edge.settings import EdgeSettings
 
 app = typer.Typer(help="Run and inspect edge agents.", no_args_is_help=True)
 
 
-@app.command()
-def run(
-    cloud: Annotated[
-        str | None, typer.Option(help="Cloud API base URL [env: HYBRIDAI_EDGE_CLOUD_URL].")
-    ] = None,
-    enroll_token: Annotated[
-        str | None,
-        typer.Option(help="One-time enrollment token [env: HYBRIDAI_EDGE_ENROLL_TOKEN]."),
-    ] = None,
-    ca_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="Platform CA to trust, the cloud's DATA_DIR/pki/ca.crt "
-            "[env: HYBRIDAI_EDGE_CA_FILE]."
-        ),
-    ] = None,
-    device_id: Annotated[
-        str | None, typer.Option(help="Device id [env: HYBRIDAI_EDGE_DEVICE_ID].")
-    ] = None,
-    kind: Annotated[
-        str | None,
-        typer.Option(help="sensor-gateway, edge-server, ai-pc or workstation."),
-    ] = None,
-    data_dir: Annotated[
-        Path | None, typer.Option(help="Local store folder [env: HYBRIDAI_EDGE_DATA_DIR].")
-    ] = None,
-    host: Annotated[str | None, typer.Option(help="Listen address.")] = None,
-    port: Annotated[int | None, typer.Option(help="Listen port.")] = None,
-    signing_key_file: Annotated[
-        Path | None,
-        typer.Option(
-            help="Public key model signatures must verify under (default: pin the cloud's key "
-            "on first use) [env: HYBRIDAI_EDGE_SIGNING_KEY_FILE]."
-        ),
-    ] = None,
-    bundle: Annotated[
-        Path | None,
-        typer.Option(
-            help="Model bundle (`hybridai model bundle`) to serve at first boot, before the "
-            "cloud is reachable [env: HYBRIDAI_EDGE_BUNDLE_FILE]."
-        ),
-    ] = None,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
-) -> None:
-    """Run an edge agent: v2 inference, ingest, sync and desired state against the cloud."""
-    from pydantic import ValidationError
+_EDGE_FLAGS = {"cloud_url": "--cloud", "bundle_file": "--bundle"}
+_EDGE_SECRETS = secret_names(EdgeSettings, allowed=["enroll_token"])
 
+
+@app.command(
+    epilog=epilog(EdgeSettings, "Secrets (environment or config.toml only):", _EDGE_SECRETS)
+)
+@settings_options(EdgeSettings, rename=_EDGE_FLAGS, allow_secrets=["enroll_token"])
+def run(
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "warning",
+    *,
+    given: dict[str, Any],
+) -> None:
+    """Run an edge agent: v2 inference, ingest, sync and desired state against the cloud.
+
+    Every setting below is also read from its HYBRIDAI_EDGE_* variable, .env and the edge
+    table of config.toml (see docs/settings.md); a flag wins over all of them.
+    """
     from hybridai.edge.agent import EdgeAgent
     from hybridai.edge.app import create_app
-    from hybridai.edge.settings import EdgeSettings
     from hybridai.link.transport import serve
 
-    given = {
-        "cloud_url": cloud,
-        "enroll_token": enroll_token,
-        "ca_file": ca_file,
-        "device_id": device_id,
-        "kind": kind,
-        "data_dir": data_dir,
-        "host": host,
-        "port": port,
-        "signing_key_file": signing_key_file,
-        "bundle_file": bundle,
-    }
-    try:
-        settings = EdgeSettings(**{k: v for k, v in given.items() if v is not None})  # type: ignore[arg-type]
-    except ValidationError as exc:
-        raise fail(
-            f"bad edge settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
-        ) from None
+    settings = build(EdgeSettings, given)
     from hybridai.edge.models.bundle import BundleError, read_bundle
     from hybridai.edge.store.crypto import StoreKeyError
 

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 from typing import Annotated
 
 import typer
 
 from hybridai.cli import _session
-from hybridai.cli._api import DEFAULT_CLOUD, CloudOpt, call, err, out
+from hybridai.cli._api import DEFAULT_CLOUD, CloudOpt, call, err, out, settings
 
 
 def login(
@@ -19,8 +18,13 @@ def login(
     ] = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
 ) -> None:
-    """Log in; later commands use the token (stored in ~/.config/hybridai/token, mode 0600)."""
-    password = os.environ.get("HYBRIDAI_PASSWORD") or typer.prompt("password", hide_input=True)
+    """Log in; later commands use the token (in HYBRIDAI_CONFIG_DIR/token, mode 0600).
+
+    The password is prompted for, or read from HYBRIDAI_PASSWORD. The login lasts the cloud's
+    HYBRIDAI_CLOUD_ACCESS_TOKEN_TTL_S (15 min by default); commands say when it expired.
+    """
+    given = settings().password
+    password = given.get_secret_value() if given else typer.prompt("password", hide_input=True)
     body = {"username": username, "password": password, "code": code}
     data = call(cloud, "-", "POST", "/api/v1/auth/login", json=body)
     path = _session.save(cloud, data["username"], data["access_token"], data["expires_at"])

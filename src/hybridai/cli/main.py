@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from hybridai import __version__
 from hybridai.cli import (
@@ -27,6 +28,9 @@ from hybridai.cli import (
     token,
     user,
 )
+from hybridai.cli._options import epilog, option
+from hybridai.cli._settings import CliSettings
+from hybridai.config_file import config_path
 
 app = typer.Typer(
     name="hybridai",
@@ -55,26 +59,24 @@ app.command("login")(login.login)
 app.command("logout")(login.logout)
 
 
+SETTINGS_HELP = (
+    "Settings of every command (flag, else variable, else the cli table of "
+    f"{escape(str(config_path()))}, else default; docs/settings.md lists all):"
+)
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(__version__)
         raise typer.Exit()
 
 
-@app.callback()
+@app.callback(epilog=epilog(CliSettings, SETTINGS_HELP, CliSettings.model_fields))
 def main(
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version."
     ),
-    ca_file: Annotated[
-        Path | None,
-        typer.Option(
-            "--ca-file",
-            envvar="HYBRIDAI_CA_FILE",
-            help="Platform CA the cloud's certificate must chain to (default: the local "
-            "cloud's .hybridai/cloud/pki/ca.crt, if present).",
-        ),
-    ] = None,
+    ca_file: Annotated[Path | None, option(CliSettings, "ca_file", "--ca-file")] = None,
 ) -> None:
     """Hybrid AI across edge nodes and a cloud tier."""
     _api.ca_file = ca_file

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Annotated
 
 import typer
@@ -17,6 +16,7 @@ from hybridai.cli._api import (
     fail,
     out,
     print_json,
+    settings,
 )
 
 app = typer.Typer(help="Manage users and their second factor.", no_args_is_help=True)
@@ -24,9 +24,9 @@ ROLES = "admin, operator, data-scientist or viewer"
 
 
 def _password(prompt: str) -> str:
-    env = os.environ.get("HYBRIDAI_PASSWORD")
-    if env:
-        return env
+    given = settings().password
+    if given is not None:
+        return given.get_secret_value()
     value: str = typer.prompt(prompt, hide_input=True, confirmation_prompt=True)
     return value
 

@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from hybridai import config_file
 from hybridai.cloud.data.lake_storage import S3Options
 
 
-class CloudSettings(BaseSettings):
-    """Read from ``HYBRIDAI_CLOUD_*`` environment variables, then ``.env``, then defaults."""
+class CloudSettings(config_file.FileSettings):
+    """Flags, then ``HYBRIDAI_CLOUD_*`` variables, ``.env``, config.toml's ``[cloud]``, defaults."""
 
     model_config = SettingsConfigDict(
         env_prefix="HYBRIDAI_CLOUD_", env_file=".env", extra="ignore", populate_by_name=True
     )
+    config_table: ClassVar[str] = "cloud"
 
     data_dir: Path = Field(
         default=Path(".hybridai/cloud"),
@@ -145,6 +148,24 @@ class CloudSettings(BaseSettings):
         description="Largest model upload (POST /api/v1/models/NAME/versions) in bytes.",
     )
 
+    lake_query_memory_mb: int = Field(
+        default=512,
+        ge=16,
+        description="Memory one lake query may use (DuckDB's memory_limit); past it the query "
+        "is refused with 422 query_limit.",
+    )
+    lake_query_timeout_s: float = Field(
+        default=60.0,
+        gt=0,
+        description="Time one lake query may run; it is interrupted then, and when its client "
+        "disconnects.",
+    )
+    lake_query_max_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most rows one lake query returns (a request's own limit may be lower).",
+    )
+
     def resolved_signing_key_file(self) -> Path:
         return self.signing_key_file or self.data_dir / "signing.key"
 
@@ -183,23 +204,6 @@ class CloudSettings(BaseSettings):
 
     @property
     def admin_token_path(self) -> Path:
-    lake_query_memory_mb: int = Field(
-        default=512,
-        ge=16,
-        description="Memory one lake query may use (DuckDB's memory_limit); past it the query "
-        "is refused with 422 query_limit.",
-    )
-    lake_query_timeout_s: float = Field(
-        default=60.0,
-        gt=0,
-        description="Time one lake query may run; it is interrupted then, and when its client "
-        "disconnects.",
-    )
-    lake_query_max_rows: int = Field(
-        default=1_000_000,
-        ge=1,
-        description="Most rows one lake query returns (a request's own limit may be lower).",
-    )
         return self.data_dir / "admin.token"
 
     @property

@@ -3,19 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
+from hybridai import config_file
 from hybridai.edge.ingest.schemas import StreamSchema
 from hybridai.protocol.fleet import DeviceKind, Tags
 
 
-class EdgeSettings(BaseSettings):
-    """Read from ``HYBRIDAI_EDGE_*`` environment variables, then ``.env``, then defaults."""
+class EdgeSettings(config_file.FileSettings):
+    """Flags, then ``HYBRIDAI_EDGE_*`` variables, ``.env``, config.toml's ``[edge]``, defaults."""
 
     model_config = SettingsConfigDict(env_prefix="HYBRIDAI_EDGE_", env_file=".env", extra="ignore")
+    config_table: ClassVar[str] = "edge"
 
     cloud_url: str = Field(
         default="https://127.0.0.1:8400",
