@@ -111,6 +111,7 @@ def test_an_expired_login_says_when_and_how_to_log_in_again(
 
     out = _cli(["logout"], cwd, config, env)
     assert out.returncode == 0 and not (config / "token").exists()
+    assert "had expired" in out.stdout
     trusting = {"HYBRIDAI_CLOUD_URL": fleet.cloud.url, "HYBRIDAI_CA_FILE": str(fleet.ca_file)}
     no_one = _cli(["fleet", "list"], cwd, config, trusting)  # no login, token or data dir
     message = " ".join(no_one.stderr.split())

@@ -36,10 +36,14 @@ def login(
 
 def logout(cloud: CloudOpt = DEFAULT_CLOUD) -> None:
     """Revoke the stored access token at the cloud and forget it here."""
-    session = _session.load()
+    session = _session.load(include_expired=True)
     if session is None:
         _session.clear()
         out.print("not logged in")
+        return
+    if _session.expired(session):  # the cloud refuses it anyway: nothing to revoke
+        _session.clear()
+        out.print(f"the login as {session.get('username', '')} had expired; forgot it")
         return
     try:
         call(session.get("cloud") or cloud, session["token"], "POST", "/api/v1/auth/logout")
