@@ -35,9 +35,11 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
         yield f
 
 
-def _files_containing(root: Path, needles: list[bytes]) -> list[str]:
+def _files_containing(fleet: LocalFleet, needles: list[bytes]) -> list[str]:
+    """Every file the cloud wrote (lake with its Delta log, metadata, blobs) and its log."""
     found = []
-    for path in root.rglob("*"):
+    paths = [*(fleet.workspace / "cloud").rglob("*"), *fleet.workspace.glob("cloud*.log")]
+    for path in paths:
         if path.is_file():
             data = path.read_bytes()
             found += [f"{path}: {n!r}" for n in needles if n in data]
@@ -78,7 +80,7 @@ def test_restricted_data_never_reaches_the_cloud(fleet: LocalFleet) -> None:
     assert len(operators) == 1 and next(iter(operators)).startswith("ps:")
     assert "formulas" not in fleet.call("GET", "/api/v1/lake/tables")
     needles = [SECRET_FIELD.encode(), SECRET_DATASET.encode(), PERSON.encode()]
-    assert _files_containing(fleet.workspace / "cloud", needles) == []
+    assert _files_containing(fleet, needles) == []
 
 
 def test_restricted_inference_is_answered_at_the_edge_or_refused(fleet: LocalFleet) -> None:

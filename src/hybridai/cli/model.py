@@ -193,16 +193,25 @@ def deploy(
         float | None,
         typer.Option(help="Cascade threshold (default: the one `model calibrate` stored)."),
     ] = None,
+    input_stream: Annotated[
+        str | None,
+        typer.Option(
+            help="The stream that feeds the model: its data policy applies to every request "
+            "(restricted data keeps the model on site) and to its hard examples."
+        ),
+    ] = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
 ) -> None:
     """Make VERSION the version every edge runs (edges pull it within seconds)."""
     body: dict[str, Any] = {"name": name, "version": version}
-    if policy is not None or budget_ms is not None or threshold is not None:
+    if any(x is not None for x in (policy, budget_ms, threshold, input_stream)):
         kind = policy or (PolicyName.CASCADE if threshold is not None else PolicyName.LATENCY)
         body["policy"] = {"kind": kind.value, "latency_budget_ms": budget_ms}
         if threshold is not None:
             body["policy"]["cascade"] = {"threshold": threshold}
+        if input_stream is not None:
+            body["policy"]["input_stream"] = input_stream
     deployed = call(cloud, token, "PUT", f"/api/v1/deployments/{name}", json=body)
     placed = deployed.get("policy") or {"kind": "latency"}
     cascade = placed.get("cascade") or {}

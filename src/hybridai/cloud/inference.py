@@ -3,6 +3,10 @@
 Unversioned requests go to the deployed version (or the latest one when none is deployed);
 the ``cloud`` variant is preferred, the ``edge`` variant serves when it is the only one.
 Loaded sessions are cached; a version is loaded, verified and warmed up on first use.
+
+A model whose deployment names an input stream holding restricted data is not served here:
+such data never leaves the site, so its edges keep the model on site (``governance.egress``)
+and a request that reaches the cloud anyway is refused (403) before it is run.
 """
 
 from __future__ import annotations
@@ -13,8 +17,10 @@ import time
 from starlette.concurrency import run_in_threadpool
 
 from hybridai import __version__
+from hybridai.cloud import policies
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.models import registry
+from hybridai.governance.egress import data_class
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata
 from hybridai.serving.onnx_runtime import OnnxModel
@@ -28,6 +34,7 @@ class CloudBackend:
         self._cloud = cloud
         self._repository = ModelRepository()
         self._loading = threading.Lock()
+        self._input_streams: dict[str, tuple[float, str | None]] = {}  # name -> (until, stream)
 
     def _version_for(self, name: str, version: str | None) -> str:
         if version is not None:
@@ -82,9 +89,44 @@ class CloudBackend:
         self._model(name, version)
         return True
 
+    def _refuse_restricted(self, name: str) -> None:
+        """403 for a model fed by a stream that holds restricted data (it stays on site).
+
+        Looked up at most once a second per model: a request costs no queries in between.
+        """
+        now = time.monotonic()
+        cached = self._input_streams.get(name)
+        if cached is None or cached[0] < now:
+            cached = (now + 1.0, self._restricted_stream(name))
+            self._input_streams[name] = cached
+        if cached[1] is not None:
+            raise ApiError(
+                403,
+                ErrorCode.FORBIDDEN,
+                f"model '{name}' is fed by stream '{cached[1]}', which holds restricted data: "
+                "that never leaves the site, so the cloud does not serve it; ask an edge of the "
+                "site",
+            )
+
+    def _restricted_stream(self, name: str) -> str | None:
+        with self._cloud.session() as session:
+            deployment = next(
+                (d for d in registry.get_deployments(session) if d.name == name), None
+            )
+            stream = deployment.policy.input_stream if deployment and deployment.policy else None
+            if stream is None:
+                return None
+            known = {p.dataset: p for p in policies.list_policies(session)}
+        return stream if data_class(known.get(stream)) == "restricted" else None
+
     async def infer(
         self, name: str, version: str | None, request: InferenceRequest
     ) -> InferenceResponse:
+        cached = self._input_streams.get(name)
+        if cached is None or cached[0] < time.monotonic():  # the lookup queries: off the loop
+            await run_in_threadpool(self._refuse_restricted, name)
+        else:
+            self._refuse_restricted(name)
         model = await run_in_threadpool(self._model, name, version)
         started = time.perf_counter()
         response = await run_in_threadpool(model.run, request)

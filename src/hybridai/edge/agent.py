@@ -369,6 +369,8 @@ class EdgeAgent:
                 "sync_bytes_per_s": bytes_per_s,
                 "sync_records_per_s": records_per_s,
                 "streams": streams,
+                "batches_quarantined": self.uploader.quarantined if self.uploader else 0,
+                "last_quarantine": self.uploader.last_quarantine if self.uploader else None,
             }
         )
 

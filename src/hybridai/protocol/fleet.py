@@ -186,6 +186,8 @@ class StoreStats(BaseModel):
     sync_bytes_per_s: float = 0.0  # wire bytes per second over the last drain
     sync_records_per_s: float = 0.0
     streams: dict[str, StreamStats] = Field(default_factory=dict)
+    batches_quarantined: int = 0  # sent, but kept apart from the lake by the cloud (types)
+    last_quarantine: str | None = None  # the cloud's reason for the latest one
 
 
 class MqttStats(BaseModel):
@@ -274,6 +276,8 @@ class Device(BaseModel):
     revoked: bool = False
     status: StatusReport | None = None
     tags: dict[str, str] = Field(default_factory=dict)
+    quarantined_batches: int = 0  # its batches the lake could not take (GET /api/v1/quarantine)
+    last_quarantine: str | None = None  # why the latest one was quarantined
 
 
 class TagChange(BaseModel):

@@ -12,6 +12,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from hybridai.protocol.policy import DATASET_PATTERN
+
 PolicyKindName = Literal["latency", "edge-only", "cloud-only", "cascade"]
 MeasureName = Literal["max_prob", "margin", "entropy", "band"]
 
@@ -47,6 +49,13 @@ class PlacementPolicy(BaseModel):
     latency_budget_ms: float | None = Field(default=None, gt=0.0)
     cascade: CascadeSpec | None = None
     needs: PlacementNeeds = Field(default_factory=PlacementNeeds)
+    input_stream: str | None = Field(
+        default=None,
+        pattern=DATASET_PATTERN,
+        description="The stream whose records feed the model: its data policy applies to every "
+        "request (a stream holding restricted data keeps the model on site, whatever a request "
+        "says) and to the model's hard examples.",
+    )
 
 
 class SitePeer(BaseModel):

@@ -76,7 +76,7 @@ def _check_element(tensor: RequestInput, value: Any) -> None:
         raise ApiError(
             400,
             ErrorCode.DATATYPE_MISMATCH,
-            f"input '{tensor.name}' is declared {kind} but holds {value!r}; "
+            f"input '{tensor.name}' is declared {kind} but holds a {type(value).__name__}; "
             f"send {kind} values or declare the datatype that matches the data",
         )
 

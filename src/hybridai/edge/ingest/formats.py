@@ -86,7 +86,8 @@ def _msgpack(body: bytes) -> list[dict[str, Any]]:
         raise MalformedBody(f"send the MessagePack map {_ENVELOPE}")
     for index, record in enumerate(records):
         if not isinstance(record, dict):
-            raise MalformedBody(f"records[{index}] must be a map (one record), got {record!r:.40}")
+            kind = type(record).__name__
+            raise MalformedBody(f"records[{index}] must be a map (one record), got a {kind}")
     return records
 
 

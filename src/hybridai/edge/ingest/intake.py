@@ -69,8 +69,14 @@ class Ingest:
         with self._lock:
             return self.schemas.withdraw(keep)
 
-    def dead_letter(self, source: str, reason: str, payload: bytes) -> None:
-        """Park a message that could not be stored, durably, with why and what it was."""
+    def dead_letter(
+        self, source: str, reason: str, payload: bytes, stream: str | None = None
+    ) -> None:
+        """Park a message that could not be stored, durably, with why and what it was.
+
+        ``stream`` is the stream it was meant for: that stream's data policy decides what of
+        the payload may leave the site (``governance.egress``).
+        """
         truncated = len(payload) > DEAD_LETTER_MAX_BYTES
         raw = payload[:DEAD_LETTER_MAX_BYTES]
         try:
@@ -80,6 +86,7 @@ class Ingest:
         record: dict[str, Any] = {
             "ts": time.time(),
             "topic": source,
+            "stream": stream or "",
             "reason": reason,
             "payload": text,
             "payload_encoding": encoding,

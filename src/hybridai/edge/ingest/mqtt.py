@@ -9,9 +9,10 @@ de-duplication absorbs the repeat, so the stream holds it exactly once.
 
 Payloads: a JSON object (one record) or a JSON array of records; MessagePack when the message's
 v5 Content Type property says ``application/msgpack``. A message that does not parse, or whose
-records do not fit the stream's schema, goes to ``dead_letters`` with the topic, the reason and
-the raw payload. When the store itself fails (a full disk), the message is retried with backoff
-and not acknowledged until it is stored.
+records do not fit the stream's schema, goes to ``dead_letters`` with the topic, the stream, the
+reason and the raw payload (which leaves the site only as that stream's data policy allows:
+``governance.egress``). When the store itself fails (a full disk), the message is retried with
+backoff and not acknowledged until it is stored.
 
 paho runs the connection in its own thread and reconnects with exponential backoff.
 
@@ -274,14 +275,16 @@ class MqttIngest:
             records = parse(payload, content_type)
             result = self.ingest.write(stream, records)
         except (MalformedMessage, SchemaViolation, InvalidRecord) as exc:
-            self._park(topic, _kind(exc), str(exc), payload)
+            self._park(topic, _kind(exc), str(exc), payload, stream)
             return
         with self.counters.lock:
             self.counters.stored += result.accepted
             self.counters.duplicates += result.duplicates
 
-    def _park(self, topic: str, kind: str, reason: str, payload: bytes) -> None:
-        self.ingest.dead_letter(topic, reason, payload)
+    def _park(
+        self, topic: str, kind: str, reason: str, payload: bytes, stream: str | None = None
+    ) -> None:
+        self.ingest.dead_letter(topic, reason, payload, stream)
         with self.counters.lock:
             self.counters.dead_lettered += 1
             self.counters.dead_lettered_by_reason[kind] += 1

@@ -123,7 +123,7 @@ def check(stream: str, schema: StreamSchema, records: list[Any]) -> StreamSchema
                 if type(value) not in types and value is not None:
                     raise SchemaViolation(
                         f"record {index}: field '{key}' must be {_article(fields[key])}, got "
-                        f"{type(value).__name__} {value!r:.40}"
+                        f"{_article_of(value)}"
                     )
                 continue
             if key == TIMESTAMP or value is None:
@@ -144,6 +144,12 @@ def check(stream: str, schema: StreamSchema, records: list[Any]) -> StreamSchema
 
 def _article(kind: FieldType) -> str:
     return f"an {kind}" if kind == "integer" else f"a {kind}"
+
+
+def _article_of(value: object) -> str:
+    """What a value is, in schema words, never the value: errors reach logs and dead letters."""
+    found = type_of(value)
+    return _article(found) if found is not None else f"a {type(value).__name__}"
 
 
 def merge(stream: str, current: StreamSchema | None, declared: SchemaSpec) -> StreamSchema:

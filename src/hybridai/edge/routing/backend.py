@@ -28,6 +28,8 @@ from hybridai.edge.routing.model_health import ModelHealthTracker
 from hybridai.edge.routing.peer_calls import PEER_PARAM, PeerCalls, UpstreamFailed
 from hybridai.edge.routing.placement_state import CLOUD_ID, CloudLink, PlacementState
 from hybridai.edge.routing.upstreams import CloudInference, PeerInference
+from hybridai.governance.egress import data_class as egress_class
+from hybridai.governance.egress import strictest
 from hybridai.orchestrator import (
     Decision,
     Placement,
@@ -38,6 +40,7 @@ from hybridai.orchestrator import (
 )
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import DesiredState, InferenceStats
+from hybridai.protocol.policy import DataClass
 from hybridai.protocol.v2 import (
     InferenceRequest,
     InferenceResponse,
@@ -149,7 +152,8 @@ class EdgeBackend:
         now = time.time()
         n_bytes = _request_bytes(request)
         placing = self.state.placing_for(name)
-        facts = RequestFacts(name, hints.data_class, hints.latency_budget_ms, hints.placement)
+        data_class = self._data_class(placing.input_stream, hints.data_class)
+        facts = RequestFacts(name, data_class, hints.latency_budget_ms, hints.placement)
         candidates = self.state.candidates(name, version, local_ready, n_bytes, now)
         decision = place(facts, candidates, placing.policy)
         self.metrics.decided(name, decision.placement.value, decision.reason.value)
@@ -196,6 +200,17 @@ class EdgeBackend:
                 name, version, request, response, where, degraded, decision, n_bytes, deadline
             )
         return self._explain(response, where, decision, degraded, started, extra)
+
+    def _data_class(self, input_stream: str | None, asked: DataClass) -> DataClass:
+        """The request's class: what it says, raised to that of the model's input stream.
+
+        So a model fed by a restricted stream stays on site without a hint on each request.
+        """
+        desired = self.desired() if self.desired is not None else None
+        if input_stream is None or desired is None:
+            return asked
+        policy = next((p for p in desired.policies if p.dataset == input_stream), None)
+        return strictest(asked, egress_class(policy))
 
     # -- carrying a decision out --------------------------------------------------------------
 
@@ -358,7 +373,15 @@ class EdgeBackend:
         self.metrics.escalations.labels(name, "ok").inc()
         if self.hard_examples is not None:
             record = hard_example(
-                self.device_id, name, request, first, answer, confidence, rule, where
+                self.device_id,
+                name,
+                request,
+                first,
+                answer,
+                confidence,
+                rule,
+                where,
+                self.state.placing_for(name).input_stream,
             )
             await self.hard_examples(record)
         extra["escalated"] = True

@@ -34,9 +34,15 @@ def hard_example(
     confidence: float,
     rule: CascadeRule,
     answered_by: str,
+    input_stream: str | None = None,
 ) -> dict[str, Any]:
-    """One escalated request as a flat store record."""
+    """One escalated request as a flat store record.
+
+    ``input_stream``: the stream feeding the model; its data policy decides what of the
+    record leaves the site (``governance.egress``).
+    """
     return {
+        "input_stream": input_stream or "",
         "ts": time.time(),
         "model": model,
         "edge_version": edge.model_version,

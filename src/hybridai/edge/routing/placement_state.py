@@ -64,6 +64,7 @@ class Placing:
 
     policy: ModelPolicy = field(default_factory=ModelPolicy)
     output: str | None = None
+    input_stream: str | None = None  # its data policy applies to every request
 
 
 def to_placing(spec: PlacementPolicy | None) -> Placing:
@@ -78,7 +79,7 @@ def to_placing(spec: PlacementPolicy | None) -> Placing:
         output = c.output
     needs = Requirements(accelerator=spec.needs.accelerator, min_memory_mb=spec.needs.min_memory_mb)
     policy = ModelPolicy(PolicyKind(spec.kind), spec.latency_budget_ms, needs, cascade)
-    return Placing(policy, output)
+    return Placing(policy, output, spec.input_stream)
 
 
 @dataclass

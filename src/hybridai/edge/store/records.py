@@ -60,11 +60,11 @@ def prepare(index: int, record: Any) -> tuple[float, str, bytes]:
     if TIMESTAMP not in record:
         raise bad(f"missing '{TIMESTAMP}' (seconds since the epoch)")
     if isinstance(ts, bool) or not isinstance(ts, int | float) or not math.isfinite(ts):
-        raise bad(f"'{TIMESTAMP}' must be a finite number of seconds, got {ts!r}")
+        raise bad(f"'{TIMESTAMP}' must be a finite number of seconds, got {type(ts).__name__}")
     try:
         datetime.fromtimestamp(ts, tz=UTC)
     except (OverflowError, OSError, ValueError):
-        raise bad(f"'{TIMESTAMP}' {ts!r} is out of range for a date") from None
+        raise bad(f"'{TIMESTAMP}' is out of range for a date") from None
     fields: dict[str, Any] = {}
     for key, value in record.items():
         if not isinstance(key, str) or not key:

@@ -7,7 +7,11 @@ The sink hides the transport (HTTP client, simulator, test double).
 
 Data policies are applied here, on the way out: a batch is redacted (restricted fields dropped,
 personal ones pseudonymised or dropped) just before it is encoded, while the store keeps the
-original; a dataset restricted as a whole is never batched at all.
+original; a dataset restricted as a whole is never batched at all. Dead letters and hard
+examples also obey the policy of the stream their data came from (``governance.egress``).
+
+A batch the cloud quarantines (its columns do not fit the dataset's lake table) is in the
+cloud all the same: it counts as synced, and ``quarantined`` / ``last_quarantine`` say so.
 
 The live sync loop is ``sync_step`` repeated by the agent's loop supervisor
 (``hybridai.observability.supervisor``), which restarts it with backoff after any failure: a
@@ -27,10 +31,13 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Protocol
 
+from hybridai.edge.ingest.intake import DEAD_LETTERS
+from hybridai.edge.routing.hard_examples import STREAM as HARD_EXAMPLES
 from hybridai.edge.store.config import HIGH, LOW
 from hybridai.edge.store.edge_store import EdgeStore, PendingBatch, StoredRecord
 from hybridai.edge.sync.batches import EncodedBatch, encode_batch
 from hybridai.edge.sync.window import SyncWindow
+from hybridai.governance import egress
 from hybridai.governance.policies import local_only, redact
 from hybridai.link.token_bucket import TokenBucket
 from hybridai.observability.supervisor import describe
@@ -38,6 +45,8 @@ from hybridai.protocol.policy import DataPolicy
 from hybridai.protocol.sync import BatchAck
 
 log = logging.getLogger(__name__)
+# Streams that carry another stream's data inside a field: that stream's policy applies too
+_ORIGIN = {DEAD_LETTERS: egress.dead_letter, HARD_EXAMPLES: egress.hard_example}
 
 
 class SyncError(Exception):
@@ -90,6 +99,8 @@ class Uploader:
         self._bucket: TokenBucket | None = None
         self.throughput = (0.0, 0.0)  # (bytes/s, records/s) over the last drain that sent
         self.stream_throughput: dict[str, tuple[float, float]] = {}  # the same, per stream
+        self.quarantined = 0  # batches the cloud kept apart from the lake (column types)
+        self.last_quarantine: str | None = None  # "dataset: the cloud's reason"
 
     async def _throttle(self, size: int) -> None:
         rate = self.bandwidth()
@@ -132,7 +143,7 @@ class Uploader:
                 if pending.stream in local:  # batched before its policy said restricted
                     await asyncio.to_thread(self.store.withdraw_batch, pending.seq)
                     continue
-                pending = self._redacted(pending, policies.get(pending.stream))
+                pending = self._redacted(pending, policies)
                 encoded = await asyncio.to_thread(encode_batch, pending, self.device_id, self.site)
                 await self._throttle(len(encoded.body))
                 ack = await self.sink.put_batch(encoded)
@@ -140,6 +151,15 @@ class Uploader:
                     raise SyncError(
                         f"ack for {ack.device_id}:{ack.batch_seq} answered batch "
                         f"{self.device_id}:{encoded.seq}"
+                    )
+                if ack.quarantined:  # in the cloud, kept apart from the lake: move on
+                    self.quarantined += 1
+                    self.last_quarantine = f"{encoded.dataset}: {ack.reason}"
+                    log.warning(
+                        "batch %d (%s) quarantined by the cloud: %s",
+                        encoded.seq,
+                        encoded.dataset,
+                        ack.reason,
                     )
                 await asyncio.to_thread(self.store.mark_synced, encoded.seq, len(encoded.body))
                 sent += 1
@@ -163,13 +183,21 @@ class Uploader:
                 self.stream_throughput[stream] = (size / seconds, records / seconds)
         return sent
 
-    def _redacted(self, batch: PendingBatch, policy: DataPolicy | None) -> PendingBatch:
-        if policy is None:
+    def _redacted(self, batch: PendingBatch, policies: Mapping[str, DataPolicy]) -> PendingBatch:
+        """The batch as it may leave the site, per its stream's policy.
+
+        Dead letters and hard examples also obey the policy of their data's own stream.
+        """
+        policy = policies.get(batch.stream)
+        origin = _ORIGIN.get(batch.stream)
+        if policy is None and origin is None:
             return batch
-        records = [
-            StoredRecord(r.local_id, r.ts, redact(policy, self.site_key, r.payload))
-            for r in batch.records
-        ]
+        records = []
+        for r in batch.records:
+            payload = r.payload if origin is None else origin(r.payload, policies, self.site_key)
+            if policy is not None:
+                payload = redact(policy, self.site_key, payload)
+            records.append(StoredRecord(r.local_id, r.ts, payload))
         return PendingBatch.of_records(batch.seq, batch.stream, records)
 
     async def sync_step(self) -> float:
