@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 
 from hybridai import __version__
 from hybridai.edge.cloud_client import CloudUnavailable
+from hybridai.edge.routing.call import Call, Outcome
 from hybridai.edge.routing.hard_examples import HardExampleSink, hard_example
 from hybridai.edge.routing.metrics import RouterMetrics
 from hybridai.edge.routing.model_health import ModelHealthTracker
@@ -170,13 +172,10 @@ class EdgeBackend:
         limit_s = self.cloud_timeout_s
         if decision.budget_ms is not None:
             limit_s = decision.budget_ms / 1000.0 + self.budget_margin_s
-        deadline = started + limit_s
         cascade = decision.escalate_to is not None
-        degraded = decision.degraded
+        call = Call(name, version, request, n_bytes, started + limit_s, all_outputs=cascade)
         try:
-            response, where = await self._run(
-                decision.target, name, version, request, n_bytes, deadline, cascade
-            )
+            outcome = await self._run(decision.target, call, decision.degraded)
         except UpstreamFailed as exc:
             if decision.fallback_target is None:
                 self.stats.requests_failed += 1
@@ -190,16 +189,10 @@ class EdgeBackend:
                     f"did not answer ({exc}), and nothing on this site may answer instead; "
                     "retry later",
                 ) from None
-            degraded = True
-            response, where = await self._run(
-                decision.fallback_target, name, version, request, n_bytes, deadline, cascade
-            )
-        extra: dict[str, Any] = {}
+            outcome = await self._run(decision.fallback_target, call, degraded=True)
         if cascade:
-            response, where, degraded, extra = await self._cascade(
-                name, version, request, response, where, degraded, decision, n_bytes, deadline
-            )
-        return self._explain(response, where, decision, degraded, started, extra)
+            outcome = await self._cascade(call, outcome)
+        return self._explain(outcome, decision, started)
 
     def _data_class(self, input_stream: str | None, asked: DataClass) -> DataClass:
         """The request's class: what it says, raised to that of the model's input stream.
@@ -214,22 +207,13 @@ class EdgeBackend:
 
     # -- carrying a decision out --------------------------------------------------------------
 
-    async def _run(
-        self,
-        target: str,
-        name: str,
-        version: str | None,
-        request: InferenceRequest,
-        n_bytes: int,
-        deadline: float,
-        all_outputs: bool,
-    ) -> tuple[InferenceResponse, str]:
+    async def _run(self, target: str, call: Call, degraded: bool) -> Outcome:
         if target == self.device_id:
-            return await self._here(name, version, request, all_outputs), "edge"
+            here = await self._here(call.name, call.version, call.request, call.all_outputs)
+            return Outcome(here, "edge", degraded)
         if target == CLOUD_ID:
-            return await self._cloud(name, version, request, n_bytes, deadline), "cloud"
-        peer = await self._peer(target, name, version, request, n_bytes, deadline, all_outputs)
-        return peer, "peer"
+            return Outcome(await self._cloud(call), "cloud", degraded)
+        return Outcome(await self._peer(target, call), "peer", degraded)
 
     async def _here(
         self, name: str, version: str | None, request: InferenceRequest, all_outputs: bool = False
@@ -262,22 +246,16 @@ class EdgeBackend:
             raise UpstreamFailed("no time left in the latency budget")
         return min(self.cloud_timeout_s, remaining)
 
-    async def _cloud(
-        self,
-        name: str,
-        version: str | None,
-        request: InferenceRequest,
-        n_bytes: int,
-        deadline: float,
-    ) -> InferenceResponse:
+    async def _cloud(self, call: Call) -> InferenceResponse:
+        name, n_bytes = call.name, call.n_bytes
         state = self.state.model(name)
-        timeout = self._timeout(deadline)
+        timeout = self._timeout(call.deadline)
         self.link.attempt(time.time())
         began = time.perf_counter()
         try:
             # wait_for bounds the whole call; httpx's timeout bounds each read or write only.
             response = await asyncio.wait_for(
-                self.cloud.infer(name, version, request, timeout), timeout
+                self.cloud.infer(name, call.version, call.request, timeout), timeout
             )
         except (CloudUnavailable, ApiError, TimeoutError) as exc:
             elapsed_ms = (time.perf_counter() - began) * 1000
@@ -299,23 +277,14 @@ class EdgeBackend:
         self.stats.requests_cloud += 1
         return response
 
-    async def _peer(
-        self,
-        peer_id: str,
-        name: str,
-        version: str | None,
-        request: InferenceRequest,
-        n_bytes: int,
-        deadline: float,
-        all_outputs: bool,
-    ) -> InferenceResponse:
+    async def _peer(self, peer_id: str, call: Call) -> InferenceResponse:
         peer = self.state.peers.get(peer_id)
         if peer is None:
             raise UpstreamFailed(f"peer {peer_id} left the site")
-        timeout = self._timeout(deadline)
+        timeout = self._timeout(call.deadline)
         try:
             return await self._peer_calls.infer(
-                peer, name, version, request, n_bytes, timeout, all_outputs
+                peer, call.name, call.version, call.request, call.n_bytes, timeout, call.all_outputs
             )
         except UpstreamFailed:
             self.metrics.failures.labels("peer").inc()
@@ -339,37 +308,27 @@ class EdgeBackend:
                 503, ErrorCode.MODEL_NOT_READY, f"'{name}' is not loaded on {self.device_id}"
             )
         response = await self._here(name, version, request)
-        return self._explain(response, "edge", decision, False, started, {})
+        return self._explain(Outcome(response, "edge"), decision, started)
 
-    async def _cascade(
-        self,
-        name: str,
-        version: str | None,
-        request: InferenceRequest,
-        first: InferenceResponse,
-        where: str,
-        degraded: bool,
-        decision: Decision,
-        n_bytes: int,
-        deadline: float,
-    ) -> tuple[InferenceResponse, str, bool, dict[str, Any]]:
+    async def _cascade(self, call: Call, outcome: Outcome) -> Outcome:
         """Escalate an unsure on-site answer to the cloud; keep the input as a hard example."""
+        name, request, where = call.name, call.request, outcome.where
         placing = self.state.placing_for(name)
         rule = placing.policy.cascade
-        confidence = rule.confidence(_output(first, placing.output))
+        confidence = rule.confidence(_output(outcome.response, placing.output))
         extra: dict[str, Any] = {"confidence": round(confidence, 6), "threshold": rule.threshold}
-        first = _only_asked(first, request)
+        first = _only_asked(outcome.response, request)
         if where == "cloud" or not escalate(confidence, rule.threshold):
-            return first, where, degraded, extra
+            return replace(outcome, response=first, extra=extra)
         # The edge compute an escalation spent is counted: in service_ms (the whole request)
         # and here, next to the cloud's cost.
         extra["edge_ms_spent"] = round((first.parameters or {}).get("edge_service_ms") or 0.0, 3)
         try:
-            answer = await self._cloud(name, version, request, n_bytes, deadline)
+            answer = await self._cloud(call)
         except UpstreamFailed:
             self.metrics.escalations.labels(name, "failed").inc()
             extra["escalation_failed"] = True
-            return first, where, True, extra
+            return Outcome(first, where, degraded=True, extra=extra)
         self.metrics.escalations.labels(name, "ok").inc()
         if self.hard_examples is not None:
             record = hard_example(
@@ -386,7 +345,7 @@ class EdgeBackend:
             await self.hard_examples(record)
         extra["escalated"] = True
         extra["answered_first_by"] = where
-        return answer, "cloud", degraded, extra
+        return Outcome(answer, "cloud", outcome.degraded, extra)
 
     # -- probes, explanations -------------------------------------------------------------------
 
@@ -416,15 +375,13 @@ class EdgeBackend:
             if ok or state.cloud.rtt_ms.samples:
                 state.cloud = state.cloud.observe(0, elapsed_ms)
 
-    def _explain(
-        self,
-        response: InferenceResponse,
-        where: str,
-        decision: Decision,
-        degraded: bool,
-        started: float,
-        extra: dict[str, Any],
-    ) -> InferenceResponse:
+    def _explain(self, outcome: Outcome, decision: Decision, started: float) -> InferenceResponse:
+        response, where, degraded, extra = (
+            outcome.response,
+            outcome.where,
+            outcome.degraded,
+            outcome.extra,
+        )
         elapsed_ms = (time.perf_counter() - started) * 1000
         if degraded:
             self.stats.degraded += 1
