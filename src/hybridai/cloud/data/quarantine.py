@@ -223,26 +223,20 @@ def listing(
 
 def per_device(session: Session) -> dict[str, tuple[int, str]]:
     """Per device: how many of its batches are quarantined and the latest reason."""
-    counts = dict(  # of a list: a Result has keys() (its columns), which dict() would take
-        list(
-            session.execute(
-                select(QuarantinedBatchRow.device_id, func.count()).group_by(
-                    QuarantinedBatchRow.device_id
-                )
-            ).tuples()
-        )
+    counted = select(QuarantinedBatchRow.device_id, func.count()).group_by(
+        QuarantinedBatchRow.device_id
     )
+    counts = {str(device_id): int(n) for device_id, n in session.execute(counted)}
     newest = select(func.max(QuarantinedBatchRow.id)).group_by(QuarantinedBatchRow.device_id)
-    latest = dict(
-        list(
-            session.execute(
-                select(QuarantinedBatchRow.device_id, QuarantinedBatchRow.reason).where(
-                    QuarantinedBatchRow.id.in_(newest)
-                )
-            ).tuples()
+    latest = {
+        str(device_id): str(reason)
+        for device_id, reason in session.execute(
+            select(QuarantinedBatchRow.device_id, QuarantinedBatchRow.reason).where(
+                QuarantinedBatchRow.id.in_(newest)
+            )
         )
-    )
-    return {d: (int(n), latest[d]) for d, n in counts.items()}
+    }
+    return {d: (n, latest[d]) for d, n in counts.items()}
 
 
 def on_devices(session: Session, devices: list[Device]) -> list[Device]:
