@@ -24,7 +24,6 @@ from hybridai.serving.errors import error_response, install_error_handlers
 from hybridai.serving.v2_routes import v2_router
 from hybridai.storage.blobs import BlobStorageError
 
-MAX_INFER_BYTES = 64 * 1024 * 1024
 # Routes anyone may call: probes, the API's description, enrollment (the token is the
 # credential) and login (the password is). Every other route requires an identity.
 OPEN_PATHS = ("/v2/health/", "/docs", "/redoc", "/openapi.json")
@@ -38,7 +37,7 @@ def _body_limits(settings: CloudSettings) -> LimitFor:
         if path.startswith("/api/v1/models/") and path.endswith("/versions"):
             return settings.max_upload_bytes
         if path.startswith("/v2/"):
-            return MAX_INFER_BYTES
+            return settings.max_infer_json_bytes
         return settings.max_request_bytes
 
     return limit

@@ -147,6 +147,24 @@ class CloudSettings(config_file.FileSettings):
         ge=1024,
         description="Largest model upload (POST /api/v1/models/NAME/versions) in bytes.",
     )
+    max_batch_rows: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most rows one sync batch may hold, read from its Parquet footer before it "
+        "is decoded (413 payload_too_large above).",
+    )
+    max_batch_decoded_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes one sync batch may decode to (Parquet is compressed: a small "
+        "body can hold a huge table), checked before and while it is decoded (413 above).",
+    )
+    max_infer_json_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest JSON body of a v2 inference request, bytes (413 payload_too_large "
+        "above). Parsed JSON tensors take 10-50 times their size in memory.",
+    )
 
     lake_query_memory_mb: int = Field(
         default=512,

@@ -33,7 +33,7 @@ from hybridai.serving.v2_routes import v2_router
 
 STREAM = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 INGEST_PATH = "/api/v1/streams/"
-MAX_OTHER_BYTES = 64 * 1024 * 1024  # v2 inference tensors and the rest
+MAX_OTHER_BYTES = 64 * 1024 * 1024  # all but ingest and v2 inference
 
 
 class IngestResult(BaseModel):
@@ -46,7 +46,10 @@ def _decode_and_write(
     agent: EdgeAgent, stream: str, content_type: str | None, body: bytes
 ) -> AppendResult:
     """Decode a batch body (JSON, MessagePack or Arrow IPC) and store it; off the event loop."""
-    decoded = formats.decode(content_type, body)
+    limits = formats.DecodeLimits(
+        agent.settings.max_ingest_records, agent.settings.max_ingest_decoded_bytes
+    )
+    decoded = formats.decode(content_type, body, limits)
     if isinstance(decoded, pa.Table):
         return agent.ingest.write_table(stream, decoded)
     return agent.ingest.write(stream, decoded)
@@ -54,7 +57,9 @@ def _decode_and_write(
 
 def _body_limits(settings: EdgeSettings) -> LimitFor:
     def limit(method: str, path: str) -> int:
-        return settings.max_ingest_bytes if path.startswith(INGEST_PATH) else MAX_OTHER_BYTES
+        if path.startswith(INGEST_PATH):
+            return settings.max_ingest_bytes
+        return settings.max_infer_json_bytes if path.startswith("/v2/") else MAX_OTHER_BYTES
 
     return limit
 
@@ -110,6 +115,8 @@ def create_app(agent: EdgeAgent) -> FastAPI:
             result = await run_in_threadpool(
                 _decode_and_write, agent, stream, request.headers.get("content-type"), body
             )
+        except formats.TooLarge as exc:
+            raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE, str(exc)) from None
         except formats.MalformedBody as exc:
             code = ErrorCode.MALFORMED_JSON if exc.json_invalid else ErrorCode.BAD_REQUEST
             raise ApiError(400, code, str(exc)) from None

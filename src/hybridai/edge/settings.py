@@ -181,6 +181,24 @@ class EdgeSettings(config_file.FileSettings):
         description="Largest record batch body the ingest API accepts, bytes (413 "
         "payload_too_large above: split the batch).",
     )
+    max_ingest_records: int = Field(
+        default=1_000_000,
+        ge=1,
+        description="Most records one Arrow IPC ingest body may hold, read from its message "
+        "headers before it is decoded (413 payload_too_large above).",
+    )
+    max_ingest_decoded_bytes: int = Field(
+        default=64 * 1024 * 1024,
+        ge=1024,
+        description="Most bytes one Arrow IPC ingest body may decompress to, read from its "
+        "buffer headers before anything is decompressed (413 payload_too_large above).",
+    )
+    max_infer_json_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Largest JSON body of a v2 inference request, bytes (413 payload_too_large "
+        "above). Parsed JSON tensors take 10-50 times their size in memory.",
+    )
     stream_schemas: dict[str, StreamSchema] = Field(
         default={},
         description='Declared record schemas per stream, JSON, e.g. {"telemetry": {"fields": '

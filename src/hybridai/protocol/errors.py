@@ -41,7 +41,6 @@ class ErrorCode(StrEnum):
     UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     SCHEMA_MISMATCH = "schema_mismatch"
     PEER_NOT_ON_SITE = "peer_not_on_site"
-    PEER_NOT_ON_SITE = "peer_not_on_site"
     INVALID_NAME = "invalid_name"
     QUERY_LIMIT = "query_limit"
 

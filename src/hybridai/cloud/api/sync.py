@@ -8,13 +8,11 @@ the sending device's sync moves on and nobody else's waits on it.
 from __future__ import annotations
 
 import hashlib
-import io
 import logging
 import time
 from typing import Annotated
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 from fastapi import APIRouter, Query, Request, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -23,7 +21,9 @@ from hybridai.cloud.context import Cloud
 from hybridai.cloud.data import quarantine, stream_schemas
 from hybridai.cloud.data.lake import LakeConflictError, LakeSchemaError
 from hybridai.cloud.data.lake_storage import LakeStorageError
+from hybridai.cloud.data.parquet_bounds import BadBatch, BatchLimits, BatchTooLarge, read_batch
 from hybridai.cloud.devices import fleet
+from hybridai.cloud.settings import CloudSettings
 from hybridai.protocol import sync, wire_decimals
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.streams import FieldType
@@ -33,9 +33,15 @@ router = APIRouter(prefix="/api/v1", tags=["sync"])
 MAX_BATCH_BYTES = 64 * 1024 * 1024
 
 
-def _read_parquet(body: bytes) -> pa.Table:
+def _read_parquet(body: bytes, settings: CloudSettings) -> pa.Table:
+    """The batch's rows, refused before they cost memory when there are too many (413)."""
+    limits = BatchLimits(settings.max_batch_rows, settings.max_batch_decoded_bytes)
     try:
-        return wire_decimals.restore(pq.read_table(io.BytesIO(body)))
+        return wire_decimals.restore(read_batch(body, limits))
+    except BatchTooLarge as exc:
+        raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE, str(exc)) from None
+    except BadBatch as exc:
+        raise ApiError(400, ErrorCode.INVALID_INPUT, str(exc)) from None
     except (pa.ArrowInvalid, OSError) as exc:
         raise ApiError(
             400, ErrorCode.INVALID_INPUT, f"the batch body is not a readable Parquet file: {exc}"
@@ -43,7 +49,7 @@ def _read_parquet(body: bytes) -> pa.Table:
 
 
 def _commit(cloud: Cloud, device_id: str, seq: int, dataset: str, body: bytes) -> sync.BatchAck:
-    table = _read_parquet(body)
+    table = _read_parquet(body, cloud.settings)
     with cloud.session() as session:
         device = fleet.get_device(session, device_id)
     sites = set(table.column(sync.SITE).to_pylist()) if sync.SITE in table.column_names else set()

@@ -9,10 +9,15 @@ same de-duplication hashes) whatever format carried it:
 - ``application/vnd.apache.arrow.stream``: one Arrow IPC stream, one column per field. A null
   means the field is absent from that record (Arrow has no other way to say so); a ``ts``
   column of Arrow timestamps becomes seconds since the epoch.
+
+Decoding is bounded (``DecodeLimits``): an Arrow stream's record count and decompressed size
+are read from its message headers before anything is decompressed (``arrow_bounds``), and a
+stream over either limit is refused as ``TooLarge`` (HTTP 413).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import msgpack
@@ -20,6 +25,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from pydantic import BaseModel, ValidationError
 
+from hybridai.edge.ingest.arrow_bounds import ArrowBoundsError, measure
 from hybridai.protocol.sync import TIMESTAMP
 
 JSON = "application/json"
@@ -42,6 +48,18 @@ class MalformedBody(ValueError):
         self.json_invalid = json_invalid
 
 
+class TooLarge(ValueError):
+    """The body would decode to more than this edge takes in one batch (HTTP 413)."""
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """The most one batch body may decode to (``max_ingest_records``, ``..._decoded_bytes``)."""
+
+    max_records: int = 1_000_000
+    max_decoded_bytes: int = 64 * 2**20
+
+
 class _Envelope(BaseModel):
     records: list[dict[str, Any]]
 
@@ -59,13 +77,15 @@ def media_type(content_type: str | None) -> str:
     return base
 
 
-def decode(content_type: str | None, body: bytes) -> list[dict[str, Any]] | pa.Table:
+def decode(
+    content_type: str | None, body: bytes, limits: DecodeLimits | None = None
+) -> list[dict[str, Any]] | pa.Table:
     """The records a batch body carries: a list of records, or a table for Arrow IPC."""
     kind = media_type(content_type)
     if kind == MSGPACK:
         return _msgpack(body)
     if kind == ARROW:
-        return _arrow_table(body)
+        return _arrow_table(body, limits or DecodeLimits())
     try:
         return _Envelope.model_validate_json(body).records
     except ValidationError as exc:
@@ -91,7 +111,27 @@ def _msgpack(body: bytes) -> list[dict[str, Any]]:
     return records
 
 
-def _arrow_table(body: bytes) -> pa.Table:
+def _check_extent(body: bytes, limits: DecodeLimits) -> None:
+    """Refuse a stream over the limits from its headers, before it is decompressed."""
+    try:
+        extent = measure(body)
+    except (ArrowBoundsError, pa.ArrowInvalid, OSError) as exc:
+        raise MalformedBody(f"the body is not a valid Arrow IPC stream: {exc}") from None
+    if max(extent.rows, extent.longest_node) > limits.max_records:
+        raise TooLarge(
+            f"the Arrow stream holds more than {limits.max_records} records (or values of one "
+            "field): split it into smaller batches"
+        )
+    if extent.decoded_bytes > limits.max_decoded_bytes:
+        raise TooLarge(
+            f"the Arrow stream decodes to {extent.decoded_bytes} bytes, more than the "
+            f"{limits.max_decoded_bytes} this edge takes in one batch: split it into smaller "
+            "batches"
+        )
+
+
+def _arrow_table(body: bytes, limits: DecodeLimits) -> pa.Table:
+    _check_extent(body, limits)
     try:
         table = pa.ipc.open_stream(pa.BufferReader(body)).read_all()
         # Reading checks the framing only: a string column of invalid UTF-8 or offsets past
