@@ -40,12 +40,14 @@ def run(
     """
     from hybridai.edge.agent import EdgeAgent
     from hybridai.edge.app import create_app
-    from hybridai.link.transport import serve
+    from hybridai.edge.instance_lock import DataDirLocked
+    from hybridai.link.transport import server
 
     settings = build(EdgeSettings, given)
     from hybridai.edge.models.bundle import BundleError, read_bundle
     from hybridai.edge.store.crypto import StoreKeyError
 
+    _refuse_bad_config(settings)
     if settings.bundle_file is not None:
         try:
             read_bundle(settings.bundle_file)  # refuse a bad bundle here, not inside the server
@@ -54,7 +56,7 @@ def run(
 
     try:
         agent = EdgeAgent(settings)
-    except (StoreKeyError, ValueError, OSError) as exc:
+    except (StoreKeyError, DataDirLocked, ValueError, OSError) as exc:
         raise fail(f"cannot start the edge agent: {exc}") from None
     err.print(
         f"[green]hybridai edge[/] {settings.device_id} on http://{settings.host}:{settings.port}"
@@ -66,7 +68,26 @@ def run(
             "[bold red]LAN API OPEN[/] (HYBRIDAI_EDGE_LAN_AUTH=open): anyone on the network may "
             "ingest, infer and read status; for lab benches only"
         )
-    serve(create_app(agent), settings.host, settings.port, log_level=log_level)
+    if settings.ca_file is None and not agent.identity.stored_ca_file.exists():
+        err.print("[yellow]no --ca-file:[/] the cloud's certificate must chain to a system CA")
+    edge_server = server(create_app(agent), settings.host, settings.port, log_level=log_level)
+
+    def stop() -> None:
+        edge_server.should_exit = True
+
+    agent.on_fatal = stop  # e.g. the cloud refused the enrollment token for good
+    edge_server.run()
+    if agent.fatal is not None:
+        raise fail(agent.fatal)
+
+
+def _refuse_bad_config(settings: Any) -> None:
+    """Exit with what to do when no retry could make ``settings`` work."""
+    from hybridai.edge.startup_checks import config_problems
+
+    problems = config_problems(settings, time.time())
+    if problems:
+        raise fail("cannot start the edge agent:\n  " + "\n  ".join(problems))
 
 
 @app.command()
@@ -92,6 +113,13 @@ def status(
     for key, value in {**store, **data["inference"]}.items():
         table.add_row(key, str(value))
     table.add_row("cloud reachable", str(data["cloud_reachable"]))
+    table.add_row("enrollment", str(data.get("enrollment", "-")))
+    skew = data.get("clock_skew_s")
+    table.add_row("clock skew", "not yet measured" if skew is None else f"{skew:+.1f} s")
+    if data.get("clock_hold"):
+        table.add_row("retention held", f"[yellow]{escape(data['clock_hold'])}[/]")
+    if data.get("last_error"):
+        table.add_row("last error", f"[red]{escape(data['last_error'])}[/]")
     out.print(table)
     if streams:
         out.print(stream_table(streams))

@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from hybridai import __version__
+from hybridai.edge.clock import ClockCollector, ClockSkew
 from hybridai.edge.cloud_client import CloudClient, CloudUnavailable
 from hybridai.edge.data_policy import EdgeDataPolicy, store_key, trusted_key
 from hybridai.edge.dataplane import DataPlane
@@ -26,6 +27,8 @@ from hybridai.edge.identity import DeviceIdentity
 from hybridai.edge.ingest.declared_schemas import DeclaredSchemas
 from hybridai.edge.ingest.intake import Ingest
 from hybridai.edge.ingest.mqtt_metrics import MqttCollector
+from hybridai.edge.instance_lock import InstanceLock
+from hybridai.edge.link_problems import CloudTrouble
 from hybridai.edge.models.bundle import start_from_bundle
 from hybridai.edge.models.drift import DriftMonitor
 from hybridai.edge.models.reconciler import Reconciler
@@ -59,6 +62,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 SITE = "site"
 RENEW_CHECK_MAX_S = 300.0  # look again at least this often (clock jumps, a failed renewal)
+FINAL_REFUSALS = frozenset({400, 401, 403, 404, 405, 409, 410, 422})  # enrollment: give up
 
 
 def capabilities(memory_override_mb: int | None = None) -> Capabilities:
@@ -82,6 +86,8 @@ class EdgeAgent:
     def __init__(self, settings: EdgeSettings) -> None:
         self.settings = settings
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        self.instance_lock = InstanceLock(settings.data_dir)
+        self.instance_lock.acquire()  # before the store opens: one agent per data directory
         self.device_id = settings.device_id
         self.store = EdgeStore(settings.data_dir / "store.db", key=store_key(settings))
         self.ingest = Ingest(self.store, settings.stream_schemas)  # HTTP, SDK and MQTT ingest
@@ -94,7 +100,9 @@ class EdgeAgent:
         self.site = self.store.get_meta(SITE)
         self.identity = DeviceIdentity(settings.data_dir, self.device_id, settings.ca_file)
         self.tls = self.identity.context(time.time())
-        self.cloud = CloudClient(settings.cloud_url, self.device_id, self.tls)
+        self.clock = ClockSkew(settings.max_clock_skew_s)  # against the cloud's answers
+        self.trouble = CloudTrouble(settings.cloud_url, self.clock)
+        self.cloud = CloudClient(settings.cloud_url, self.device_id, self.tls, clock=self.clock)
         self.link = CloudLink()
         self.capabilities = capabilities(settings.memory_mb)
         # The desired state, and what this edge runs by from it: ``apply`` keeps them current.
@@ -134,6 +142,7 @@ class EdgeAgent:
         self.data_policy = EdgeDataPolicy(settings, self.store, lambda: self.policies)
         self.dataplane = DataPlane(settings, self.store)
         self.backend.metrics.registry.register(StoreCollector(self._store_stats))
+        self.backend.metrics.registry.register(ClockCollector(self.clock))
         if self.mqtt is not None:
             self.backend.metrics.registry.register(MqttCollector(self.mqtt.stats))
         self.schemas = DeclaredSchemas(  # stream schemas the cloud declares
@@ -153,6 +162,8 @@ class EdgeAgent:
         self._backoff = Backoff(base_s=0.5, max_s=10.0)
         self.loops = Supervisor(self._backoff, self._rng)  # every loop below; their health
         self.last_error: str | None = None
+        self.fatal: str | None = None  # a refusal no retry can change (the process exits)
+        self.on_fatal: Callable[[], None] | None = None  # how to stop the process
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -165,6 +176,7 @@ class EdgeAgent:
         await asyncio.to_thread(self.schemas.apply)
         if self.mqtt is not None:
             self.mqtt.start()
+        self.trouble.own_certificate(self.identity.certificate(), time.time())
         if self.identity.valid(time.time()) and self.site:
             self._on_enrolled()
         self._tasks = [
@@ -187,6 +199,7 @@ class EdgeAgent:
         await self.backend.aclose()
         await self.cloud.aclose()
         self.store.close()
+        self.instance_lock.release()
 
     def _on_enrolled(self) -> None:
         assert self.site is not None
@@ -222,12 +235,11 @@ class EdgeAgent:
         async def classify(exc: Exception) -> Failure:
             if isinstance(exc, CloudUnavailable | SyncError):
                 self.link.failure(time.time())
-                self.last_error = f"{name}: {exc}"
-                return Failure(self.last_error, expected=True)
+                self.last_error = f"{name}: {await self.trouble.failed(exc)}"
+                return Failure(self.last_error, expected=True, told=True)
             if isinstance(exc, ApiError):
-                self.last_error = f"{name}: {exc.code}: {exc.message}"
-                log.error("%s refused by the cloud: %s", name, exc.message)
-                return Failure(self.last_error, expected=True, min_delay_s=2.0)
+                self.last_error = self.trouble.refused(name, exc)
+                return Failure(self.last_error, expected=True, min_delay_s=2.0, told=True)
             self.last_error = f"{name}: {describe(exc)}"
             return Failure(self.last_error)
 
@@ -236,6 +248,13 @@ class EdgeAgent:
     async def _after_enrollment(self, loop: Callable[[], Awaitable[None]]) -> None:
         await self.enrolled.wait()
         await loop()
+
+    def _give_up(self, message: str) -> None:
+        """A refusal no retry can change: say it, and stop the process (it exits non-zero)."""
+        self.fatal = message
+        log.error("%s", message)
+        if self.on_fatal is not None:
+            self.on_fatal()
 
     async def _enroll_once(self) -> float:
         token = self.settings.enroll_token
@@ -246,17 +265,22 @@ class EdgeAgent:
                 "this device holds no valid certificate: start it with --enroll-token from "
                 "`hybridai fleet enroll-token SITE/DEVICE` (and --ca-file naming the cloud's CA)",
             )
-        response = await self.cloud.enroll(
-            EnrollRequest(
-                token=token.get_secret_value(),
-                device_id=self.device_id,
-                kind=self.settings.kind,
-                capabilities=self.capabilities,
-                agent_version=f"{__version__} ({platform.system()})",
-                csr=self.identity.csr(),
-                tags=self.settings.tags,
+        try:
+            response = await self.cloud.enroll(
+                EnrollRequest(
+                    token=token.get_secret_value(),
+                    device_id=self.device_id,
+                    kind=self.settings.kind,
+                    capabilities=self.capabilities,
+                    agent_version=f"{__version__} ({platform.system()})",
+                    csr=self.identity.csr(),
+                    tags=self.settings.tags,
+                )
             )
-        )
+        except ApiError as exc:
+            if exc.status in FINAL_REFUSALS:  # used, expired, unknown token; not our cloud
+                self._give_up(f"enrollment refused by the cloud ({exc.code}): {exc.message}")
+            raise
         self.identity.store(response.certificate, response.ca_certificate)
         self.identity.present(self.tls)
         await self.cloud.reconnect()
@@ -271,7 +295,9 @@ class EdgeAgent:
         """Renew the certificate over mTLS once less than a third of its lifetime is left."""
 
         async def step() -> float:
-            now = time.time()
+            if self.clock.skew_s is None:
+                return 2.0  # the first answer from the cloud tells its clock: wait for it
+            now = self.clock.cloud_time(time.time())  # a skewed clock never churns certificates
             renew_at = self.identity.renew_at()
             if now >= renew_at:
                 response = await self.cloud.renew(self.identity.csr())
@@ -340,7 +366,8 @@ class EdgeAgent:
         await self._loop("sync", self.uploader.sync_step)
 
     async def _retention_step(self) -> float:
-        await self.data_policy.expire_step()
+        if self.clock.hold() is None:  # a wrong clock must never delete the only copy
+            await self.data_policy.expire_step()
         await asyncio.to_thread(self.store.enforce_quota)
         return self._setting("retention_interval_s", self.settings.retention_interval_s)
 
@@ -391,6 +418,12 @@ class EdgeAgent:
             store=self._store_stats(),
             inference=self.backend.stats.model_copy(),
             cloud_reachable=self.link.reachable(time.time()),
+            clock_skew_s=self.clock.skew_s,
+            clock_hold=self.clock.hold(),
+            enrollment=(
+                "refused" if self.fatal else "enrolled" if self.enrolled.is_set() else "enrolling"
+            ),
+            last_error=self.last_error,
             loops=self.loops.health(),
             estimates=estimates,
             advertise_url=advertise,

@@ -7,10 +7,12 @@ Transport failures and 5xx answers become ``CloudUnavailable`` (retry later, deg
 from __future__ import annotations
 
 import ssl
+import time
 from typing import Any
 
 import httpx
 
+from hybridai.edge.clock import ClockSkew, server_time
 from hybridai.edge.sync.batches import EncodedBatch
 from hybridai.edge.sync.uploader import SyncError
 from hybridai.link.transport import async_client
@@ -47,9 +49,11 @@ class CloudClient:
         tls: ssl.SSLContext | None = None,
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        clock: ClockSkew | None = None,
     ) -> None:
         self.base_url = base_url
         self.device_id = device_id
+        self.clock = clock  # every answer's Date header is a sample of the cloud's clock
         self._verify: ssl.SSLContext | bool = tls if tls is not None else True
         self._transport = transport
         self._http = self._client()
@@ -70,11 +74,18 @@ class CloudClient:
     async def aclose(self) -> None:
         await self._http.aclose()
 
-    async def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+    async def _call(
+        self, method: str, path: str, *, clock_sample: bool = True, **kwargs: Any
+    ) -> httpx.Response:
+        """One call; ``clock_sample=False`` for a long poll (its Date is stamped at the end)."""
+        sent = time.time()
         try:
             response = await self._http.request(method, path, **kwargs)
         except httpx.HTTPError as exc:
             raise CloudUnavailable(f"{method} {path}: {type(exc).__name__}: {exc}") from exc
+        stamped = server_time(response.headers.get("date"))
+        if self.clock is not None and stamped is not None and clock_sample:
+            self.clock.observe(sent, time.time(), stamped)
         if response.status_code >= 500:
             raise CloudUnavailable(f"{method} {path}: HTTP {response.status_code}")
         if response.status_code >= 400:
@@ -125,6 +136,7 @@ class CloudClient:
             params={"wait": wait_s},
             headers=headers,
             timeout=wait_s + 10.0,
+            clock_sample=wait_s == 0,
         )
         if response.status_code == 304:
             return None

@@ -138,6 +138,13 @@ class EdgeSettings(config_file.FileSettings):
     retention_interval_s: float = Field(
         default=60.0, gt=0, description="How often the edge applies its data retention periods."
     )
+    max_clock_skew_s: float = Field(
+        default=300.0,
+        gt=0,
+        description="Largest difference from the cloud's clock (measured on every answer) at "
+        "which retention still deletes records; beyond it retention waits and certificate "
+        "renewal follows the cloud's clock, and status says clock skew.",
+    )
     stream_priorities: dict[str, str] = Field(
         default={},
         description="Sync priority class per stream (high, normal, low), JSON, over the "

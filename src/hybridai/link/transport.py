@@ -63,13 +63,20 @@ def server_config(
     )
 
 
+def server(
+    app: Any, host: str, port: int, *, log_level: str = "warning", tls: ServerTls | None = None
+) -> Any:
+    """A uvicorn server for ``app``; ``.run()`` serves, ``.should_exit = True`` stops it."""
+    import uvicorn
+
+    return uvicorn.Server(server_config(app, host, port, log_level=log_level, tls=tls))
+
+
 def serve(
     app: Any, host: str, port: int, *, log_level: str = "warning", tls: ServerTls | None = None
 ) -> None:
     """Serve ``app`` until SIGINT/SIGTERM (uvicorn handles both and drains in-flight requests)."""
-    import uvicorn
-
-    uvicorn.Server(server_config(app, host, port, log_level=log_level, tls=tls)).run()
+    server(app, host, port, log_level=log_level, tls=tls).run()
 
 
 def _headers(token: str | None) -> dict[str, str]:

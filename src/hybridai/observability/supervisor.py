@@ -34,12 +34,14 @@ class Failure:
     """How a loop's owner reads one of its failures.
 
     ``expected`` failures (the cloud is unreachable) are logged in one line, never with a
-    traceback; ``min_delay_s`` floors the backoff (a refusal is not retried at once).
+    traceback; ``min_delay_s`` floors the backoff (a refusal is not retried at once); ``told``:
+    the owner has logged it already, once per distinct cause (the edge's cloud problems).
     """
 
     message: str
     expected: bool = False
     min_delay_s: float = 0.0
+    told: bool = False
 
 
 Classify = Callable[[Exception], Awaitable[Failure | None]]
@@ -221,7 +223,8 @@ class Supervisor:
         loop.state, loop.retry_in_s = "backing_off", delay
         signature = _signature(exc)
         if failure.expected:
-            level = logging.WARNING if signature not in loop.seen else logging.DEBUG
+            fresh = signature not in loop.seen and not failure.told
+            level = logging.WARNING if fresh else logging.DEBUG
             log.log(level, "loop %s: %s; retrying in %.1fs", loop.name, failure.message, delay)
         elif signature not in loop.seen:
             log.error(

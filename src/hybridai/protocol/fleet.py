@@ -22,6 +22,8 @@ from hybridai.protocol.streams import SchemaSpec, StreamSchemaState
 
 DeviceKind = Literal["sensor-gateway", "edge-server", "ai-pc", "workstation"]
 Variant = Literal["edge", "cloud"]
+# enrolling: retrying (the cloud unreachable); refused: the cloud refused the token for good
+EnrollmentState = Literal["enrolling", "enrolled", "refused"]
 DEVICE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 TAG_KEY_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"
 TAG_VALUE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
@@ -249,6 +251,12 @@ class StatusReport(BaseModel):
     store: StoreStats = Field(default_factory=StoreStats)
     inference: InferenceStats = Field(default_factory=InferenceStats)
     cloud_reachable: bool = True
+    # This device's clock minus the cloud's (None: not yet measured); beyond the edge's bound,
+    # ``clock_hold`` says what waits (retention) and why
+    clock_skew_s: float | None = None
+    clock_hold: str | None = None
+    enrollment: EnrollmentState = "enrolled"
+    last_error: str | None = None  # the latest failure talking to the cloud, with its fix
     loops: list[LoopHealth] = Field(default_factory=list)  # its background loops' health
     estimates: dict[str, float] = Field(default_factory=dict)
     policies: list[str] = Field(default_factory=list)  # datasets whose policy is applied

@@ -1,11 +1,13 @@
 """Every mutating call on the cloud API lands in the audit log: one middleware, one place.
 
 Recorded: POST/PUT/PATCH/DELETE whatever their outcome, and any call answered 401, 403, 413 or
-429 (refused attempts are what an audit is for). Not recorded: successful reads, and successful
+429 (refused attempts are what an audit is for). Not recorded: successful reads, successful
 Open Inference Protocol inference calls (POST by the protocol's design, but they change
-nothing). The principal is what the auth layer put on ``request.state.principal``; routes may
-name a better target or actor (``request.state.audit_target`` / ``audit_actor``, e.g. the
-username of a refused login). The client address is the TCP peer, never a header a client sets.
+nothing), and a device's accepted routine reports (``ROUTINE``: heartbeats every few seconds
+per device would bury the changes; the registry keeps the latest report and ``last_seen``).
+The principal is what the auth layer put on ``request.state.principal``; routes may name a
+better target or actor (``request.state.audit_target`` / ``audit_actor``, e.g. the username of
+a refused login). The client address is the TCP peer, never a header a client sets.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from hybridai.governance import audit
 log = logging.getLogger("hybridai.cloud.audit")
 MUTATING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 ALWAYS = frozenset({401, 403, 413, 429})
+ROUTINE = frozenset({"POST /api/v1/devices/{device_id}/status"})  # method and route template
 _BODY_KEPT = 4096
 
 
@@ -36,10 +39,12 @@ def result_of(status: int) -> audit.Result:
     return "error" if status >= 500 else "refused"
 
 
-def _recorded(method: str, path: str, status: int) -> bool:
+def _recorded(method: str, path: str, status: int, template: str | None = None) -> bool:
     if status in ALWAYS:
         return True
     if method not in MUTATING:
+        return False
+    if status < 400 and f"{method} {template}" in ROUTINE:
         return False
     return not (path.startswith("/v2/") and status < 400)
 
@@ -77,7 +82,8 @@ class AuditMiddleware:
         try:
             await self.app(scope, receive, watching_send)
         finally:
-            if _recorded(scope["method"], scope["path"], status):
+            route = getattr(scope.get("route"), "path", None)
+            if _recorded(scope["method"], scope["path"], status, route):
                 event = self._event(scope, status, body)
                 await anyio.to_thread.run_sync(self._append, event)
 
