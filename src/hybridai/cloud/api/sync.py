@@ -26,7 +26,6 @@ from hybridai.cloud.devices import fleet
 from hybridai.cloud.settings import CloudSettings
 from hybridai.protocol import sync, wire_decimals
 from hybridai.protocol.errors import ApiError, ErrorCode
-from hybridai.protocol.streams import FieldType
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["sync"])
@@ -65,12 +64,17 @@ def _commit(cloud: Cloud, device_id: str, seq: int, dataset: str, body: bytes) -
         declared = stream_schemas.for_site(session, device.site).get(dataset)
     if kept is not None:  # a repeat of a batch already quarantined
         return _quarantined(device_id, seq, dataset, kept.records, kept.reason, duplicate=True)
+    fit = quarantine.fitter(table, declared.fields if declared else {})
     try:
-        fitted = _fitted(cloud, dataset, table, declared.fields if declared else {})
-        if fitted.problems:
-            return _quarantine(cloud, device_id, seq, dataset, body, table, fitted.reason)
-        version, duplicate = cloud.lake.commit_batch(dataset, device_id, seq, fitted.table)
-    except LakeSchemaError as exc:  # a misfit the fitting did not foresee: quarantine all the same
+        try:
+            version, duplicate = cloud.lake.commit_batch(dataset, device_id, seq, table, fit)
+        except quarantine.Retype as retype:  # the declaration wins over a wrong first writer
+            with cloud.session() as session:
+                quarantine.retype(
+                    session, cloud.blobs, cloud.lake, dataset, retype.types, time.time()
+                )
+            version, duplicate = cloud.lake.commit_batch(dataset, device_id, seq, table, fit)
+    except LakeSchemaError as exc:  # its columns do not fit (the reason names no value)
         return _quarantine(cloud, device_id, seq, dataset, body, table, str(exc))
     except ValueError as exc:
         raise ApiError(400, ErrorCode.INVALID_INPUT, f"batch refused: {exc}") from None
@@ -86,18 +90,6 @@ def _commit(cloud: Cloud, device_id: str, seq: int, dataset: str, body: bytes) -
         duplicate=duplicate,
         table_version=version,
     )
-
-
-def _fitted(
-    cloud: Cloud, dataset: str, table: pa.Table, declared: dict[str, FieldType]
-) -> quarantine.Fit:
-    """The batch fitted to the dataset; a lake table a declaration contradicts is retyped first."""
-    fitted = quarantine.fit(table, declared, cloud.lake.arrow_schema(dataset))
-    if fitted.retype:
-        with cloud.session() as session:
-            quarantine.retype(session, cloud.blobs, cloud.lake, dataset, fitted.retype, time.time())
-        fitted = quarantine.fit(table, declared, cloud.lake.arrow_schema(dataset))
-    return fitted
 
 
 def _quarantine(

@@ -21,7 +21,7 @@ import random
 import re
 import threading
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 import pyarrow as pa
@@ -45,6 +45,10 @@ class LakeQueryError(ValueError):
 
 class LakeSchemaError(ValueError):
     """A batch's columns do not fit the dataset's table; the message names no value."""
+
+
+# Fits a batch to the table's schema (None: no table yet), or raises ``LakeSchemaError``
+Fitter = Callable[[pa.Schema | None], pa.Table]
 
 
 class LakeConflictError(RuntimeError):
@@ -181,13 +185,20 @@ class Lake:
     # -- writes -----------------------------------------------------------------------------
 
     def commit_batch(
-        self, dataset: str, device_id: str, batch_seq: int, table: pa.Table
+        self,
+        dataset: str,
+        device_id: str,
+        batch_seq: int,
+        table: pa.Table,
+        fit: Fitter | None = None,
     ) -> tuple[int, bool]:
         """Append a device's batch as one commit; returns ``(table_version, duplicate)``.
 
         A batch whose ``batch_seq`` is not above the device's last committed one is a repeat
         and is answered with the current version without writing anything. The version
         returned is one that holds the batch (a later writer may already have added to it).
+        ``fit`` turns the batch into what is committed, given the table's schema as read for
+        this very commit (None: no table yet), or raises ``LakeSchemaError``.
         Raises ``ValueError`` for a batch that does not fit the dataset and
         ``LakeConflictError`` when other writers kept winning the commit race.
         """
@@ -195,7 +206,7 @@ class Lake:
         _check_batch(device_id, batch_seq, table)
         for attempt in range(COMMIT_ATTEMPTS):
             with self._lock(dataset):
-                done = self._try_commit(dataset, device_id, batch_seq, table)
+                done = self._try_commit(dataset, device_id, batch_seq, table, fit)
             if done is not None:
                 return done
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # let the winner finish
@@ -205,7 +216,12 @@ class Lake:
         )
 
     def _try_commit(
-        self, dataset: str, device_id: str, batch_seq: int, table: pa.Table
+        self,
+        dataset: str,
+        device_id: str,
+        batch_seq: int,
+        table: pa.Table,
+        fit: Fitter | None = None,
     ) -> tuple[int, bool] | None:
         """One attempt: the outcome, or ``None`` when another writer's commit won the race."""
         current = self._open(dataset)
@@ -213,6 +229,8 @@ class Lake:
             committed = current.transaction_version(device_id)
             if committed is not None and committed >= batch_seq:
                 return current.version(), True
+        if fit is not None:
+            table = fit(None if current is None else pa.schema(current.schema().to_arrow()))
         try:
             with self._storage(f"committing to dataset {dataset!r}"):
                 write_deltalake(

@@ -30,7 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from hybridai.cloud.data.lake import Lake
+from hybridai.cloud.data.lake import Fitter, Lake, LakeSchemaError
 from hybridai.protocol.fleet import Device
 from hybridai.protocol.streams import FieldType
 from hybridai.protocol.sync import DEVICE_ID, QuarantinedBatch
@@ -69,6 +69,28 @@ class Fit:
     @property
     def reason(self) -> str:
         return "; ".join(self.problems)
+
+
+class Retype(LakeSchemaError):
+    """The declared schema contradicts the lake table's types: retype it, then commit."""
+
+    def __init__(self, types: dict[str, pa.DataType]) -> None:
+        super().__init__("the lake table's types differ from the declared schema")
+        self.types = types
+
+
+def fitter(table: pa.Table, declared: Mapping[str, FieldType]) -> Fitter:
+    """``fit`` as ``Lake.commit_batch`` takes it: the table to commit, or ``LakeSchemaError``."""
+
+    def fitted(schema: pa.Schema | None) -> pa.Table:
+        result = fit(table, declared, schema)
+        if result.retype:
+            raise Retype(result.retype)
+        if result.problems:
+            raise LakeSchemaError(result.reason)
+        return result.table
+
+    return fitted
 
 
 def fit(table: pa.Table, declared: Mapping[str, FieldType], lake: pa.Schema | None) -> Fit:
