@@ -13,12 +13,13 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from _totp import code_at
 from hybridai.cli import _api
 from hybridai.cli.main import app as cli
 from hybridai.cloud.app import create_app
 from hybridai.cloud.context import Cloud, open_cloud
 from hybridai.cloud.settings import CloudSettings
-from hybridai.governance import audit, mfa
+from hybridai.governance import audit
 
 PASSWORD = "correct horse battery staple"
 REVOKE = "/api/v1/api-tokens/bootstrap/revoke"
@@ -74,10 +75,10 @@ def _mfa_admin(api: TestClient, bootstrap: dict[str, str], name: str) -> dict[st
     first = api.post("/api/v1/auth/login", json={"username": name, "password": PASSWORD}).json()
     enroll = _bearer(first["access_token"])
     secret = api.post(f"/api/v1/users/{name}/mfa", headers=enroll).json()["secret"]
-    code = mfa.code_at(secret, time.time() - 30)
+    code = code_at(secret, time.time() - 30)
     confirmed = api.post(f"/api/v1/users/{name}/mfa/confirm", json={"code": code}, headers=enroll)
     assert confirmed.status_code == 200, confirmed.text
-    login = {"username": name, "password": PASSWORD, "code": mfa.code_at(secret, time.time())}
+    login = {"username": name, "password": PASSWORD, "code": code_at(secret, time.time())}
     answer = api.post("/api/v1/auth/login", json=login)
     assert answer.status_code == 200, answer.text
     return _bearer(answer.json()["access_token"])

@@ -18,6 +18,7 @@ from hybridai.cloud.devices import certificates, fleet
 from hybridai.cloud.devices.certificates import DeviceAuthority
 from hybridai.cloud.devices.desired_state import desired_state
 from hybridai.cloud.models import registry
+from hybridai.cloud.people import users
 from hybridai.cloud.people.secrets import hash_token, new_token, token_matches
 from hybridai.link import pki
 from hybridai.protocol.errors import ApiError, ErrorCode
@@ -276,7 +277,8 @@ def test_api_tokens(db: Session) -> None:
     assert fleet.authenticate_api_token(db, "hai_adm_forged") is None
     assert admin not in db.scalars(select(ApiTokenRow.token_hash)).all()
 
-    assert fleet.revoke_api_tokens(db, "alice") == 1
+    revoked = users.revoke_api_token(db, hash_token(admin)[:16])  # what DELETE /api-tokens does
+    assert revoked.name == "alice" and revoked.revoked
     assert fleet.authenticate_api_token(db, admin) is None
     assert fleet.authenticate_api_token(db, viewer) == ("bob", "viewer")
     _api_error(ErrorCode.INVALID_INPUT, 400, lambda: fleet.create_api_token(db, "", "x", NOW))

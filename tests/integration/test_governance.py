@@ -19,12 +19,13 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select, text, update
 from typer.testing import CliRunner
 
+from _totp import code_at
 from hybridai.cli import _api
 from hybridai.cli.main import app as cli
 from hybridai.cloud.app import create_app
 from hybridai.cloud.context import Cloud, open_cloud
 from hybridai.cloud.settings import CloudSettings
-from hybridai.governance import access_tokens, audit, mfa
+from hybridai.governance import access_tokens, audit
 from hybridai.protocol.people import AuditEntry
 from hybridai.storage.tables import AuditEntryRow, UserRow
 
@@ -76,11 +77,11 @@ def _enrolled(api: TestClient, admin: dict[str, str], name: str, role: str) -> t
     secret = secret.json()["secret"]
     confirm = api.post(
         f"/api/v1/users/{name}/mfa/confirm",
-        json={"code": mfa.code_at(secret, time.time() - 30)},
+        json={"code": code_at(secret, time.time() - 30)},
         headers=_bearer(first["access_token"]),
     )
     assert confirm.status_code == 200, confirm.text
-    answer = _login(api, name, mfa.code_at(secret, time.time()))
+    answer = _login(api, name, code_at(secret, time.time()))
     assert answer.status_code == 200, answer.text
     return secret, answer.json()["access_token"]
 
@@ -137,7 +138,7 @@ def test_mfa_login_and_replayed_code_is_refused(api: TestClient, admin: dict[str
     assert api.get("/api/v1/audit", headers=_bearer(token)).status_code == 200
     no_code = _login(api, "otto")
     assert no_code.status_code == 401 and no_code.json()["code"] == "mfa_required"
-    replay = _login(api, "otto", mfa.code_at(secret, time.time()))  # the code just used
+    replay = _login(api, "otto", code_at(secret, time.time()))  # the code just used
     assert replay.status_code == 401 and "already used" in replay.json()["error"]
     wrong = _login(api, "otto", "000000")
     assert wrong.status_code == 401

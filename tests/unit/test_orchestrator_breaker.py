@@ -13,7 +13,7 @@ def test_closed_until_threshold_consecutive_failures():
 def test_opens_at_threshold_and_refuses_for_the_cooldown():
     b = Breaker(threshold=2, cooldown_s=5).on_failure(0).on_failure(1)
     assert b.state(1) is BreakerState.OPEN
-    assert not b.allows(1) and not b.allows(5.99) and b.is_open(3)
+    assert not b.allows(1) and not b.allows(5.99) and b.state(3) is BreakerState.OPEN
 
 
 def test_half_open_after_cooldown_allows_one_trial():

@@ -15,7 +15,6 @@ from hybridai.orchestrator import (
     fit_quality,
     fit_share,
     oracle,
-    pgr_at,
 )
 
 # Four examples, least confident first: the edge gets the 1st and 3rd wrong, the cloud none.
@@ -121,7 +120,6 @@ def test_random_router_scores_half_and_a_perfect_one_nearly_one():
 def test_no_gap_gives_nan_not_a_fake_figure():
     c = curve(HeldOutSplit([0.1, 0.2], [1, 1], [1, 0]))
     assert math.isnan(apgr(c)) and math.isnan(cpt(c, 0.5))
-    assert math.isnan(pgr_at(c, evaluate(HeldOutSplit([0.1, 0.2], [1, 1], [1, 0]), 0.15)))
 
 
 def test_oracle_escalates_only_where_the_cloud_is_better():

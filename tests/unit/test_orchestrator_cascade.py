@@ -60,16 +60,16 @@ def test_escalate_is_strictly_below_threshold():
 
 def test_rule_uses_its_measure_and_the_least_confident_row():
     rule = CascadeRule(Measure.MARGIN, threshold=0.3)
-    assert not rule.should_escalate([[0.9, 0.1]])
-    assert rule.should_escalate([[0.9, 0.1], [0.55, 0.45]])
+    assert not escalate(rule.confidence([[0.9, 0.1]]), rule.threshold)
+    assert escalate(rule.confidence([[0.9, 0.1], [0.55, 0.45]]), rule.threshold)
     assert rule.confidence(np.zeros((0, 2))) == 1.0
 
 
 def test_rule_for_anomaly_scores():
     rule = CascadeRule(Measure.BAND, threshold=0.5, score_threshold=3.0, band=1.0)
-    assert rule.should_escalate([3.2])  # near the call: unsure
-    assert not rule.should_escalate([5.0])  # far above: surely anomalous
-    assert not rule.should_escalate([0.0])  # far below: surely normal
+    assert escalate(rule.confidence([3.2]), rule.threshold)  # near the call: unsure
+    assert not escalate(rule.confidence([5.0]), rule.threshold)  # far above: surely anomalous
+    assert not escalate(rule.confidence([0.0]), rule.threshold)  # far below: surely normal
 
 
 def test_bad_probability_shapes_are_refused():

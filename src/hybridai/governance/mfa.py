@@ -26,11 +26,6 @@ def provisioning_uri(secret: str, account: str, issuer: str = ISSUER) -> str:
     return pyotp.TOTP(secret, interval=STEP_S).provisioning_uri(name=account, issuer_name=issuer)
 
 
-def code_at(secret: str, now: float) -> str:
-    """The code valid at ``now`` (what an authenticator app shows; for tests and tooling)."""
-    return pyotp.TOTP(secret, interval=STEP_S).at(int(now))
-
-
 def accepted_step(secret: str, code: str, now: float, last_step: int | None) -> int | None:
     """The time step ``code`` belongs to, or None when it is wrong, stale or already used.
 

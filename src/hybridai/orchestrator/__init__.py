@@ -19,7 +19,6 @@ from hybridai.orchestrator.calibration import (
     fit_quality,
     fit_share,
     oracle,
-    pgr_at,
 )
 from hybridai.orchestrator.candidates import Candidate, Exclusion, Requirements, Tier
 from hybridai.orchestrator.cascade import CascadeRule, Measure, escalate
@@ -116,7 +115,6 @@ __all__ = [
     "judge",
     "oracle",
     "pause",
-    "pgr_at",
     "place",
     "psi",
     "resume",

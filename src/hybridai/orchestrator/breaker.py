@@ -45,9 +45,6 @@ class Breaker:
             return False
         return self.trial_at is None or now - self.trial_at >= self.cooldown_s
 
-    def is_open(self, now: float) -> bool:
-        return not self.allows(now)
-
     def on_attempt(self, now: float) -> Breaker:
         """Mark the half-open trial call as out (a no-op when closed)."""
         if self.state(now) is BreakerState.HALF_OPEN:

@@ -199,11 +199,6 @@ def apgr(c: Curve) -> float:
     return float(np.trapezoid(pgr, c.shares))
 
 
-def pgr_at(c: Curve, point: Point) -> float:
-    """The gap recovered by one operating point, relative to ``c``'s edge and cloud qualities."""
-    return (point.quality - c.edge_quality) / c.gap if c.gap > 0.0 else math.nan
-
-
 def oracle(split: Outcomes) -> Point:
     """The best any router could do: escalate exactly where the cloud answers better."""
     better = split.cloud_quality > split.edge_quality

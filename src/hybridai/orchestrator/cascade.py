@@ -111,6 +111,3 @@ class CascadeRule:
         """The confidence of a whole request: its least confident row decides (1 when empty)."""
         values = self.confidences(output)
         return float(values.min()) if values.size else 1.0
-
-    def should_escalate(self, output: Any) -> bool:
-        return escalate(self.confidence(output), self.threshold)

@@ -32,12 +32,6 @@ class ModelRepository:
             if make_current or model.name not in self._current:
                 self._current[model.name] = model.version
 
-    def set_current(self, name: str, version: str) -> None:
-        """Point unversioned requests at an already loaded version (promote or roll back)."""
-        with self._lock:
-            self._lookup(name, version)
-            self._current[name] = version
-
     def get(self, name: str, version: str | None = None) -> OnnxModel:
         """Return the model to run; ``ApiError`` 404 names what is available instead."""
         with self._lock:

@@ -7,10 +7,8 @@ code, as the specification says; failures are ``ErrorBody`` JSON (see ``serving.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
-import anyio.to_thread
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
 
@@ -24,7 +22,6 @@ from hybridai.protocol.v2 import (
     ServerMetadata,
 )
 from hybridai.serving.errors import validation_error
-from hybridai.serving.repository import ModelRepository
 
 
 class InferenceBackend(Protocol):
@@ -41,46 +38,6 @@ class InferenceBackend(Protocol):
     async def infer(
         self, name: str, version: str | None, request: InferenceRequest
     ) -> InferenceResponse: ...
-
-
-class RepositoryBackend:
-    """Serves the models of a ``ModelRepository``; inference runs in a worker thread.
-
-    ``ready`` lets the owner hold readiness down (e.g. until the first desired state is
-    loaded); without it the server is ready as soon as it runs.
-    """
-
-    def __init__(
-        self,
-        repository: ModelRepository,
-        server_name: str,
-        server_version: str,
-        *,
-        ready: Callable[[], bool] | None = None,
-    ) -> None:
-        self.repository = repository
-        self._metadata = ServerMetadata(name=server_name, version=server_version)
-        self._ready = ready
-
-    def server_metadata(self) -> ServerMetadata:
-        return self._metadata
-
-    def server_ready(self) -> bool:
-        return self._ready() if self._ready is not None else True
-
-    def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
-        metadata = self.repository.get(name, version).metadata()
-        return metadata.model_copy(update={"versions": self.repository.versions(name)})
-
-    def model_ready(self, name: str, version: str | None) -> bool:
-        self.repository.get(name, version)  # only loaded, warmed-up models are in it
-        return True
-
-    async def infer(
-        self, name: str, version: str | None, request: InferenceRequest
-    ) -> InferenceResponse:
-        model = self.repository.get(name, version)  # pinned: a swap now does not affect us
-        return await anyio.to_thread.run_sync(model.run, request)
 
 
 class ServerLive(BaseModel):

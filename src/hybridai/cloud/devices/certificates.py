@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
-from sqlalchemy import select, update
+from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from hybridai.link import pki
@@ -130,14 +130,3 @@ def authenticate(session: Session, cert: x509.Certificate, now: float) -> str:
     if device is None or device.revoked:
         raise _rejected("belongs to a revoked or unknown device", device_id)
     return device_id
-
-
-def live_certificates(session: Session, now: float) -> list[DeviceCertificateRow]:
-    """Unrevoked, unexpired certificates, soonest expiry first (for reports)."""
-    return list(
-        session.scalars(
-            select(DeviceCertificateRow)
-            .where(DeviceCertificateRow.revoked_at.is_(None), DeviceCertificateRow.not_after > now)
-            .order_by(DeviceCertificateRow.not_after)
-        )
-    )

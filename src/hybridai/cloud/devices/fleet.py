@@ -286,14 +286,3 @@ def authenticate_api_token(session: Session, token: str) -> tuple[str, str] | No
     if row is None or row.revoked or not token_matches(token, row.token_hash):
         return None
     return row.name, row.role
-
-
-def revoke_api_tokens(session: Session, name: str) -> int:
-    """Revoke every token minted for ``name``; returns how many were still active."""
-    rows = session.scalars(
-        select(ApiTokenRow).where(ApiTokenRow.name == name, ApiTokenRow.revoked.is_(False))
-    ).all()
-    for row in rows:
-        row.revoked = True
-    session.commit()
-    return len(rows)
