@@ -64,6 +64,27 @@ def renewals(fleet: LocalFleet, device: str) -> int:
     return sum(1 for e in entries if device in e["target"])
 
 
+def cli(*args: str, cloud: LocalFleet | None = None) -> str:
+    """``hybridai ARGS``'s output (as the admin of ``cloud`` when given)."""
+    env = {**os.environ, "COLUMNS": "400"}
+    if cloud is not None and cloud.cloud is not None:
+        token = (cloud.workspace / "cloud" / "admin.token").read_text().strip()
+        env |= {
+            "HYBRIDAI_CLOUD_URL": cloud.cloud.url,
+            "HYBRIDAI_TOKEN": token,
+            "HYBRIDAI_CA_FILE": str(cloud.ca_file),
+        }
+    done = subprocess.run(
+        [sys.executable, "-m", "hybridai", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
 def test_an_edge_two_days_ahead_keeps_restricted_records_and_does_not_churn_certificates(
     cloud: LocalFleet,
 ) -> None:
@@ -100,15 +121,9 @@ def test_an_edge_two_days_ahead_keeps_restricted_records_and_does_not_churn_cert
     metrics = httpx.get(f"{edge.url}/metrics", timeout=10).text
     gauge = [line for line in metrics.splitlines() if line.startswith("hybridai_edge_clock_skew")]
     assert gauge and abs(float(gauge[0].split()[-1]) - TWO_DAYS_S) < DATE_SLACK_S, gauge
-    shown = subprocess.run(
-        [sys.executable, "-m", "hybridai", "edge", "status", "--url", edge.url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**os.environ, "COLUMNS": "300"},
-    )
-    assert shown.returncode == 0, shown.stderr
-    assert "clock skew" in shown.stdout and "+1728" in shown.stdout, shown.stdout
+    shown = cli("edge", "status", "--url", edge.url)
+    assert "clock skew" in shown and "+1728" in shown, shown
+    assert "+1728" in cli("fleet", "list", cloud=cloud)  # the operator's view of the fleet
     log = log_of(cloud, "edge-ahead")
     assert log.count("clock skew: this device's clock is 2.0 days ahead of the cloud's") == 1, log
     assert "renewed the device certificate" not in log

@@ -180,7 +180,7 @@ def list_devices(
         return
     table = Table(title="fleet")
     columns = ("device", "site", "kind", "tags", "last seen", "models", "backlog", "synced")
-    for col in (*columns, "evicted", "mqtt", "schemas", "quarantined"):
+    for col in (*columns, "evicted", "mqtt", "schemas", "quarantined", "clock"):
         table.add_column(col)
     now = time.time()
     for d in data:
@@ -201,5 +201,15 @@ def list_devices(
             _mqtt(status),
             _schemas(status),
             _quarantined(d),
+            _clock(status),
         )
     out.print(table)
+
+
+def _clock(status: dict[str, Any]) -> str:
+    """The device's clock against the cloud's; red when it is off by more than its bound."""
+    skew = status.get("clock_skew_s")
+    if skew is None:
+        return "-"
+    text = f"{skew:+.0f} s"
+    return f"[red]{text}[/]" if "clock skew" in (status.get("clock_hold") or "") else text
