@@ -97,9 +97,15 @@ def status(
 ) -> None:
     """Show an edge agent's status: models, backlog, sync, placement, loops, MQTT, schemas."""
     try:
-        data = httpx.get(f"{url}/api/v1/status", timeout=5).json()
+        answer = httpx.get(f"{url}/api/v1/status", timeout=5)
+        data = answer.json()
     except httpx.HTTPError as exc:
         raise fail(f"cannot reach the edge agent at {url}: {exc}") from None
+    if answer.status_code in (401, 403):  # the edge wants its site's key
+        raise fail(
+            f"the edge refused: {data.get('error')} (give the key in the URL: "
+            "--url http://lan:KEY@HOST:PORT)"
+        )
     if as_json:
         print_json(data)
         return
