@@ -12,9 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
+from _servers import serving_in_thread
 from hybridai.link import pki
 from hybridai.link.tls import ServerTls, client_context
-from hybridai.link.transport import server_config, serving_in_thread
+from hybridai.link.transport import server_config
 
 TLS13_SUITES = {0x1301, 0x1302, 0x1303}
 

@@ -17,13 +17,14 @@ from typing import Any
 import httpx
 import pytest
 
+from _servers import serving_in_thread
 from hybridai.cloud.app import create_app
 from hybridai.cloud.context import Cloud, open_cloud
 from hybridai.cloud.devices import fleet
 from hybridai.cloud.settings import CloudSettings
 from hybridai.link import pki
 from hybridai.link.tls import ServerTls, client_context
-from hybridai.link.transport import server_config, serving_in_thread
+from hybridai.link.transport import server_config
 
 
 def _free_port() -> int:

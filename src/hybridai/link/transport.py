@@ -7,11 +7,7 @@ settings change here and nowhere else.
 
 from __future__ import annotations
 
-import contextlib
 import ssl
-import threading
-import time
-from collections.abc import Iterator
 from typing import Any, Literal
 
 import httpx
@@ -126,23 +122,3 @@ def client(
         verify=verify,
         transport=transport,
     )
-
-
-@contextlib.contextmanager
-def serving_in_thread(config: Any, start_timeout_s: float = 10.0) -> Iterator[Any]:
-    """Run a uvicorn server from ``server_config`` in a thread (tests, benchmarks); stop after."""
-    import uvicorn
-
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + start_timeout_s
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the server did not start")
-        time.sleep(0.01)
-    try:
-        yield server
-    finally:
-        server.should_exit = True
-        thread.join(10)
