@@ -1,14 +1,33 @@
 """Docs that cannot drift: the settings reference and the README's CLI table."""
 
 from pathlib import Path
+from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner
 
-from hybridai.cli.docs import command_paths, settings_markdown
+from hybridai.cli.docs import settings_markdown
 from hybridai.cli.main import app
 
 ROOT = Path(__file__).parents[2]
+
+
+def command_paths() -> list[str]:
+    """Every leaf command as typed, e.g. ``hybridai fleet enroll-token``."""
+
+    def walk(command: Any, path: list[str]) -> list[str]:
+        if not hasattr(command, "list_commands"):  # typer may vendor its own click
+            return [" ".join(path)]
+        ctx = command.context_class(command)
+        found: list[str] = []
+        for name in sorted(command.list_commands(ctx)):
+            sub = command.get_command(ctx, name)
+            if sub is not None:
+                found += walk(sub, [*path, name])
+        return found
+
+    return walk(typer.main.get_command(app), ["hybridai"])
 
 
 def test_settings_reference_is_up_to_date():

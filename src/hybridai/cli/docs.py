@@ -6,9 +6,6 @@ file and check that the README shows every command.
 
 from __future__ import annotations
 
-from typing import Any
-
-import typer
 from pydantic_settings import BaseSettings
 
 from hybridai.cli._options import env_names
@@ -63,24 +60,6 @@ def settings_markdown() -> str:
         *_settings_table("Edge agent (`hybridai edge run`)", EdgeSettings, "edge"),
     ]
     return "\n".join(lines)
-
-
-def command_paths() -> list[str]:
-    """Every leaf command as typed, e.g. ``hybridai fleet enroll-token``."""
-    from hybridai.cli.main import app
-
-    def walk(command: Any, path: list[str]) -> list[str]:
-        if not hasattr(command, "list_commands"):  # typer may vendor its own click
-            return [" ".join(path)]
-        ctx = command.context_class(command)
-        found: list[str] = []
-        for name in sorted(command.list_commands(ctx)):
-            sub = command.get_command(ctx, name)
-            if sub is not None:
-                found += walk(sub, [*path, name])
-        return found
-
-    return walk(typer.main.get_command(app), ["hybridai"])
 
 
 def main() -> None:
