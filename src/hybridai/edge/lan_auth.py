@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -74,12 +74,24 @@ def _presented_key(headers: dict[bytes, bytes]) -> str | None:
     return None
 
 
-def _peer_certificate(scope: Scope) -> Any:
+def _peer_certificate(scope: Scope) -> str | None:
+    """The verified client certificate's PEM (the handshake checked it against the CA)."""
     tls = (scope.get("extensions") or {}).get("tls") or {}
     chain = tls.get("client_cert_chain") or []
     if not chain or tls.get("client_cert_error") is not None:
         return None
-    return pki.load_cert(chain[0])
+    return str(chain[0])
+
+
+@functools.lru_cache(maxsize=256)
+def _identity(pem: str) -> tuple[str | None, str]:
+    """``(device id or None, key sha256)`` of a certificate; peers reuse theirs for hours."""
+    cert = pki.load_cert(pem)
+    try:
+        device_id: str | None = pki.device_id_of(cert)
+    except pki.PkiError:
+        device_id = None
+    return device_id, pki.public_key_sha256(cert)
 
 
 class LanGuard:
@@ -120,6 +132,7 @@ class LanGuard:
             )
         if key is not None:
             return self._by_key(access, key, role)
+        assert cert is not None
         return self._by_certificate(access, cert, role)
 
     def _by_key(self, access: SiteAccess, key: str, role: SiteRole) -> LanCaller:
@@ -144,13 +157,10 @@ class LanGuard:
             )
         return LanCaller("key", found.key_id)
 
-    def _by_certificate(self, access: SiteAccess, cert: Any, role: SiteRole) -> LanCaller:
-        try:
-            device_id = pki.device_id_of(cert)
-        except pki.PkiError:
-            device_id = None
+    def _by_certificate(self, access: SiteAccess, pem: str, role: SiteRole) -> LanCaller:
+        device_id, key = _identity(pem)
         known = access.devices.get(device_id or "", [])
-        if device_id is None or pki.public_key_sha256(cert) not in known:
+        if device_id is None or key not in known:
             raise ApiError(
                 403,
                 ErrorCode.PEER_NOT_ON_SITE,
@@ -181,7 +191,8 @@ class LanAuthMiddleware:
             caller = self.guard.admit(scope)
         except ApiError as exc:
             client = scope.get("client")
-            log.warning(
+            log.log(  # 503: not refused, only early (the site's credentials are on their way)
+                logging.INFO if exc.status == 503 else logging.WARNING,
                 "LAN request refused (%s): %s %s from %s",
                 exc.code,
                 scope["method"],
