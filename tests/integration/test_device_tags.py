@@ -8,6 +8,7 @@ tick being set far off so every step is the test's own.
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -374,6 +375,28 @@ def test_cli_tags_devices_lists_them_and_rolls_out_by_tag(
         failed = cli_on.invoke(cli, args)
         assert failed.exit_code != 0, (args, failed.output)
         assert message in " ".join(failed.output.split()), (args, failed.output)
+
+
+def test_cli_starts_a_rollout_with_its_traffic_gate_or_allowing_idle_devices(
+    cli_on: CliRunner, api: TestClient, admin: dict[str, str], model: None
+) -> None:
+    _enroll(api, admin, "gw-1")
+    _deploy(api, admin, "1")
+    args = ["rollout", "start", "pm", "2", "--min-requests", "5", "--traffic-timeout", "2m"]
+
+    gated = cli_on.invoke(cli, [*args, "--json"])
+
+    assert gated.exit_code == 0, gated.output
+    request = json.loads(gated.output)["request"]
+    assert request["traffic_timeout_s"] == 120.0
+    assert (request["gates"]["min_requests"], request["gates"]["allow_idle"]) == (5, False)
+    rollout_id = json.loads(gated.output)["rollout_id"]
+    assert cli_on.invoke(cli, ["rollout", "abort", rollout_id]).exit_code == 0
+    idle = cli_on.invoke(cli, ["rollout", "start", "pm", "2", "--allow-idle", "--json"])
+    assert idle.exit_code == 0, idle.output
+    assert json.loads(idle.output)["request"]["gates"]["allow_idle"] is True
+    refused = cli_on.invoke(cli, ["rollout", "start", "pm", "3", "--min-requests", "0"])
+    assert refused.exit_code != 0 and "min-requests" in refused.output
 
 
 def test_migrated_devices_start_untagged(cloud: Cloud, api: TestClient) -> None:
