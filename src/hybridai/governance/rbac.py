@@ -32,8 +32,8 @@ ACTIONS: tuple[Action, ...] = (
         frozenset(ROLES),
         "list and read devices, models, versions, deployments, training runs, lake tables; "
         "query the lake datasets one holds a read grant on (admins: every dataset); cloud "
-        "inference; read data policies, stream schemas, fleet settings (`fleet config show`) "
-        "and the compliance report",
+        "inference; read data policies, stream schemas, fleet settings (`fleet config show`), "
+        "the compliance report and the cloud's health (its background loops)",
     ),
     Action(
         "train",
