@@ -2,7 +2,9 @@
 
 The fleet itself is ``hybridai.demo.fleet.LocalFleet``; this module adds what tests need on
 top: a fleet that is always closed, producers that count what the edges acknowledged, lake
-totals and small v2 request builders.
+totals and small v2 request builders. The fleet runs the secure LAN mode: an edge's ``url``
+carries its site's key (``http://lan:KEY@...``), so the helpers below are site clients; strip
+the key to play someone else on the LAN (``tests/security/test_peer_auth.py``).
 """
 
 from __future__ import annotations
