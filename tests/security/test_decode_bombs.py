@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import struct
 import subprocess
 import sys
 import tarfile
@@ -181,6 +182,81 @@ def test_an_arrow_bomb_is_refused_before_it_decompresses(
         f"{edge.url}/api/v1/streams/bombs/records", json={"records": [{"ts": 1.0}]}, timeout=60
     )
     assert good.status_code == 200, good.text
+
+
+def _empty_records_json() -> bytes:
+    """Just under 8 MiB of ``{}`` records: 2.8M dicts once parsed (~200 MB)."""
+    count = (8 * MiB - 64) // 3
+    return b'{"records":[' + b",".join([b"{}"] * count) + b"]}"
+
+
+def _empty_records_msgpack() -> bytes:
+    """3M empty maps in 3 MB of MessagePack."""
+    count = 3_000_000
+    return b"\x81\xa7records\xdd" + struct.pack(">I", count) + b"\x80" * count
+
+
+@pytest.mark.parametrize(
+    ("bomb", "content_type"),
+    [
+        pytest.param(_empty_records_json, "application/json", id="json"),
+        pytest.param(_empty_records_msgpack, "application/msgpack", id="msgpack"),
+    ],
+)
+def test_a_body_of_countless_tiny_records_is_refused_before_they_are_built(
+    fleet: LocalFleet, bomb: Callable[[], bytes], content_type: str
+) -> None:
+    edge = fleet.edges[DEVICE]
+    body = bomb()
+    response = _within_budget(
+        f"{content_type} of {len(body)} B to the edge",
+        Rss(edge.process.pid),
+        lambda: httpx.post(
+            f"{edge.url}/api/v1/streams/bombs/records",
+            content=body,
+            headers={"Content-Type": content_type},
+            timeout=120,
+        ),
+    )
+    assert error_of(response) == (413, "payload_too_large"), response.text
+    assert "more than 1000000 records" in response.json()["error"]
+
+
+def test_the_largest_body_the_limits_let_through_stays_within_budget(fleet: LocalFleet) -> None:
+    """The limits are set so that a legitimate body just under them keeps the rule too."""
+    edge = fleet.edges[DEVICE]
+    base = time.time() - 7 * 86400
+    one = {"machine": "line-3-m07", "vibration": 1.234, "temperature": 61.5023, "rpm": 1500.5}
+    count = 8 * MiB // (len(json.dumps({"ts": base, **one})) + 2)
+    records = [{"ts": base + i * 0.001, **one} for i in range(count)]
+    body = json.dumps({"records": records}).encode()
+    del records
+    assert 7 * MiB < len(body) < 8 * MiB
+    response = _within_budget(
+        f"ingest of {count} records ({len(body)} B) to the edge",
+        Rss(edge.process.pid),
+        lambda: httpx.post(
+            f"{edge.url}/api/v1/streams/legit/records",
+            content=body,
+            headers={"Content-Type": "application/json"},
+            timeout=300,
+        ),
+    )
+    assert response.status_code == 200, response.text
+    assert response.json()["accepted"] == count
+    # v2: nested rows are the costliest JSON per byte; just under the 2 MiB limit.
+    rows = (2 * MiB - 200) // 4
+    tensor = {"name": "input", "shape": [rows, 1], "datatype": "INT64", "data": "DATA"}
+    v2 = json.dumps({"inputs": [tensor]}).replace('"DATA"', "[" + ",".join(["[0]"] * rows) + "]")
+    response = _within_budget(
+        f"v2 JSON of {len(v2)} B (nested rows) to the edge",
+        Rss(edge.process.pid),
+        lambda: httpx.post(f"{edge.url}/v2/models/pm/infer", content=v2, timeout=300),
+    )
+    # No model here takes it (the edge has none; the cloud may not answer in time): a clear
+    # refusal or a 503 that says retry, never a crash.
+    status, code = error_of(response)
+    assert code != "internal" and status in (400, 404, 503), response.text
 
 
 # -- JSON v2 inference bodies --------------------------------------------------------------------

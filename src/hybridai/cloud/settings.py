@@ -160,7 +160,7 @@ class CloudSettings(config_file.FileSettings):
         "body can hold a huge table), checked before and while it is decoded (413 above).",
     )
     max_infer_json_bytes: int = Field(
-        default=4 * 1024 * 1024,
+        default=2 * 1024 * 1024,
         ge=1024,
         description="Largest JSON body of a v2 inference request, bytes (413 payload_too_large "
         "above). Parsed JSON tensors take 10-50 times their size in memory.",

@@ -183,16 +183,17 @@ class EdgeSettings(config_file.FileSettings):
         "several); outside them only high-priority streams sync. Unset: any time.",
     )
     max_ingest_bytes: int = Field(
-        default=32 * 1024 * 1024,
+        default=8 * 1024 * 1024,
         ge=1024,
         description="Largest record batch body the ingest API accepts, bytes (413 "
-        "payload_too_large above: split the batch).",
+        "payload_too_large above: split the batch). Parsed JSON records take about 8 times "
+        "their size in memory.",
     )
     max_ingest_records: int = Field(
         default=1_000_000,
         ge=1,
-        description="Most records one Arrow IPC ingest body may hold, read from its message "
-        "headers before it is decoded (413 payload_too_large above).",
+        description="Most records one ingest body may hold, counted before any is built (Arrow "
+        "IPC: from its message headers; 413 payload_too_large above).",
     )
     max_ingest_decoded_bytes: int = Field(
         default=64 * 1024 * 1024,
@@ -201,7 +202,7 @@ class EdgeSettings(config_file.FileSettings):
         "buffer headers before anything is decompressed (413 payload_too_large above).",
     )
     max_infer_json_bytes: int = Field(
-        default=4 * 1024 * 1024,
+        default=2 * 1024 * 1024,
         ge=1024,
         description="Largest JSON body of a v2 inference request, bytes (413 payload_too_large "
         "above). Parsed JSON tensors take 10-50 times their size in memory.",

@@ -82,10 +82,14 @@ def decode(
 ) -> list[dict[str, Any]] | pa.Table:
     """The records a batch body carries: a list of records, or a table for Arrow IPC."""
     kind = media_type(content_type)
+    limits = limits or DecodeLimits()
     if kind == MSGPACK:
-        return _msgpack(body)
+        return _msgpack(body, limits)
     if kind == ARROW:
-        return _arrow_table(body, limits or DecodeLimits())
+        return _arrow_table(body, limits)
+    # Every record is a JSON object, and every object opens with a brace: counting braces
+    # (some may be inside strings) bounds the records before one is built.
+    _check_records(body.count(b"{") - 1, limits)
     try:
         return _Envelope.model_validate_json(body).records
     except ValidationError as exc:
@@ -96,10 +100,21 @@ def decode(
         ) from None
 
 
-def _msgpack(body: bytes) -> list[dict[str, Any]]:
+def _check_records(count: int, limits: DecodeLimits) -> None:
+    if count > limits.max_records:
+        message = f"the body holds more than {limits.max_records} records: split it"
+        raise TooLarge(message + " into smaller batches")
+
+
+def _msgpack(body: bytes, limits: DecodeLimits) -> list[dict[str, Any]]:
     try:
-        data = msgpack.unpackb(body, raw=False)
-    except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
+        bound = limits.max_records
+        data = msgpack.unpackb(body, raw=False, max_array_len=bound, max_map_len=bound)
+    except ValueError as exc:
+        if "exceeds max_" in str(exc):  # an array or map longer than the limit, unbuilt
+            _check_records(bound + 1, limits)
+        raise MalformedBody(f"the body is not valid MessagePack: {exc}") from None
+    except (msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
         raise MalformedBody(f"the body is not valid MessagePack: {exc}") from None
     records = data.get("records") if isinstance(data, dict) else None
     if not isinstance(records, list):
