@@ -201,6 +201,7 @@ def test_an_inferred_schema_holds_types_grows_and_survives_a_restart(tmp_path: P
     wrong = post(edge, "plant", [{"ts": 3.0, "machine_id": 7}], "json")
     assert (wrong.status_code, wrong.json()["code"]) == (400, "schema_mismatch")
     agent.store.close()
+    agent.instance_lock.release()  # as a stopped agent does: the restart takes it
 
     again = _agent(tmp_path / "edge")
     edge = TestClient(create_app(again))
