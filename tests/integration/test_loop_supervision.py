@@ -125,3 +125,7 @@ def test_an_edge_whose_store_is_locked_restarts_its_sync_loop_and_delivers_after
         assert sync["last_success_at"] > sync["last_error_at"]
         said = fleet.edge_status("edge-a")
         assert {loop["name"] for loop in said["loops"]} >= {"sync", "heartbeat", "retention"}
+        log = fleet.edges["edge-a"].log
+    told = log.read_text()  # the fleet is stopped: the agent shut its loops down
+    assert told.count("loop sync failed: OperationalError: database is locked") == 1  # traceback
+    assert "Task was destroyed" not in told and "never retrieved" not in told

@@ -235,13 +235,15 @@ class EdgeAgent:
         async def classify(exc: Exception) -> Failure:
             if isinstance(exc, CloudUnavailable | SyncError):
                 self.link.failure(time.time())
-                self.last_error = f"{name}: {await self.trouble.failed(exc)}"
-                return Failure(self.last_error, expected=True, told=True)
+                told = await self.trouble.failed(exc)
+                self.last_error = f"{name}: {told}"
+                return Failure(told, expected=True, told=True)
             if isinstance(exc, ApiError):
                 self.last_error = self.trouble.refused(name, exc)
                 return Failure(self.last_error, expected=True, min_delay_s=2.0, told=True)
-            self.last_error = f"{name}: {describe(exc)}"
-            return Failure(self.last_error)
+            message = describe(exc)  # the loop's own health names the loop
+            self.last_error = f"{name}: {message}"
+            return Failure(message)
 
         return classify
 
