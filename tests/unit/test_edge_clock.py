@@ -16,6 +16,7 @@ from hybridai.edge.link_problems import (
     Probe,
     diagnose,
     explain_time_error,
+    outside_own_certificate,
 )
 from hybridai.edge.startup_checks import cloud_url_problem
 
@@ -95,6 +96,25 @@ def test_a_time_error_is_blamed_on_the_clock_only_when_the_cloud_says_so() -> No
     )
     assert "renew the cloud's server certificate" in explain_time_error(stale, NOW)
     assert "clock skew" in explain_time_error(None, NOW)
+
+
+def test_a_clock_before_its_own_certificate_is_named_clock_skew() -> None:
+    start, end = NOW, NOW + 3 * DAY
+
+    behind = outside_own_certificate(NOW - 2 * DAY, start, end) or ""
+
+    assert behind.startswith("clock skew: this device's clock") and "2.0 days behind" in behind
+    assert outside_own_certificate(NOW + DAY, start, end) is None
+
+
+def test_the_skew_recovers_once_most_recent_answers_agree(caplog: pytest.LogCaptureFixture) -> None:
+    clock = ClockSkew(bound_s=300)
+    clock.observe(NOW, NOW, NOW + 2 * DAY)
+    for i in range(8):
+        clock.observe(NOW + i, NOW + i, NOW + i)  # NTP fixed it: the answers agree again
+
+    assert clock.hold() is None and clock.skew_s == pytest.approx(0.0)
+    assert "clock skew resolved" in caplog.text
 
 
 @pytest.mark.parametrize(
