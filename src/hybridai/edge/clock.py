@@ -99,7 +99,10 @@ class ClockSkew:
         if skew is None:
             return "this device's clock has not yet been compared with the cloud's"
         if abs(skew) > self.bound_s:
-            return f"clock skew: {describe_skew(skew)} (more than {self.bound_s:.0f} s); {NTP_FIX}"
+            return (
+                f"clock skew: {describe_skew(skew)} (more than {self.bound_s:.0f} s): retention "
+                f"waits, certificate renewal follows the cloud's clock; {NTP_FIX}"
+            )
         return None
 
     def _log_change(self) -> None:
