@@ -8,15 +8,20 @@ and delivers everything once the lock is gone, its status saying what happened.
 
 from __future__ import annotations
 
+import json
+import socket
 import sqlite3
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import paho.mqtt.client as paho
 import pytest
 from fastapi.testclient import TestClient
+from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import text
 
 from _fleet import local_fleet
@@ -129,3 +134,74 @@ def test_an_edge_whose_store_is_locked_restarts_its_sync_loop_and_delivers_after
     told = log.read_text()  # the fleet is stopped: the agent shut its loops down
     assert told.count("loop sync failed: OperationalError: database is locked") == 1  # traceback
     assert "Task was destroyed" not in told and "never retrieved" not in told
+
+
+def _publish(topic: str, payload: bytes) -> None:
+    """One QoS 1 message, returned once the broker acknowledged it."""
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    client.connect(*BROKER)
+    client.loop_start()
+    try:
+        info = client.publish(topic, payload, qos=1)
+        info.wait_for_publish(timeout=10)
+        assert info.is_published()
+    finally:
+        client.disconnect()
+        client.loop_stop()
+
+
+BROKER = ("127.0.0.1", 1883)
+
+
+@pytest.mark.slow
+def test_an_mqtt_store_failure_is_retried_and_shows_as_the_mqtt_loop(tmp_path: Path) -> None:
+    """MQTT runs on paho's thread; its store retries report to the supervisor like a loop."""
+    try:
+        socket.create_connection(BROKER, timeout=1).close()
+    except OSError:
+        pytest.skip("no MQTT broker at 127.0.0.1:1883")
+    prefix = f"t{uuid.uuid4().hex[:10]}"
+    env = {
+        "HYBRIDAI_EDGE_MQTT_URL": f"mqtt://{BROKER[0]}:{BROKER[1]}",
+        "HYBRIDAI_EDGE_MQTT_TOPICS": json.dumps({f"{prefix}/+/telemetry": "telemetry"}),
+        "HYBRIDAI_EDGE_MQTT_CLIENT_ID": f"hybridai-{prefix}",
+    }
+    with local_fleet(tmp_path / "fleet") as fleet:
+        fleet.start_edge("edge-m", "north", env=env)
+        fleet.wait_enrolled(1)
+
+        url = fleet.edges["edge-m"].url
+
+        def status() -> dict[str, Any]:  # slow while a store write waits out the lock
+            answer: dict[str, Any] = httpx.get(f"{url}/api/v1/status", timeout=30).json()
+            return answer
+
+        topic = f"{prefix}/m1/telemetry"
+        n = 0
+
+        def subscribed() -> bool:
+            nonlocal n
+            n += 1
+            _publish(topic, json.dumps({"ts": float(n), "v": 1.0}).encode())
+            time.sleep(0.2)
+            return bool(status()["mqtt"]["records_stored"])
+
+        wait_for("the agent to subscribe", subscribed, 30, every_s=0.1)
+        stored = status()["mqtt"]["records_stored"]
+        lock = sqlite3.connect(fleet.workspace / "edge-m" / "store.db", isolation_level=None)
+        try:
+            lock.execute("BEGIN EXCLUSIVE")
+            _publish(topic, json.dumps({"ts": 1000.0, "v": 2.0}).encode())
+            wait_for("a failed store", lambda: _loop(status(), "mqtt")["failures"] >= 1, 60)
+            assert status()["mqtt"]["records_stored"] == stored
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+
+        wait_for("the record stored", lambda: status()["mqtt"]["records_stored"] > stored, 60)
+        mqtt = _loop(status(), "mqtt")
+        assert mqtt["restarts"] >= 1 and mqtt["consecutive_failures"] == 0
+        assert mqtt["last_error"].endswith("OperationalError: database is locked")
+        assert mqtt["last_success_at"] > mqtt["last_error_at"]
+        log = fleet.edges["edge-m"].log
+    assert log.read_text().count("loop mqtt failed:") == 1  # its traceback once, not per retry

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import random
 import sqlite3
+import threading
 
 import pytest
 
@@ -168,3 +169,36 @@ def test_stop_cancels_a_running_step_and_a_backoff_cleanly() -> None:
     assert all(t.done() for t in tasks)
     assert [h.state for h in loops.health()] == ["stopped", "stopped"]
     assert [t.cancelled() or t.exception() is None for t in tasks] == [True, True]
+
+
+def test_a_loop_on_another_thread_reports_like_a_supervised_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loops = Supervisor(clock=lambda: 7.0)
+    mqtt = loops.reporter("mqtt")
+
+    def paho_thread() -> None:  # a library's own thread: it retries by itself
+        for _ in range(2):
+            try:
+                raise sqlite3.OperationalError("database is locked")
+            except sqlite3.OperationalError as exc:
+                mqtt.failed(exc, 0.5, "storing a message from plant/m1")
+        mqtt.succeeded()
+
+    with caplog.at_level(logging.INFO, "hybridai.observability.supervisor"):
+        worker = threading.Thread(target=paho_thread)
+        worker.start()
+        worker.join(5)
+
+    (health,) = loops.health()
+    assert (health.name, health.state, health.failures, health.restarts) == (
+        "mqtt",
+        "running",
+        2,
+        1,
+    )
+    assert (
+        health.last_error == "storing a message from plant/m1: OperationalError: database is locked"
+    )
+    assert health.last_success_at == 7.0
+    assert len([r for r in caplog.records if r.exc_info]) == 1

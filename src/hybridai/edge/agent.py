@@ -175,7 +175,7 @@ class EdgeAgent:
             await self.apply(await start_from_bundle(self.reconciler, self.settings.bundle_file))
         await asyncio.to_thread(self.schemas.apply)
         if self.mqtt is not None:
-            self.mqtt.start()
+            self.mqtt.start(self.loops.reporter("mqtt"))  # paho's thread, reported as a loop
         self.trouble.own_certificate(self.identity.certificate(), time.time())
         if self.identity.valid(time.time()) and self.site:
             self._on_enrolled()

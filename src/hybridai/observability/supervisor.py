@@ -221,26 +221,64 @@ class Supervisor:
         loop.last_error, loop.last_error_at = failure.message, self.clock()
         delay = max(self.backoff.delay(attempt, self.rng), failure.min_delay_s)
         loop.state, loop.retry_in_s = "backing_off", delay
-        signature = _signature(exc)
-        if failure.expected:
-            fresh = signature not in loop.seen and not failure.told
-            level = logging.WARNING if fresh else logging.DEBUG
-            log.log(level, "loop %s: %s; retrying in %.1fs", loop.name, failure.message, delay)
-        elif signature not in loop.seen:
-            log.error(
-                "loop %s failed: %s; restarting in %.1fs",
-                loop.name,
-                failure.message,
-                delay,
-                exc_info=exc,
-            )
-        else:
-            log.warning(
-                "loop %s failed again (%d in a row): %s; restarting in %.1fs",
-                loop.name,
-                loop.consecutive_failures,
-                failure.message,
-                delay,
-            )
-        loop.seen.add(signature)
+        _log_failure(loop, failure, exc, delay)
         return delay
+
+    def reporter(self, name: str) -> Reporter:
+        """A loop that runs elsewhere (a library's own thread) and reports here, for health."""
+        loop = self._register(name)
+        return Reporter(loop, self.clock)
+
+
+class Reporter:
+    """The handle of a loop the supervisor does not run: it says how each run went.
+
+    MQTT ingest runs on paho's thread, which reconnects and retries by itself; its failures are
+    counted, logged and shown like any supervised loop's. Safe to call from another thread.
+    """
+
+    def __init__(self, loop: _Loop, clock: Callable[[], float]) -> None:
+        self._loop, self._clock = loop, clock
+
+    def failed(self, exc: Exception, retry_in_s: float, what: str = "") -> None:
+        loop = self._loop
+        message = f"{what}: {describe(exc)}" if what else describe(exc)
+        loop.failures += 1
+        loop.consecutive_failures += 1
+        loop.last_error, loop.last_error_at = message, self._clock()
+        loop.state, loop.retry_in_s = "backing_off", retry_in_s
+        _log_failure(loop, Failure(message), exc, retry_in_s)
+
+    def succeeded(self) -> None:
+        loop = self._loop
+        if loop.consecutive_failures:
+            loop.restarts += 1
+            log.info("loop %s recovered after %d failures", loop.name, loop.consecutive_failures)
+        loop.consecutive_failures, loop.state = 0, "running"
+        loop.last_success_at = self._clock()
+
+
+def _log_failure(loop: _Loop, failure: Failure, exc: Exception, delay: float) -> None:
+    """With its traceback the first time this error is seen in this loop, in one line after."""
+    signature = _signature(exc)
+    if failure.expected:
+        fresh = signature not in loop.seen and not failure.told
+        level = logging.WARNING if fresh else logging.DEBUG
+        log.log(level, "loop %s: %s; retrying in %.1fs", loop.name, failure.message, delay)
+    elif signature not in loop.seen:
+        log.error(
+            "loop %s failed: %s; restarting in %.1fs",
+            loop.name,
+            failure.message,
+            delay,
+            exc_info=exc,
+        )
+    else:
+        log.warning(
+            "loop %s failed again (%d in a row): %s; restarting in %.1fs",
+            loop.name,
+            loop.consecutive_failures,
+            failure.message,
+            delay,
+        )
+    loop.seen.add(signature)

@@ -47,6 +47,7 @@ from hybridai.edge.ingest.schemas import SchemaViolation
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store.edge_store import InvalidRecord
 from hybridai.link.retry import Backoff
+from hybridai.observability.supervisor import Reporter
 from hybridai.protocol.fleet import MqttStats
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ class MqttIngest:
         self._stop = threading.Event()
         self._backoff = Backoff(base_s=0.2, max_s=10.0)
         self._rng = random.Random()
+        self._report: Reporter | None = None  # how storing goes, for the agent's loop health
         client_id = settings.mqtt_client_id or f"hybridai-{settings.device_id}"
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -192,7 +194,8 @@ class MqttIngest:
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
 
-    def start(self) -> None:
+    def start(self, report: Reporter | None = None) -> None:
+        self._report = report
         properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         properties.SessionExpiryInterval = SESSION_EXPIRY_S
         self.client.connect_async(
@@ -254,13 +257,20 @@ class MqttIngest:
         while not self._stop.is_set():
             try:
                 self._handle(message)
-                return True
-            except Exception:  # the store failed (disk full, I/O): keep it unacknowledged
+            except Exception as exc:  # the store failed (disk full, I/O): keep it unacknowledged
                 with self.counters.lock:
                     self.counters.store_failures += 1
-                log.exception("MQTT: could not store a message from %s; retrying", message.topic)
-                self._stop.wait(self._backoff.delay(attempt, self._rng))
+                delay = self._backoff.delay(attempt, self._rng)
+                if self._report is not None:  # its traceback once per distinct error
+                    self._report.failed(exc, delay, f"storing a message from {message.topic}")
+                else:
+                    log.exception("MQTT: could not store a message from %s", message.topic)
+                self._stop.wait(delay)
                 attempt += 1
+            else:
+                if self._report is not None:
+                    self._report.succeeded()
+                return True
         return False
 
     def _handle(self, message: paho.MQTTMessage) -> None:
