@@ -8,8 +8,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from _batches import as_the_cloud_reads
+from hybridai.cloud.data.parquet_bounds import BadBatch
 from hybridai.edge.store.edge_store import EdgeStore, PendingBatch, StoredRecord
-from hybridai.edge.sync.batches import decode_batch, encode_batch
+from hybridai.edge.sync.batches import encode_batch
 
 T0 = 1_700_000_000.0  # 2023-11-14 22:13:20 UTC
 
@@ -25,7 +27,7 @@ def batch(*payloads: dict[str, object], seq: int = 1) -> PendingBatch:
 def test_lake_columns_come_first_then_fields_by_name() -> None:
     encoded = encode_batch(batch({"temp": 20.5, "machine": "m1"}), "gw-1", "plant-a")
 
-    table = decode_batch(encoded.body)
+    table = as_the_cloud_reads(encoded.body)
 
     assert table.column_names == ["record_id", "device_id", "site", "ts", "date", "machine", "temp"]
     assert table.to_pylist() == [
@@ -62,7 +64,7 @@ def test_body_is_zstd_parquet() -> None:
 def test_date_follows_utc_midnight() -> None:
     encoded = encode_batch(batch({}, {}, {}), "gw-1", "plant-a")  # 22:13, 23:13, 00:13
 
-    assert decode_batch(encoded.body).column("date").to_pylist() == [
+    assert as_the_cloud_reads(encoded.body).column("date").to_pylist() == [
         "2023-11-14",
         "2023-11-14",
         "2023-11-15",
@@ -80,7 +82,7 @@ def test_column_types() -> None:
         "plant-a",
     )
 
-    table = decode_batch(encoded.body)
+    table = as_the_cloud_reads(encoded.body)
 
     schema = table.schema
     assert schema.field("i").type == pa.int64()
@@ -113,6 +115,6 @@ def test_encoding_is_deterministic_across_store_reopen(tmp_path: Path) -> None:
     assert a.sha256 == b.sha256
 
 
-def test_decode_refuses_garbage() -> None:
-    with pytest.raises(pa.ArrowInvalid):
-        decode_batch(b"not parquet")
+def test_the_cloud_refuses_garbage() -> None:
+    with pytest.raises(BadBatch):
+        as_the_cloud_reads(b"not parquet")

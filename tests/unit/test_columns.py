@@ -11,9 +11,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from _batches import as_the_cloud_reads
 from hybridai.edge.store.columns import from_records, row_hashes, to_rows, unify
 from hybridai.edge.store.edge_store import EdgeStore, PendingBatch, StoredRecord
-from hybridai.edge.sync.batches import decode_batch, encode_batch
+from hybridai.edge.sync.batches import encode_batch
 from hybridai.protocol import wire_decimals
 
 T0 = 1_700_000_000.0
@@ -40,7 +41,7 @@ def test_a_batch_body_carries_decimals_that_the_cloud_reads_back_as_the_same_flo
     schema = pq.ParquetFile(pa.BufferReader(body)).schema_arrow
     assert pa.types.is_decimal(schema.field("temp").type)  # sent as scaled integers
     assert schema.field("pi").type == pa.float64()  # not a short decimal: sent as is
-    table = decode_batch(body)
+    table = as_the_cloud_reads(body)
     assert table.column("temp").to_pylist() == [r.payload["temp"] for r in records]
     assert table.column("pi").to_pylist() == [math.pi] * 500
 

@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
+from _batches import as_the_cloud_reads
 from hybridai.edge.store.edge_store import EdgeStore
-from hybridai.edge.sync.batches import EncodedBatch, decode_batch, encode_batch
+from hybridai.edge.sync.batches import EncodedBatch, encode_batch
 from hybridai.edge.sync.uploader import SyncError, Uploader
 from hybridai.link.retry import Backoff
 from hybridai.observability.supervisor import Supervisor
@@ -87,7 +88,9 @@ def test_drain_sends_everything_in_sequence(store: EdgeStore) -> None:
     assert stats.records_synced == 10
     assert stats.batches_synced == 3
     assert stats.bytes_synced == sum(len(b.body) for b in cloud.received)
-    temps = [t for b in cloud.received for t in decode_batch(b.body).column("temp").to_pylist()]
+    temps = [
+        t for b in cloud.received for t in as_the_cloud_reads(b.body).column("temp").to_pylist()
+    ]
     assert sorted(temps) == sorted(20.0 + i for i in [*range(5), 50, 51, *range(100, 103)])
 
 

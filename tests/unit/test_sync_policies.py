@@ -7,8 +7,8 @@ from pathlib import Path
 
 from test_sync import DEVICE, T0, FakeCloud
 
+from _batches import as_the_cloud_reads
 from hybridai.edge.store.edge_store import EdgeStore
-from hybridai.edge.sync.batches import decode_batch
 from hybridai.edge.sync.uploader import Uploader
 from hybridai.governance.policies import pseudonymise
 from hybridai.protocol.policy import DataPolicy
@@ -31,7 +31,7 @@ def test_batches_leave_redacted_and_restricted_datasets_stay(tmp_path: Path) -> 
         assert asyncio.run(uploader.drain()) == 1
         [sent] = cloud.received
         assert sent.dataset == "telemetry"
-        row = decode_batch(sent.body).to_pylist()[0]
+        row = as_the_cloud_reads(sent.body).to_pylist()[0]
         assert row["operator"] == pseudonymise(KEY, "alice")
         assert "recipe" not in row and row["v"] == 1
         assert b"alice" not in sent.body and b"R9" not in sent.body

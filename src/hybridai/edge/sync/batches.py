@@ -125,8 +125,3 @@ def encode_batch(batch: PendingBatch, device_id: str, site: str) -> EncodedBatch
         sha256=hashlib.sha256(body).hexdigest(),
         records=table.num_rows,
     )
-
-
-def decode_batch(body: bytes) -> pa.Table:
-    """Read a batch body back as the cloud does (tests, debugging)."""
-    return wire_decimals.restore(pq.read_table(pa.BufferReader(body)))
