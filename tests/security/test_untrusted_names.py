@@ -83,12 +83,25 @@ def test_an_encoded_slash_in_a_model_name_is_no_route_and_is_not_forwarded(
     assert error_of(response) == (404, "not_found"), response.text
 
 
-def test_a_bad_model_name_in_the_registry_api_is_a_400(fleet: LocalFleet) -> None:
+@pytest.mark.parametrize("name", ["%01pm", "pm%0A", "%2e%2e", "pm%20x"])
+def test_a_bad_name_in_any_route_path_is_a_400_invalid_name(fleet: LocalFleet, name: str) -> None:
+    """One allow-list for every name in a path (serving.path_names), at the cloud and the edge."""
     assert fleet.api is not None
-    for name in ("%01pm", "pm%0A", "%2e%2e"):
-        response = _raw(fleet.api, "GET", f"/api/v1/models/{name}/versions/1")
-        status, _code = error_of(response)
-        assert status == 400, response.text
+    at_cloud = [
+        ("GET", f"/api/v1/models/{name}/versions/1"),
+        ("GET", f"/api/v1/models/pm/versions/{name}"),
+        ("PUT", f"/api/v1/deployments/{name}"),
+        ("GET", f"/api/v1/devices/{name}"),
+        ("GET", f"/api/v1/streams/{name}/schema"),
+    ]
+    for method, path in at_cloud:
+        body = {"name": "pm", "version": "1"} if method == "PUT" else None
+        response = _raw(fleet.api, method, path, json=body)
+        assert error_of(response) == (400, "invalid_name"), f"{method} {path}: {response.text}"
+    with httpx.Client(timeout=60) as plain:
+        url = f"{fleet.edges[DEVICE].url}/api/v1/streams/{name}/records"
+        response = _raw(plain, "POST", url, json={"records": [{"ts": 1.0}]})
+    assert error_of(response) == (400, "invalid_name"), response.text
 
 
 # -- a bundle whose manifest names a path -------------------------------------------------------

@@ -22,6 +22,7 @@ from hybridai.cloud.people import users
 from hybridai.governance import rbac
 from hybridai.link import pki
 from hybridai.protocol.errors import ApiError, ErrorCode
+from hybridai.serving.path_names import check_path_names
 
 # The one table of who may do what lives in governance/rbac.py (docs/rbac.md is made from it).
 ROLES_THAT_MAY = rbac.ROLES_THAT_MAY
@@ -134,21 +135,27 @@ def require(request: Request, action: str) -> Principal:
             f"{who.kind} '{who.name}' (role {who.role}) may not {action}; roles allowed: "
             f"{', '.join(sorted(ROLES_THAT_MAY[action]))}",
         )
+    check_path_names(request)
     return who
 
 
 def require_user_or_device(request: Request, action: str) -> Principal:
     """Any enrolled device, or a person allowed to ``action`` (cloud inference, for one)."""
     who = principal(request)
-    return who if who.kind == "device" else require(request, action)
+    if who.kind != "device":
+        return require(request, action)
+    check_path_names(request)
+    return who
 
 
 def require_device(request: Request, device_id: str) -> Principal:
     """The device itself (or an operator) acting on ``device_id``'s resources."""
     who = principal(request)
     if who.kind == "device" and who.name == device_id:
+        check_path_names(request)
         return who
     if who.kind == "user" and who.scope == "full" and rbac.may(who.role, "operate"):
+        check_path_names(request)
         return who
     raise ApiError(
         403,

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import pyarrow as pa
-from fastapi import FastAPI, Request, Response
+from fastapi import Depends, FastAPI, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
@@ -29,6 +29,7 @@ from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import StatusReport
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.serving.errors import install_error_handlers
+from hybridai.serving.path_names import checked_path_names
 from hybridai.serving.v2_routes import v2_router
 
 STREAM = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -82,6 +83,7 @@ def create_app(agent: EdgeAgent) -> FastAPI:
         description="Edge agent: Open Inference Protocol v2 (placed at edge or cloud per "
         "request), sensor record ingest, status.",
         lifespan=lifespan,
+        dependencies=[Depends(checked_path_names)],  # names in paths: protocol.names
     )
     app.state.agent = agent
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(agent.settings))

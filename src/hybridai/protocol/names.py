@@ -17,6 +17,7 @@ from urllib.parse import quote
 NameKind = Literal[
     "model name",
     "model version",
+    "model variant",
     "stream",
     "dataset",
     "device id",
