@@ -23,8 +23,10 @@ import pytest
 from fastapi.testclient import TestClient
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import text
+from typer.testing import CliRunner
 
 from _fleet import local_fleet
+from hybridai.cli.main import app as cli
 from hybridai.cloud.app import create_app
 from hybridai.cloud.context import open_cloud
 from hybridai.cloud.settings import CloudSettings
@@ -130,6 +132,10 @@ def test_an_edge_whose_store_is_locked_restarts_its_sync_loop_and_delivers_after
         assert sync["last_success_at"] > sync["last_error_at"]
         said = fleet.edge_status("edge-a")
         assert {loop["name"] for loop in said["loops"]} >= {"sync", "heartbeat", "retention"}
+        shown = CliRunner().invoke(cli, ["edge", "status", "--url", url], env={"COLUMNS": "200"})
+        assert shown.exit_code == 0, shown.output
+        loops_shown = shown.output.split("background loops", 1)[1]
+        assert "sync" in loops_shown and "OperationalError: database is locked" in loops_shown
         log = fleet.edges["edge-a"].log
     told = log.read_text()  # the fleet is stopped: the agent shut its loops down
     assert told.count("loop sync failed: OperationalError: database is locked") == 1  # traceback
