@@ -5,7 +5,8 @@ registered, hashed and signed like any other, so each device downloads and verif
 then fails to LOAD it. Only the canary ever receives it: the abort threshold fires on the
 canary's report and every edge ends on the previous version, the canary having served it
 all along. Then a good version goes out with a pause in the middle and succeeds, proving an
-aborted rollout does not block the next.
+aborted rollout does not block the next. Last, a version no request reaches is held at its
+canary, never promoted, and ``rollout start --wait`` ends saying so (exit 1).
 """
 
 from __future__ import annotations
@@ -16,10 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from _fleet import MODEL, infer, local_fleet, upload_and_deploy
 from _models import train_classifier_onnx
 from _rollouts import unloadable
+from hybridai.cli.main import app as cli
 from hybridai.demo.fleet import LocalFleet, wait_for
 
 pytestmark = pytest.mark.slow
@@ -110,6 +113,21 @@ def test_abort_rolls_back_then_a_paused_rollout_resumes_and_succeeds(
     assert models[MODEL]["deployed_version"] == good
     assert models[MODEL]["stages"]["1"] == "archived"
     assert models[MODEL]["stages"][good] == "production"
+    # Without traffic a canary is never promoted: the step is held, and `--wait` says so (exit 1).
+    idle = _register(fleet, train_classifier_onnx(seed=5))
+    token = (fleet.workspace / "cloud" / "admin.token").read_text().strip()
+    assert fleet.cloud is not None
+    args = ["--ca-file", str(fleet.ca_file), "rollout", "start", MODEL, idle]
+    args += ["--cloud", fleet.cloud.url, "--soak", "0", "--traffic-timeout", "2s", "--wait"]
+    waited = CliRunner().invoke(cli, args, env={"HYBRIDAI_TOKEN": token, "COLUMNS": "200"})
+    said = " ".join(waited.output.split())
+    assert waited.exit_code == 1, waited.output
+    assert "paused: held: too little traffic within 2s (edge-a 0/20 requests)" in said
+    held = fleet.call("GET", "/api/v1/rollouts")[0]
+    assert (held["status"], held["updated"]) == ("paused", ["edge-a"])
+    assert {m["name"]: m for m in fleet.call("GET", "/api/v1/models")}[MODEL][
+        "deployed_version"
+    ] == good
     # Every control action is in the audit log.
     actions = {e["action"] for e in fleet.call("GET", "/api/v1/audit")}
     assert any("rollouts" in a for a in actions), actions

@@ -19,6 +19,7 @@ from hybridai.cli._api import (
     print_json,
 )
 from hybridai.cli.fleet import parse_tags
+from hybridai.orchestrator.rollout import HELD
 
 app = typer.Typer(
     help="Roll model versions out gradually: canary, waves, health gates.", no_args_is_help=True
@@ -115,7 +116,10 @@ def start(
         float,
         typer.Option(parser=seconds, help="A step still short of traffic after this long is held."),
     ] = 600.0,
-    wait: Annotated[bool, typer.Option(help="Follow it until it ends.")] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(help="Follow it until it succeeds (exit 0), aborts or is held (exit 1)."),
+    ] = False,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -159,11 +163,13 @@ def start(
         print_json(rollout)
     else:
         show(rollout)
+    if wait and rollout["status"] != "succeeded":  # --wait: the exit status says how it ended
+        raise fail(f"rollout {rollout['rollout_id']} {rollout['status']}: {rollout['reason']}")
 
 
 def _follow(cloud: str, token: str | None, rollout: dict[str, Any]) -> dict[str, Any]:
     shown = None
-    while rollout["status"] not in _FINAL:
+    while rollout["status"] not in _FINAL and not rollout["reason"].startswith(HELD):
         line = (rollout["status"], rollout["step"], rollout["reason"])
         if line != shown:
             out.print(f"  {rollout['status']}, step {rollout['step']}: {rollout['reason']}")

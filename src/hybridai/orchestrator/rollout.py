@@ -27,6 +27,7 @@ from typing import Literal
 Status = Literal["pending", "running", "paused", "succeeded", "aborted"]
 Health = Literal["healthy", "waiting", "unhealthy"]
 ACTIVE: frozenset[str] = frozenset({"pending", "running", "paused"})
+HELD = "held:"  # how the reason of a rollout paused for want of traffic starts
 _EPS = 1e-9
 
 
@@ -260,7 +261,7 @@ def _wait(plan: RolloutPlan, state: RolloutState, idle: list[Verdict], now: floa
     if now - state.steps[-1].started_at <= plan.traffic_timeout_s:
         return replace(state, reason=f"waiting for traffic: {listed}")
     reason = (
-        f"held: too little traffic within {plan.traffic_timeout_s:g}s ({listed}); send traffic "
+        f"{HELD} too little traffic within {plan.traffic_timeout_s:g}s ({listed}); send traffic "
         "and resume, abort, or start the rollout again allowing idle devices"
     )
     return replace(state, status="paused", reason=reason, updated_at=now)
