@@ -8,12 +8,13 @@ and delivers everything once the lock is gone, its status saying what happened.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import sqlite3
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,7 @@ from sqlalchemy import text
 from typer.testing import CliRunner
 
 from _fleet import local_fleet
+from hybridai.cli import _api
 from hybridai.cli.main import app as cli
 from hybridai.cloud.app import create_app
 from hybridai.cloud.context import open_cloud
@@ -48,7 +50,7 @@ def _until(what: str, check: Callable[[], bool], timeout_s: float = 60.0) -> Non
 
 
 def test_a_failing_rollout_tick_backs_off_restarts_and_shows_in_the_cloud_health(
-    metadata_url: str, tmp_path: Path
+    metadata_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     settings = CloudSettings(
         data_dir=tmp_path / "cloud",
@@ -59,6 +61,17 @@ def test_a_failing_rollout_tick_backs_off_restarts_and_shows_in_the_cloud_health
     cloud = open_cloud(settings)
     admin = {"Authorization": f"Bearer {settings.admin_token_path.read_text().strip()}"}
     with TestClient(create_app(cloud)) as api:
+
+        @contextlib.contextmanager
+        def in_process(base_url: str, *, token: str | None = None, **_: Any) -> Iterator[Any]:
+            api.headers.clear()  # the CLI talks to this app (httpx transport swapped only)
+            if token:
+                api.headers["Authorization"] = f"Bearer {token}"
+            yield api
+
+        monkeypatch.setattr(_api, "client", in_process)
+        monkeypatch.setenv("HYBRIDAI_TOKEN", admin["Authorization"].split()[1])
+        monkeypatch.setenv("HYBRIDAI_CONFIG_DIR", str(tmp_path / "config"))
 
         def ticker() -> dict[str, Any]:
             answer = api.get("/api/v1/health", headers=admin)
@@ -75,6 +88,10 @@ def test_a_failing_rollout_tick_backs_off_restarts_and_shows_in_the_cloud_health
         assert broken["restarts"] >= 2 and broken["consecutive_failures"] >= 3
         assert broken["last_error"].startswith(("OperationalError", "ProgrammingError"))
         assert "rollouts" in broken["last_error"]
+        shown = CliRunner().invoke(cli, ["cloud", "health"], env={"COLUMNS": "200"})
+        assert shown.exit_code == 1, shown.output  # a probe can alert on it
+        assert "failing and retrying: rollout-ticker:" in " ".join(shown.output.split())
+        api.headers.clear()
         assert api.get("/api/v1/health").status_code == 401  # not for strangers
 
         RolloutRow.__table__.create(cloud.engine)  # type: ignore[attr-defined]
@@ -82,6 +99,12 @@ def test_a_failing_rollout_tick_backs_off_restarts_and_shows_in_the_cloud_health
         healed = ticker()
         assert healed["last_success_at"] > broken["last_error_at"]
         assert healed["state"] in ("waiting", "running")
+        calm = CliRunner().invoke(cli, ["cloud", "health", "--json"])
+        assert calm.exit_code == 0, calm.output
+        assert {loop["name"] for loop in json.loads(calm.output)["loops"]} == {
+            "rollout-ticker",
+            "retraining-ticker",
+        }
         assert _loop(api.get("/api/v1/health", headers=admin).json(), "retraining-ticker")[
             "state"
         ] in ("waiting", "running")

@@ -6,7 +6,18 @@ from typing import Annotated, Any
 
 import typer
 
-from hybridai.cli._api import err, fail
+from hybridai.cli._api import (
+    DEFAULT_CLOUD,
+    CloudOpt,
+    JsonOpt,
+    TokenOpt,
+    call,
+    err,
+    fail,
+    out,
+    print_json,
+)
+from hybridai.cli._loops import loops_table
 from hybridai.cli._options import build, epilog, secret_names, settings_options
 from hybridai.cloud.settings import CloudSettings
 
@@ -70,3 +81,25 @@ def init(*, given: dict[str, Any]) -> None:
     if not created:
         err.print(f"PKI already in place in {settings.pki_dir}; nothing created")
     err.print(f"edges and the CLI trust {pki.ca_cert} (--ca-file)")
+
+
+@app.command()
+def health(
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show the cloud's background loops (rollout, retraining): state, restarts, last error.
+
+    Exits 1 while a loop is backing off after a failure, so a probe can alert on it.
+    """
+    answer = call(cloud, token, "GET", "/api/v1/health")
+    if as_json:
+        print_json(answer)
+    else:
+        out.print(f"hybridai cloud {answer['version']}")
+        out.print(loops_table(answer["loops"]))
+    failing = [loop for loop in answer["loops"] if loop["state"] == "backing_off"]
+    if failing:
+        listed = "; ".join(f"{loop['name']}: {loop['last_error']}" for loop in failing)
+        raise fail(f"failing and retrying: {listed}")
