@@ -123,11 +123,32 @@ def route(topics: dict[str, str], topic: str) -> str | None:
     return None
 
 
-def parse(payload: bytes, content_type: str | None = None) -> list[dict[str, Any]]:
-    """The records a message carries, or ``MalformedMessage`` saying why there are none."""
+def parse(
+    payload: bytes,
+    content_type: str | None = None,
+    max_bytes: int | None = None,
+    max_records: int = 1_000_000,
+) -> list[dict[str, Any]]:
+    """The records a message carries, or ``MalformedMessage`` saying why there are none.
+
+    A payload is bounded like an HTTP batch before it is parsed: at most ``max_bytes``
+    (``max_ingest_bytes``) and ``max_records`` records (counted by their opening braces in
+    JSON; no longer array or map is built from MessagePack).
+    """
+    if max_bytes is not None and len(payload) > max_bytes:
+        raise MalformedMessage(
+            f"payload of {len(payload)} bytes is over the {max_bytes} an edge takes in one "
+            "batch (HYBRIDAI_EDGE_MAX_INGEST_BYTES): publish smaller messages"
+        )
+    packed = (content_type or "").split(";")[0].strip().lower() in MSGPACK_TYPES
+    if not packed and payload.count(b"{") > max_records:
+        raise MalformedMessage(
+            f"payload holds more than {max_records} records: publish smaller messages"
+        )
     try:
-        if content_type and content_type.split(";")[0].strip().lower() in MSGPACK_TYPES:
-            data = msgpack.unpackb(payload, raw=False)
+        if packed:
+            bound = max_records
+            data = msgpack.unpackb(payload, raw=False, max_array_len=bound, max_map_len=bound)
         else:
             data = json.loads(payload)
     except (ValueError, msgpack.ExtraData, msgpack.FormatError, msgpack.StackError) as exc:
@@ -163,6 +184,8 @@ class MqttIngest:
             raise MqttConfigError(f"stream name(s) {bad} invalid: lowercase letters, digits, _")
         self.ingest = ingest
         self.topics = dict(settings.mqtt_topics)
+        self._max_bytes = settings.max_ingest_bytes
+        self._max_records = settings.max_ingest_records
         self.host = url.hostname
         self.port = url.port or (8883 if url.scheme == "mqtts" else 1883)
         self.counters = MqttCounters()
@@ -282,7 +305,7 @@ class MqttIngest:
             return
         content_type = getattr(message.properties, "ContentType", None)
         try:
-            records = parse(payload, content_type)
+            records = parse(payload, content_type, self._max_bytes, self._max_records)
             result = self.ingest.write(stream, records)
         except (MalformedMessage, SchemaViolation, InvalidRecord) as exc:
             self._park(topic, _kind(exc), str(exc), payload, stream)
