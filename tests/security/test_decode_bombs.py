@@ -13,24 +13,29 @@ import hashlib
 import io
 import json
 import os
+import socket
 import struct
 import subprocess
 import sys
 import tarfile
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
+import paho.mqtt.client as paho
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _hostile import BUDGET, DEVICE, SITE, Rss
+from paho.mqtt.enums import CallbackAPIVersion
 
 from _fleet import cloud_client, error_of
-from hybridai.demo.fleet import LocalFleet
+from hybridai.demo.fleet import LocalFleet, wait_for
 from hybridai.demo.launcher import free_port
 from hybridai.edge.ingest.formats import ARROW
 from hybridai.link.tls import client_context
@@ -257,6 +262,75 @@ def test_the_largest_body_the_limits_let_through_stays_within_budget(fleet: Loca
     # No model here takes it (the edge has none): a clear refusal, never a crash.
     status, code = error_of(response)
     assert code != "internal" and 400 <= status < 600 and status != 500, response.text
+
+
+# -- MQTT messages to the edge --------------------------------------------------------------------
+
+BROKER = ("127.0.0.1", 1883)
+
+
+def _broker_up() -> bool:
+    try:
+        with socket.create_connection(BROKER, timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def test_an_mqtt_message_of_countless_tiny_records_is_dead_lettered_unparsed(
+    fleet: LocalFleet,
+) -> None:
+    if not _broker_up():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("Mosquitto is not running at 127.0.0.1:1883 (CI=true: start it)")
+        pytest.skip("no MQTT broker at 127.0.0.1:1883")
+    prefix = f"sec{uuid.uuid4().hex[:10]}"
+    env = {
+        "HYBRIDAI_EDGE_MQTT_URL": f"mqtt://{BROKER[0]}:{BROKER[1]}",
+        "HYBRIDAI_EDGE_MQTT_TOPICS": json.dumps({f"{prefix}/#": "mqtt_bombs"}),
+        "HYBRIDAI_EDGE_MQTT_CLIENT_ID": f"hybridai-{prefix}",
+    }
+    edge = fleet.start_edge(f"{DEVICE}-mq", SITE, env=env)
+    publisher = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    publisher.connect(*BROKER)
+    publisher.loop_start()
+
+    def mqtt() -> dict[str, Any]:
+        found: dict[str, Any] = httpx.get(f"{edge.url}/api/v1/status", timeout=30).json()["mqtt"]
+        return found
+
+    def publish(payload: bytes) -> None:
+        info = publisher.publish(f"{prefix}/x", payload, qos=1)
+        info.wait_for_publish(timeout=60)
+        assert info.is_published()
+
+    try:
+        sent = iter(range(1, 1000))
+        wait_for(
+            "the edge to subscribe",
+            lambda: (
+                publish(json.dumps({"ts": float(next(sent))}).encode()) is None
+                and mqtt()["records_stored"] > 0
+            ),
+            60,
+        )
+        stored = mqtt()["records_stored"]
+        rss = Rss(edge.process.pid)
+        idle = rss.reset_peak()
+        publish(_empty_records_json()[len(b'{"records":') : -1])  # the array: 2.8M records
+        wait_for("the bomb to be dead-lettered", lambda: mqtt()["messages_dead_lettered"] > 0, 120)
+        over = rss.peak() - idle
+        print(
+            f"\nMQTT 8 MiB of {{}} records to the edge: idle {idle / MiB:.0f} MiB, +{over / MiB:.0f} MiB"
+        )
+        reasons = {k: n for k, n in mqtt()["dead_lettered_by_reason"].items() if n}
+        assert reasons == {"malformed": 1}, mqtt()
+        assert over <= BUDGET, f"the message raised RSS by {over / MiB:.0f} MiB"
+        publish(json.dumps({"ts": 5000.0}).encode())
+        wait_for("a good message after it", lambda: mqtt()["records_stored"] > stored, 60)
+    finally:
+        publisher.disconnect()
+        publisher.loop_stop()
 
 
 # -- JSON v2 inference bodies --------------------------------------------------------------------
