@@ -41,12 +41,11 @@ def run(
     from hybridai.edge.agent import EdgeAgent
     from hybridai.edge.app import create_app
     from hybridai.edge.instance_lock import DataDirLocked
+    from hybridai.edge.models.bundle import BundleError, read_bundle
+    from hybridai.edge.store.crypto import StoreKeyError
     from hybridai.link.transport import server
 
     settings = build(EdgeSettings, given)
-    from hybridai.edge.models.bundle import BundleError, read_bundle
-    from hybridai.edge.store.crypto import StoreKeyError
-
     _refuse_bad_config(settings)
     if settings.bundle_file is not None:
         try:
