@@ -18,6 +18,7 @@ demo: $(STAMP)
 	$(BIN)/hybridai demo
 
 test: $(STAMP)
+	bash tests/system_packages.sh
 	$(BIN)/python -m pytest tests -q
 
 test-fast: $(STAMP)
