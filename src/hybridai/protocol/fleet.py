@@ -14,6 +14,7 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 
 from hybridai.protocol.edge_settings import AppliedSetting, DeviceSettings
 from hybridai.protocol.loops import LoopHealth
+from hybridai.protocol.metrics import MetricsSummary
 from hybridai.protocol.names import check_name
 from hybridai.protocol.placement import PlacementPolicy
 from hybridai.protocol.policy import DataPolicy
@@ -270,6 +271,7 @@ class StatusReport(BaseModel):
     # The settings it runs with (protocol.edge_settings), each from its own or the cloud's
     settings: dict[str, AppliedSetting] = Field(default_factory=dict)
     settings_error: str | None = None  # cloud settings it could not apply (last good kept)
+    metrics: MetricsSummary | None = None  # its /metrics in brief (the cloud cannot scrape it)
 
 
 class Device(BaseModel):
