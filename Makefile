@@ -32,6 +32,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/cascade.py
+	$(BIN)/python bench/operations.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/infer.py --quick
@@ -41,6 +42,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/dataplane.py --quick
 	$(BIN)/python bench/lifecycle.py --quick
 	$(BIN)/python bench/cascade.py --quick
+	$(BIN)/python bench/operations.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
