@@ -17,6 +17,7 @@ from hybridai.cloud.models.rollout_ticker import rollout_step
 from hybridai.cloud.people.auditing import AuditMiddleware
 from hybridai.cloud.pipelines.retraining import retraining_step
 from hybridai.cloud.settings import CloudSettings
+from hybridai.dashboard import mount as dashboard
 from hybridai.observability.supervisor import Supervisor
 from hybridai.protocol.errors import ErrorCode
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
@@ -26,7 +27,7 @@ from hybridai.storage.blobs import BlobStorageError
 
 # Routes anyone may call: probes, the API's description, enrollment (the token is the
 # credential) and login (the password is). Every other route requires an identity.
-OPEN_PATHS = ("/v2/health/", "/docs", "/redoc", "/openapi.json")
+OPEN_PATHS = ("/v2/health/", "/docs", "/redoc", "/openapi.json", "/ui")  # /ui: by cookie
 OPEN_ROUTES = frozenset({"/api/v1/enroll", "/api/v1/auth/login"})
 
 
@@ -86,6 +87,8 @@ def create_app(cloud: Cloud) -> FastAPI:
         "and Open Inference Protocol v2 inference.",
         lifespan=lifespan,
         dependencies=[Depends(_identified)],
+        docs_url=None,  # served from local assets with the dashboard: no CDN
+        redoc_url=None,
     )
     app.state.cloud = cloud
     app.state.loops = loops
@@ -96,4 +99,5 @@ def create_app(cloud: Cloud) -> FastAPI:
     for router in (*ROUTERS, health.router):
         app.include_router(router)
     app.include_router(v2_router(CloudBackend(cloud)), dependencies=[Depends(_v2_access)])
+    dashboard.install(app)  # /ui, /docs, /redoc
     return app

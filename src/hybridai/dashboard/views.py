@@ -1,0 +1,272 @@
+"""What each page shows, computed from the registry's records: plain data for the templates.
+
+Aggregation and paging happen here, on the server, so a page of a 1,000-device fleet sends a
+summary and one page of rows, not the whole fleet.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from hybridai.protocol.errors import ErrorCode
+from hybridai.protocol.fleet import Device
+
+PAGE_SIZE = 50
+ENDED = ("succeeded", "aborted")  # rollouts no longer in progress
+NOT_FOUND = ErrorCode.NOT_FOUND
+
+
+def ago(ts: float | None, now: float) -> str:
+    """'12 s ago', '3 min ago', '2 h ago', 'never'."""
+    if ts is None:
+        return "never"
+    age = max(0.0, now - ts)
+    if age < 90:
+        return f"{age:.0f} s ago"
+    if age < 5400:
+        return f"{age / 60:.0f} min ago"
+    if age < 172800:
+        return f"{age / 3600:.0f} h ago"
+    return f"{age / 86400:.0f} d ago"
+
+
+def online(device: Device, now: float, stale_s: float) -> bool:
+    return not device.revoked and device.last_seen is not None and now - device.last_seen <= stale_s
+
+
+def health(device: Device) -> str:
+    """'ok', or the first problem an operator should look at."""
+    status = device.status
+    if device.revoked:
+        return "revoked"
+    if status is None:
+        return "no report yet"
+    failed = [m.name for m in status.models if m.state == "failed"]
+    if failed:
+        return f"model failed: {', '.join(failed)}"
+    if any(loop.state == "backing_off" for loop in status.loops):
+        return "loop failing"
+    if not status.cloud_reachable:
+        return "cloud unreachable"
+    if status.store.over_quota:
+        return "over quota"
+    if status.clock_hold:
+        return "clock skew"
+    return "ok"
+
+
+@dataclass
+class DeviceLine:
+    device_id: str
+    site: str
+    kind: str
+    online: bool
+    last_seen: str
+    agent_version: str
+    models: str
+    health: str
+    backlog: int
+    clock_skew: str
+
+
+def line(device: Device, now: float, stale_s: float) -> DeviceLine:
+    status = device.status
+    skew = status.clock_skew_s if status else None
+    return DeviceLine(
+        device_id=device.device_id,
+        site=device.site,
+        kind=device.kind,
+        online=online(device, now, stale_s),
+        last_seen=ago(device.last_seen, now),
+        agent_version=status.agent_version if status else "—",
+        models=", ".join(f"{m.name} v{m.version}" for m in status.models) if status else "—",
+        health=health(device),
+        backlog=status.store.backlog_records if status else 0,
+        clock_skew="—" if skew is None else f"{skew:+.1f} s",
+    )
+
+
+@dataclass
+class FleetView:
+    total: int
+    online: int
+    unhealthy: int
+    backlog: int
+    sites: list[tuple[str, int, int]]  # site, devices, online
+    versions: list[tuple[str, int]]  # "model vN", devices running it
+    rows: list[DeviceLine]
+    page: int
+    pages: int
+    seen: list[float] = field(default_factory=list)  # last_seen times, for the chart
+
+
+def fleet_view(
+    devices: list[Device], now: float, stale_s: float, site: str, text: str, page: int
+) -> FleetView:
+    lines = [line(d, now, stale_s) for d in devices]
+    per_site: Counter[str] = Counter(d.site for d in lines)
+    up_site: Counter[str] = Counter(d.site for d in lines if d.online)
+    versions: Counter[str] = Counter(
+        f"{m.name} v{m.version}" for d in devices if d.status for m in d.status.models
+    )
+    chosen = [
+        d
+        for d in lines
+        if (not site or d.site == site) and (not text or text.lower() in d.device_id.lower())
+    ]
+    chosen.sort(key=lambda d: (d.online, d.health == "ok", d.device_id))  # trouble first
+    pages = max(1, -(-len(chosen) // PAGE_SIZE))
+    page = min(max(page, 1), pages)
+    return FleetView(
+        total=len(lines),
+        online=sum(d.online for d in lines),
+        unhealthy=sum(d.health != "ok" for d in lines),
+        backlog=sum(d.backlog for d in lines),
+        sites=[(s, n, up_site[s]) for s, n in sorted(per_site.items())],
+        versions=sorted(versions.items()),
+        rows=chosen[(page - 1) * PAGE_SIZE : page * PAGE_SIZE],
+        page=page,
+        pages=pages,
+        seen=[d.last_seen for d in devices if d.last_seen is not None],
+    )
+
+
+def conditions(devices: list[Device], now: float, stale_s: float) -> list[dict[str, Any]]:
+    """What is wrong right now, device by device, from the latest reports (worst first)."""
+    found: list[dict[str, Any]] = []
+    for device in devices:
+        if device.revoked:
+            continue
+        problem = health(device)
+        if not online(device, now, stale_s):
+            found.append(
+                {
+                    "severity": "warning",
+                    "device": device.device_id,
+                    "site": device.site,
+                    "summary": f"silent: last seen {ago(device.last_seen, now)}",
+                }
+            )
+        elif problem not in ("ok", "no report yet"):
+            found.append(
+                {
+                    "severity": "critical" if "failed" in problem else "warning",
+                    "device": device.device_id,
+                    "site": device.site,
+                    "summary": problem,
+                }
+            )
+    found.sort(key=lambda c: (c["severity"] != "critical", c["device"]))
+    return found
+
+
+@dataclass
+class ModelTraffic:
+    """One model's traffic over the devices that run it, from their latest reports."""
+
+    devices: int = 0
+    requests: int = 0
+    errors: int = 0
+    escalations: int = 0
+    edge: int = 0
+    cloud: int = 0
+    p99_ms: float | None = None
+    per_version: dict[str, int] = field(default_factory=dict)  # devices per running version
+
+    @property
+    def escalation_rate(self) -> str:
+        return f"{100 * self.escalations / self.requests:.1f}%" if self.requests else "—"
+
+    @property
+    def error_rate(self) -> str:
+        return f"{100 * self.errors / self.requests:.2f}%" if self.requests else "—"
+
+
+def model_traffic(name: str, devices: list[Device]) -> ModelTraffic:
+    traffic = ModelTraffic()
+    for device in devices:
+        status = device.status
+        if status is None or not any(m.name == name for m in status.models):
+            continue
+        traffic.devices += 1
+        for m in status.models:
+            if m.name == name:
+                traffic.per_version[m.version] = traffic.per_version.get(m.version, 0) + 1
+        traffic.edge += status.inference.requests_edge
+        traffic.cloud += status.inference.requests_cloud
+        for h in status.model_health:
+            if h.name == name:
+                traffic.requests += h.requests
+                traffic.errors += h.errors
+                traffic.escalations += h.escalations
+                if h.p99_ms is not None:
+                    traffic.p99_ms = max(traffic.p99_ms or 0.0, h.p99_ms)
+    return traffic
+
+
+@dataclass
+class SiteFlow:
+    site: str
+    devices: int = 0
+    ingested: int = 0
+    synced: int = 0
+    backlog: int = 0
+    sync_records_per_s: float = 0.0
+    sync_bytes_per_s: float = 0.0
+
+
+@dataclass
+class DataFlow:
+    sites: list[SiteFlow]
+
+    @property
+    def total(self) -> SiteFlow:
+        every = SiteFlow("all sites")
+        for s in self.sites:
+            every.devices += s.devices
+            every.ingested += s.ingested
+            every.synced += s.synced
+            every.backlog += s.backlog
+            every.sync_records_per_s += s.sync_records_per_s
+            every.sync_bytes_per_s += s.sync_bytes_per_s
+        return every
+
+
+def data_flow(devices: list[Device]) -> DataFlow:
+    """Ingest and sync per site, summed over the devices' latest store reports."""
+    sites: dict[str, SiteFlow] = {}
+    for device in devices:
+        flow = sites.setdefault(device.site, SiteFlow(device.site))
+        flow.devices += 1
+        if device.status is None:
+            continue
+        store = device.status.store
+        flow.ingested += store.records_ingested
+        flow.synced += store.records_synced
+        flow.backlog += store.backlog_records
+        flow.sync_records_per_s += store.sync_records_per_s
+        flow.sync_bytes_per_s += store.sync_bytes_per_s
+    return DataFlow(sorted(sites.values(), key=lambda s: s.site))
+
+
+class Lake(Protocol):
+    def versions(self) -> dict[str, int]: ...
+    def files(self, stream: str) -> int: ...
+    def count(self, stream: str) -> int: ...
+
+
+@dataclass
+class LakeTable:
+    name: str
+    version: int
+    files: int
+    rows: int
+
+
+def lake_tables(lake: Lake) -> list[LakeTable]:
+    return [
+        LakeTable(name, version, lake.files(name), lake.count(name))
+        for name, version in sorted(lake.versions().items())
+    ]
