@@ -12,7 +12,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
+import anyio
 import httpx
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
@@ -162,7 +164,7 @@ def _fleet(request: Request, who: Principal) -> HTMLResponse:
     query = request.query_params
     now = time.time()
     with cloud_of(request).session() as db:
-        devices = fleet.list_devices(db)
+        devices = views.briefs(db)
     page = int(query.get("page", "1")) if query.get("page", "1").isdigit() else 1
     view = views.fleet_view(
         devices, now, _stale_s(request), query.get("site", ""), query.get("q", "")[:80], page
@@ -184,10 +186,43 @@ def _device(request: Request, who: Principal) -> HTMLResponse:
     now = time.time()
     with cloud_of(request).session() as db:
         device = fleet.get_device(db, device_id)
+    line = views.line(views.Brief.of(device), now, _stale_s(request))
+    trends = [
+        chart
+        for metric, title, unit in DEVICE_CHARTS
+        if (chart := _trend(request, device_id, metric, title, unit)) is not None
+    ]
+    raised = anyio.from_thread.run(_api_get, request, "/api/v1/alerts")
+    mine = [a for a in raised or [] if (a.get("subject") or {}).get("device_id") == device_id]
     return _render(
-        request, "device.html", who, device=device, line=views.line(device, now, _stale_s(request)),
-        ago=lambda ts: views.ago(ts, now),
+        request, "device.html", who, device=device, line=line, trends=trends,
+        alerts=mine[:MAX_ROWS], ago=lambda ts: views.ago(ts, now),
     )  # fmt: skip
+
+
+# The device page's last-hour charts, from the cloud's telemetry series (once it keeps them).
+DEVICE_CHARTS = (
+    ("latency_p99_ms", "p99 latency, last hour", " ms"),
+    ("backlog_records", "sync backlog, last hour", ""),
+    ("escalation_rate", "escalation rate, last hour", ""),
+)
+MAX_ROWS = 100  # alerts and conditions shown on a page (the count says how many more)
+
+
+def _trend(request: Request, device_id: str, metric: str, title: str, unit: str) -> Any:
+    """A bar per minute of the last hour of one telemetry series; None without data."""
+    query = urlencode({"device": device_id, "metric": metric, "since": "1h", "step": 60})
+    series = anyio.from_thread.run(_api_get, request, f"/api/v1/telemetry?{query}")
+    points = (series or {}).get("points") if isinstance(series, dict) else None
+    if not points:
+        return None
+    now = time.time()
+    values = [0.0] * 60
+    for point in points:
+        slot = 59 - int((now - float(point["ts"])) // 60)
+        if 0 <= slot < 60:
+            values[slot] = round(float(point["mean"]), 3)
+    return charts.bars(values, title, "1 h ago", "now", unit)
 
 
 router.add_api_route("/fleet", _page("read", _fleet), methods=["GET"])
@@ -213,7 +248,7 @@ def _model(request: Request, who: Principal) -> HTMLResponse:
             raise ApiError(404, views.NOT_FOUND, f"model '{name[:80]}' has no versions yet")
         versions = [registry.get_version(db, name, v) for v in reversed(summary.versions)]
         rollouts = rollout.list_rollouts(db, name)[-10:][::-1]
-        devices = fleet.list_devices(db)
+        devices = views.briefs(db)
     traffic = views.model_traffic(name, devices)
     share = charts.share(
         [("edge", traffic.edge), ("cloud", traffic.cloud)],
@@ -259,7 +294,7 @@ def act_on_rollout(
 def _data(request: Request, who: Principal) -> HTMLResponse:
     cloud = cloud_of(request)
     with cloud.session() as db:
-        devices = fleet.list_devices(db)
+        devices = views.briefs(db)
     tables = views.lake_tables(cloud.lake)
     flow = views.data_flow(devices)
     chart = charts.bars(
@@ -298,10 +333,7 @@ async def _api_get(request: Request, path: str) -> Any:
         answer = await client.get(path, headers={"Authorization": f"Bearer {token}"})
     if answer.status_code != 200:  # not there yet (404), or not for this role
         return None
-    found = answer.json()
-    if isinstance(found, dict):  # a page of results
-        found = next((v for v in found.values() if isinstance(v, list)), [])
-    return found
+    return answer.json()
 
 
 @router.get("/alerts")
@@ -315,12 +347,14 @@ async def alerts(request: Request) -> Response:
 
     def current() -> list[dict[str, Any]]:
         with cloud_of(request).session() as db:
-            return views.conditions(fleet.list_devices(db), now, _stale_s(request))
+            return views.conditions(views.briefs(db), now, _stale_s(request))
 
     found = await run_in_threadpool(current)
     raised = await _api_get(request, "/api/v1/alerts")
     healing = await _api_get(request, "/api/v1/healing/actions")
     return _render(
-        request, "alerts.html", who, conditions=found, alerts=raised, healing=healing,
-        ago=lambda ts: views.ago(ts, now),
+        request, "alerts.html", who, conditions=found[:MAX_ROWS], more=len(found) - MAX_ROWS,
+        alerts=None if raised is None else raised[:MAX_ROWS],
+        more_alerts=0 if raised is None else len(raised) - MAX_ROWS,
+        healing=None if healing is None else healing[:MAX_ROWS], ago=lambda ts: views.ago(ts, now),
     )  # fmt: skip

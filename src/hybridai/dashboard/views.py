@@ -10,8 +10,12 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from hybridai.protocol.errors import ErrorCode
 from hybridai.protocol.fleet import Device
+from hybridai.storage.tables import DeviceRow
 
 PAGE_SIZE = 50
 ENDED = ("succeeded", "aborted")  # rollouts no longer in progress
@@ -32,27 +36,72 @@ def ago(ts: float | None, now: float) -> str:
     return f"{age / 86400:.0f} d ago"
 
 
-def online(device: Device, now: float, stale_s: float) -> bool:
+@dataclass(frozen=True)
+class Brief:
+    """A device as the pages need it: its row, the latest report left as stored (JSON).
+
+    Validating a thousand full reports into models costs more than a page may take; the pages
+    read the few fields they show straight from the stored report.
+    """
+
+    device_id: str
+    site: str
+    kind: str
+    last_seen: float | None
+    revoked: bool
+    status: dict[str, Any] | None
+
+    @classmethod
+    def of(cls, device: Device) -> Brief:
+        status = device.status.model_dump(mode="json") if device.status else None
+        return cls(
+            device.device_id, device.site, device.kind, device.last_seen, device.revoked, status
+        )
+
+    def store(self, key: str) -> Any:
+        return ((self.status or {}).get("store") or {}).get(key) or 0
+
+    @property
+    def models(self) -> list[dict[str, Any]]:
+        return list((self.status or {}).get("models") or [])
+
+
+def briefs(session: Session) -> list[Brief]:
+    """Every device, one query, no per-device validation."""
+    rows = session.execute(
+        select(
+            DeviceRow.device_id,
+            DeviceRow.site,
+            DeviceRow.kind,
+            DeviceRow.last_seen,
+            DeviceRow.revoked,
+            DeviceRow.status,
+        ).order_by(DeviceRow.site, DeviceRow.device_id)
+    )
+    return [Brief(*row) for row in rows]
+
+
+def online(device: Brief, now: float, stale_s: float) -> bool:
     return not device.revoked and device.last_seen is not None and now - device.last_seen <= stale_s
 
 
-def health(device: Device) -> str:
+def health(device: Brief) -> str:
     """'ok', or the first problem an operator should look at."""
     status = device.status
     if device.revoked:
         return "revoked"
     if status is None:
         return "no report yet"
-    failed = [m.name for m in status.models if m.state == "failed"]
+    failed = [m.get("name", "?") for m in device.models if m.get("state") == "failed"]
     if failed:
         return f"model failed: {', '.join(failed)}"
-    if any(loop.state == "backing_off" for loop in status.loops):
+    if any(loop.get("state") == "backing_off" for loop in status.get("loops") or []):
         return "loop failing"
-    if not status.cloud_reachable:
+    if status.get("cloud_reachable") is False:
         return "cloud unreachable"
-    if status.store.over_quota:
+    if device.store("over_quota"):
         return "over quota"
-    if status.clock_hold:
+    if status.get("clock_hold"):
         return "clock skew"
     return "ok"
 
@@ -71,19 +120,20 @@ class DeviceLine:
     clock_skew: str
 
 
-def line(device: Device, now: float, stale_s: float) -> DeviceLine:
-    status = device.status
-    skew = status.clock_skew_s if status else None
+def line(device: Brief, now: float, stale_s: float) -> DeviceLine:
+    status = device.status or {}
+    skew = status.get("clock_skew_s")
+    models = ", ".join(f"{m.get('name')} v{m.get('version')}" for m in device.models)
     return DeviceLine(
         device_id=device.device_id,
         site=device.site,
         kind=device.kind,
         online=online(device, now, stale_s),
         last_seen=ago(device.last_seen, now),
-        agent_version=status.agent_version if status else "—",
-        models=", ".join(f"{m.name} v{m.version}" for m in status.models) if status else "—",
+        agent_version=str(status.get("agent_version") or "—"),
+        models=models or "—",
         health=health(device),
-        backlog=status.store.backlog_records if status else 0,
+        backlog=int(device.store("backlog_records")),
         clock_skew="—" if skew is None else f"{skew:+.1f} s",
     )
 
@@ -103,13 +153,13 @@ class FleetView:
 
 
 def fleet_view(
-    devices: list[Device], now: float, stale_s: float, site: str, text: str, page: int
+    devices: list[Brief], now: float, stale_s: float, site: str, text: str, page: int
 ) -> FleetView:
     lines = [line(d, now, stale_s) for d in devices]
     per_site: Counter[str] = Counter(d.site for d in lines)
     up_site: Counter[str] = Counter(d.site for d in lines if d.online)
     versions: Counter[str] = Counter(
-        f"{m.name} v{m.version}" for d in devices if d.status for m in d.status.models
+        f"{m.get('name')} v{m.get('version')}" for d in devices for m in d.models
     )
     chosen = [
         d
@@ -133,7 +183,7 @@ def fleet_view(
     )
 
 
-def conditions(devices: list[Device], now: float, stale_s: float) -> list[dict[str, Any]]:
+def conditions(devices: list[Brief], now: float, stale_s: float) -> list[dict[str, Any]]:
     """What is wrong right now, device by device, from the latest reports (worst first)."""
     found: list[dict[str, Any]] = []
     for device in devices:
@@ -184,25 +234,27 @@ class ModelTraffic:
         return f"{100 * self.errors / self.requests:.2f}%" if self.requests else "—"
 
 
-def model_traffic(name: str, devices: list[Device]) -> ModelTraffic:
+def model_traffic(name: str, devices: list[Brief]) -> ModelTraffic:
     traffic = ModelTraffic()
     for device in devices:
         status = device.status
-        if status is None or not any(m.name == name for m in status.models):
+        if status is None or not any(m.get("name") == name for m in device.models):
             continue
         traffic.devices += 1
-        for m in status.models:
-            if m.name == name:
-                traffic.per_version[m.version] = traffic.per_version.get(m.version, 0) + 1
-        traffic.edge += status.inference.requests_edge
-        traffic.cloud += status.inference.requests_cloud
-        for h in status.model_health:
-            if h.name == name:
-                traffic.requests += h.requests
-                traffic.errors += h.errors
-                traffic.escalations += h.escalations
-                if h.p99_ms is not None:
-                    traffic.p99_ms = max(traffic.p99_ms or 0.0, h.p99_ms)
+        for m in device.models:
+            if m.get("name") == name:
+                version = str(m.get("version"))
+                traffic.per_version[version] = traffic.per_version.get(version, 0) + 1
+        inference = status.get("inference") or {}
+        traffic.edge += int(inference.get("requests_edge") or 0)
+        traffic.cloud += int(inference.get("requests_cloud") or 0)
+        for h in status.get("model_health") or []:
+            if h.get("name") == name:
+                traffic.requests += int(h.get("requests") or 0)
+                traffic.errors += int(h.get("errors") or 0)
+                traffic.escalations += int(h.get("escalations") or 0)
+                if h.get("p99_ms") is not None:
+                    traffic.p99_ms = max(traffic.p99_ms or 0.0, float(h["p99_ms"]))
     return traffic
 
 
@@ -234,20 +286,17 @@ class DataFlow:
         return every
 
 
-def data_flow(devices: list[Device]) -> DataFlow:
+def data_flow(devices: list[Brief]) -> DataFlow:
     """Ingest and sync per site, summed over the devices' latest store reports."""
     sites: dict[str, SiteFlow] = {}
     for device in devices:
         flow = sites.setdefault(device.site, SiteFlow(device.site))
         flow.devices += 1
-        if device.status is None:
-            continue
-        store = device.status.store
-        flow.ingested += store.records_ingested
-        flow.synced += store.records_synced
-        flow.backlog += store.backlog_records
-        flow.sync_records_per_s += store.sync_records_per_s
-        flow.sync_bytes_per_s += store.sync_bytes_per_s
+        flow.ingested += int(device.store("records_ingested"))
+        flow.synced += int(device.store("records_synced"))
+        flow.backlog += int(device.store("backlog_records"))
+        flow.sync_records_per_s += float(device.store("sync_records_per_s"))
+        flow.sync_bytes_per_s += float(device.store("sync_bytes_per_s"))
     return DataFlow(sorted(sites.values(), key=lambda s: s.site))
 
 
