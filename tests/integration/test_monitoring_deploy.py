@@ -169,6 +169,32 @@ tests:
         alertname: HybridaiEdgeClockSkew
         exp_alerts:
           - exp_labels: {severity: warning, job: hybridai-edge, instance: e1}
+  - interval: 1m
+    input_series:
+      - series: 'hybridai_cloud_http_requests_total{job="hybridai-cloud", instance="c1", status="200"}'
+        values: '0+600x30'
+      - series: 'hybridai_cloud_http_requests_total{job="hybridai-cloud", instance="c1", status="503"}'
+        values: '0+60x30'
+      - series: 'hybridai_cloud_http_requests_total{job="hybridai-cloud", instance="c2", status="200"}'
+        values: '0+600x30'
+      - series: 'hybridai_cloud_http_requests_total{job="hybridai-cloud", instance="c2", status="500"}'
+        values: '0+1x30'
+    alert_rule_test:
+      - eval_time: 20m
+        alertname: HybridaiCloudErrorRate
+        exp_alerts:
+          - exp_labels: {severity: critical, job: hybridai-cloud, instance: c1}
+  - interval: 1m
+    input_series:
+      - series: 'hybridai_cloud_loop_state{job="hybridai-cloud", instance="c1", loop="rollout", state="backing_off"}'
+        values: '1x20'
+      - series: 'hybridai_cloud_loop_state{job="hybridai-cloud", instance="c1", loop="retraining", state="backing_off"}'
+        values: '0x20'
+    alert_rule_test:
+      - eval_time: 15m
+        alertname: HybridaiCloudLoopFailing
+        exp_alerts:
+          - exp_labels: {severity: warning, job: hybridai-cloud, instance: c1, loop: rollout, state: backing_off}
 """
 
 
