@@ -49,18 +49,18 @@ def fill_lake(lake: Lake, machines: int, ticks: int) -> None:
         t, f = plant.step()
         telemetry += t
         failures += f
-    for dataset, records in (("telemetry", telemetry), ("failures", failures)):
+    for stream, records in (("telemetry", telemetry), ("failures", failures)):
         rows = [
             {
                 **r,
-                "record_id": f"bench:{dataset}:{i}",
+                "record_id": f"bench:{stream}:{i}",
                 "device_id": "bench",
                 "site": "lab",
                 "date": dt.datetime.fromtimestamp(r["ts"], dt.UTC).strftime("%Y-%m-%d"),
             }
             for i, r in enumerate(records)
         ]
-        lake.commit_batch(dataset, "bench", 1, pa.Table.from_pylist(rows))
+        lake.commit_batch(stream, "bench", 1, pa.Table.from_pylist(rows))
 
 
 def specs() -> dict[str, TrainingSpec]:

@@ -22,7 +22,7 @@ from hybridai.demo.fleet import LocalFleet
 from hybridai.demo.simulator import FEATURES, Plant
 
 MODEL = "pm"
-DATASETS = ("telemetry", "failures")
+STREAMS = ("telemetry", "failures")
 # The edge waits 2 s for a cloud inference by default, then answers itself (or 503). On a busy
 # 2-core CI machine a healthy cloud can take longer, which would make "the cloud answered"
 # assertions flaky; a cut link still fails at once (the relay resets connections).
@@ -61,7 +61,7 @@ class Feeder:
             seed=seed,
             start_ts=time.time() - 30 * 86400,
         )
-        self.acked = dict.fromkeys(DATASETS, 0)
+        self.acked = dict.fromkeys(STREAMS, 0)
 
     @property
     def total(self) -> int:
@@ -69,7 +69,7 @@ class Feeder:
 
     def feed(self, ticks: int) -> int:
         """Step ``ticks`` ticks and ingest them (telemetry, then any failures); return records."""
-        produced: dict[str, list[dict[str, Any]]] = {d: [] for d in DATASETS}
+        produced: dict[str, list[dict[str, Any]]] = {d: [] for d in STREAMS}
         for _ in range(ticks):
             telemetry, failures = self.plant.step()
             produced["telemetry"] += telemetry
@@ -89,13 +89,13 @@ class Feeder:
 
 
 def lake_totals(fleet: LocalFleet) -> dict[str, dict[str, int]]:
-    """Per dataset: rows and distinct record ids in the lake."""
+    """Per stream: rows and distinct record ids in the lake."""
     return {
-        dataset: {
-            "rows": fleet.lake_count(f"SELECT count(*) FROM {dataset}"),
-            "distinct": fleet.lake_count(f"SELECT count(DISTINCT record_id) FROM {dataset}"),
+        stream: {
+            "rows": fleet.lake_count(f"SELECT count(*) FROM {stream}"),
+            "distinct": fleet.lake_count(f"SELECT count(DISTINCT record_id) FROM {stream}"),
         }
-        for dataset in DATASETS
+        for stream in STREAMS
     }
 
 

@@ -86,7 +86,7 @@ def _wait_until_ready(process: subprocess.Popen[bytes], server: S3Server, filer:
             probe = httpx.post(f"{filer}/ready/probe.txt", files={"file": b"ok"}, timeout=5)
             made = httpx.post(f"{filer}/buckets/{BUCKET}/", timeout=5)
             if probe.status_code == made.status_code == 201:
-                Lake(f"s3://{BUCKET}", server.options).datasets()
+                Lake(f"s3://{BUCKET}", server.options).streams()
                 return
             problem = f"filer answered {probe.status_code} {probe.text[:200]}"
         except (httpx.HTTPError, OSError) as exc:

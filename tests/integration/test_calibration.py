@@ -42,7 +42,7 @@ def fill(lake: Lake, ticks: int) -> None:
         t, f = plant.step()
         telemetry += t
         failures += f
-    for seq, (dataset, records) in enumerate((("telemetry", telemetry), ("failures", failures))):
+    for seq, (stream, records) in enumerate((("telemetry", telemetry), ("failures", failures))):
         rows = [
             {
                 **r,
@@ -53,7 +53,7 @@ def fill(lake: Lake, ticks: int) -> None:
             }
             for i, r in enumerate(records)
         ]
-        lake.commit_batch(dataset, "gw-1", seq + 1, pa.Table.from_pylist(rows))
+        lake.commit_batch(stream, "gw-1", seq + 1, pa.Table.from_pylist(rows))
 
 
 @pytest.fixture

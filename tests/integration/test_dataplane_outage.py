@@ -50,9 +50,9 @@ def telemetry(start: int, n: int) -> list[dict[str, Any]]:
     ]
 
 
-def commits(fleet: LocalFleet, dataset: str) -> list[tuple[int, int]]:
-    """``(version, commit timestamp ms)`` of the dataset's lake table."""
-    table = DeltaTable(str(fleet.workspace / "cloud" / "lake" / dataset))
+def commits(fleet: LocalFleet, stream: str) -> list[tuple[int, int]]:
+    """``(version, commit timestamp ms)`` of the stream's lake table."""
+    table = DeltaTable(str(fleet.workspace / "cloud" / "lake" / stream))
     return sorted((h["version"], h["timestamp"]) for h in table.history())
 
 

@@ -24,18 +24,18 @@ MACHINES = [f"m{i:02d}" for i in range(12)]
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 
-def _commit(lake: Lake, dataset: str, seq: int, records: list[dict[str, Any]]) -> None:
+def _commit(lake: Lake, stream: str, seq: int, records: list[dict[str, Any]]) -> None:
     rows = [
         {
             **r,
-            "record_id": f"gw:{dataset}:{seq}:{i}",
+            "record_id": f"gw:{stream}:{seq}:{i}",
             "device_id": "gw",
             "site": "plant-a",
             "date": dt.datetime.fromtimestamp(r["ts"], dt.UTC).strftime("%Y-%m-%d"),
         }
         for i, r in enumerate(records)
     ]
-    lake.commit_batch(dataset, "gw", seq, pa.Table.from_pylist(rows))
+    lake.commit_batch(stream, "gw", seq, pa.Table.from_pylist(rows))
 
 
 def fill_plant(lake: Lake, batches: int = 4, ticks: int = 150, seed: int = 1) -> None:

@@ -296,7 +296,7 @@ def _register(
         name,
         artifacts,
         kw.get("metrics", {"edge": {"accuracy": 0.9}}),
-        kw.get("lineage", {"dataset": "telemetry@3"}),
+        kw.get("lineage", {"stream": "telemetry@3"}),
         "alice",
         kw.get("now", NOW),
     )
@@ -316,7 +316,7 @@ def test_register_reads_tensor_metadata_and_stores_blobs(
         "alice",
     )
     assert info.metrics == {"edge": {"accuracy": 0.9}}
-    assert info.lineage == {"dataset": "telemetry@3"}
+    assert info.lineage == {"stream": "telemetry@3"}
     by_variant = {a.variant: a for a in info.artifacts}
     assert by_variant["edge"].sha256 == hashlib.sha256(edge).hexdigest()
     assert by_variant["cloud"].size == len(cloud)

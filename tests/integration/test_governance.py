@@ -237,19 +237,20 @@ EXAMPLES: dict[tuple[str, str], Any] = {
     ("POST", "/api/v1/training-runs"): {
         "model_name": "pm", "query": "SELECT 1", "features": ["x"], "label": "y"
     },
-    ("PUT", "/api/v1/policies/{dataset}"): {},
+    ("PUT", "/api/v1/policies/{stream}"): {},
     ("POST", "/api/v1/devices/{device_id}/status"): {
         "device_id": "gw-1", "agent_version": "1", "uptime_s": 1.0
     },
     ("POST", "/api/v1/devices/{device_id}/certificate"): {"csr": "x"},
     ("POST", "/api/v1/users"): {"name": "eve", "role": "admin", "password": PASSWORD},
     ("POST", "/api/v1/api-tokens"): {"name": "eve", "role": "admin"},
-    ("POST", "/api/v1/lake/maintenance"): {"dataset": "telemetry", "action": "optimize"},
+    ("POST", "/api/v1/lake/maintenance"): {"stream": "telemetry", "action": "optimize"},
     ("POST", "/api/v1/rollouts"): {"model": "vera", "version": "1"},
     ("POST", "/api/v1/models/{name}/versions/{version}/stage"): {"stage": "archived"},
     ("PUT", "/api/v1/streams/{stream}/schema"): {"fields": {"x": "number"}},
     ("PATCH", "/api/v1/devices/{device_id}/tags"): {"add": {"line": "3"}},
-    ("PUT", "/api/v1/lake/grants/{dataset}"): {"kind": "role", "name": "viewer"},
+    ("PUT", "/api/v1/lake/grants/{stream}"): {"kind": "role", "name": "viewer"},
+    ("POST", "/api/v1/sites/{site}/keys"): {"name": "bench", "roles": ["ingest"]},
 }  # fmt: skip
 
 
@@ -265,8 +266,8 @@ def _concrete(path: str) -> str:
         .replace("{variant}", "edge")
         .replace("{batch_seq}", "1")
         .replace("{device_id}", "gw-1")
-        .replace("{dataset}", "telemetry")
         .replace("{stream}", "telemetry")
+        .replace("{site}", "plant-a")
         .replace("{run_id}", "r1")
         .replace("{token_id}", "0123456789abcdef")
     )
@@ -392,13 +393,13 @@ def test_path_traversal_in_model_names_is_refused(
     assert not list(Path(api.app.state.cloud.settings.data_dir).rglob("passwd"))  # type: ignore[attr-defined]
 
 
-def test_path_traversal_in_dataset_names_is_refused(cloud: Cloud) -> None:
+def test_path_traversal_in_stream_names_is_refused(cloud: Cloud) -> None:
     import pyarrow as pa
 
     table = pa.table({"x": [1]})
-    for dataset in ("../escape", "a/../../b", "..", "/abs"):
+    for stream in ("../escape", "a/../../b", "..", "/abs"):
         with pytest.raises(ValueError):
-            cloud.lake.commit_batch(dataset, "gw-1", 1, table)
+            cloud.lake.commit_batch(stream, "gw-1", 1, table)
     root = cloud.settings.data_dir
     assert not (root / "escape").exists() and not (root.parent / "escape").exists()
 

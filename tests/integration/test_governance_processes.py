@@ -23,7 +23,7 @@ from hybridai.demo.fleet import LocalFleet, wait_for
 pytestmark = pytest.mark.slow
 
 SECRET_FIELD = "RECIPE-SECRET-7d41c2"
-SECRET_DATASET = "FORMULA-SECRET-55ab09"
+SECRET_STREAM = "FORMULA-SECRET-55ab09"
 PERSON = "operator-alice-3e9f"
 
 
@@ -65,7 +65,7 @@ def test_restricted_data_never_reaches_the_cloud(fleet: LocalFleet) -> None:
         for i in range(5)
     ]
     assert ingest(edge, "telemetry", telemetry).status_code == 200
-    formulas = [{"ts": now + i, "formula": SECRET_DATASET} for i in range(3)]
+    formulas = [{"ts": now + i, "formula": SECRET_STREAM} for i in range(3)]
     assert ingest(edge, "formulas", formulas).status_code == 200
 
     wait_for(
@@ -79,7 +79,7 @@ def test_restricted_data_never_reaches_the_cloud(fleet: LocalFleet) -> None:
     operators = {r[rows["columns"].index("operator")] for r in rows["rows"]}
     assert len(operators) == 1 and next(iter(operators)).startswith("ps:")
     assert "formulas" not in fleet.call("GET", "/api/v1/lake/tables")
-    needles = [SECRET_FIELD.encode(), SECRET_DATASET.encode(), PERSON.encode()]
+    needles = [SECRET_FIELD.encode(), SECRET_STREAM.encode(), PERSON.encode()]
     assert _files_containing(fleet, needles) == []
 
 
@@ -155,8 +155,8 @@ def test_compliance_report_names_every_control(fleet: LocalFleet) -> None:
     assert controls["tls_version"]["status"] == "pass", controls["tls_version"]  # TLS 1.3 only
     assert report["passed"] == all(c["status"] != "fail" for c in report["controls"])
     assert fleet.api is not None
-    for dataset, spec in (("Bad-Name", {}), ("x", {"fields": {"a": "secret"}})):
-        bad = fleet.api.put(f"/api/v1/policies/{dataset}", json=spec)
+    for stream, spec in (("Bad-Name", {}), ("x", {"fields": {"a": "secret"}})):
+        bad = fleet.api.put(f"/api/v1/policies/{stream}", json=spec)
         assert bad.status_code == 400, bad.text
     missing = fleet.api.get("/api/v1/policies/nothing")
     assert missing.status_code == 404 and "hybridai policy set" in missing.json()["error"]

@@ -43,7 +43,7 @@ def test_commit_creates_a_table_and_counts_rows(lake: Lake) -> None:
     version, duplicate = lake.commit_batch("telemetry", "gw-1", 1, batch("gw-1", 0, 5))
 
     assert (version, duplicate) == (0, False)
-    assert lake.datasets() == ["telemetry"]
+    assert lake.streams() == ["telemetry"]
     assert lake.versions() == {"telemetry": 0}
     assert lake.count("telemetry") == 5
 
@@ -114,7 +114,7 @@ def test_a_new_field_is_merged_into_the_schema(lake: Lake) -> None:
 def test_an_incompatible_field_is_refused_without_a_commit(lake: Lake) -> None:
     lake.commit_batch("telemetry", "gw-1", 1, batch("gw-1", 0, 2))
 
-    with pytest.raises(ValueError, match="does not fit dataset 'telemetry'"):
+    with pytest.raises(ValueError, match="does not fit stream 'telemetry'"):
         lake.commit_batch("telemetry", "gw-1", 2, batch("gw-1", 2, 2, value=["a", "b"]))
 
     assert lake.versions() == {"telemetry": 0}
@@ -152,7 +152,7 @@ def test_time_travel_reads_an_old_version(lake: Lake) -> None:
     ]
 
 
-def test_query_joins_datasets(lake: Lake) -> None:
+def test_query_joins_streams(lake: Lake) -> None:
     lake.commit_batch("telemetry", "gw-1", 1, batch("gw-1", 0, 4))
     lake.commit_batch("failures", "gw-1", 1, batch("gw-1", 4, 2))
 
@@ -180,7 +180,7 @@ def test_bad_or_escaping_sql_raises_lake_query_error(lake: Lake, sql: str, messa
         lake.query(sql)
 
 
-def test_time_travel_to_a_missing_version_or_dataset_fails(lake: Lake) -> None:
+def test_time_travel_to_a_missing_version_or_stream_fails(lake: Lake) -> None:
     lake.commit_batch("telemetry", "gw-1", 1, batch("gw-1", 0, 1))
 
     with pytest.raises(LakeQueryError, match="no version 7"):
@@ -190,17 +190,17 @@ def test_time_travel_to_a_missing_version_or_dataset_fails(lake: Lake) -> None:
 
 
 def test_empty_lake(lake: Lake) -> None:
-    assert lake.datasets() == []
+    assert lake.streams() == []
     assert lake.versions() == {}
     assert lake.count("telemetry") == 0
     with pytest.raises(LakeQueryError, match="telemetry"):
         lake.query("SELECT * FROM telemetry")
 
 
-@pytest.mark.parametrize("dataset", ["Telemetry", "1st", "", "a-b", "../escape", "x" * 64])
-def test_bad_dataset_names_are_refused(lake: Lake, dataset: str) -> None:
-    with pytest.raises(ValueError, match="dataset name"):
-        lake.commit_batch(dataset, "gw-1", 1, batch("gw-1", 0, 1))
+@pytest.mark.parametrize("stream", ["Telemetry", "1st", "", "a-b", "../escape", "x" * 64])
+def test_bad_stream_names_are_refused(lake: Lake, stream: str) -> None:
+    with pytest.raises(ValueError, match="stream name"):
+        lake.commit_batch(stream, "gw-1", 1, batch("gw-1", 0, 1))
 
 
 @pytest.mark.parametrize(
@@ -222,7 +222,7 @@ def test_bad_batches_are_refused(lake: Lake, table: pa.Table, seq: int, message:
     with pytest.raises(ValueError, match=message):
         lake.commit_batch("telemetry", "gw-1", seq, table)
 
-    assert lake.datasets() == []
+    assert lake.streams() == []
 
 
 # -- moved from the S3-only suite: every backend keeps these promises -------------------------
@@ -231,7 +231,7 @@ def test_bad_batches_are_refused(lake: Lake, table: pa.Table, seq: int, message:
 def test_batches_commit_once_and_a_retry_is_a_flagged_no_op(
     lake: Lake, lake_factory: LakeFactory
 ) -> None:
-    assert lake.datasets() == []
+    assert lake.streams() == []
     assert lake.commit_batch("telemetry", "gw-1", 1, numbered("gw-1", 1)) == (0, False)
     assert lake.commit_batch("telemetry", "gw-2", 1, numbered("gw-2", 1, at_site="plant-b")) == (
         1,
@@ -246,7 +246,7 @@ def test_batches_commit_once_and_a_retry_is_a_flagged_no_op(
     from_replica = replica.commit_batch("telemetry", "gw-2", 1, numbered("gw-2", 1))
 
     assert (again, older, from_replica) == ((2, True), (2, True), (2, True))
-    assert lake.datasets() == ["telemetry"]
+    assert lake.streams() == ["telemetry"]
     assert replica.versions() == {"telemetry": 2}
     assert lake.count("telemetry") == 15
     rows = lake.query(
@@ -311,7 +311,7 @@ def test_schema_evolves_when_a_stream_gains_a_field(lake: Lake) -> None:
     lake.commit_batch("telemetry", "gw-1", 1, numbered("gw-1", 1, n=2))
     lake.commit_batch("telemetry", "gw-1", 2, numbered("gw-1", 2, n=2, humidity=[0.4, 0.5]))
 
-    with pytest.raises(ValueError, match="does not fit dataset 'telemetry'"):
+    with pytest.raises(ValueError, match="does not fit stream 'telemetry'"):
         lake.commit_batch("telemetry", "gw-1", 3, numbered("gw-1", 3, n=2, value=["a", "b"]))
 
     assert lake.columns("telemetry")[-1] == "humidity"

@@ -88,7 +88,7 @@ def test_optimize_compacts_and_vacuum_deletes_files_rows_unchanged(
     assert lake.count("telemetry") == 20 * (BATCHES + 1)
 
 
-def test_maintenance_refuses_unknown_datasets_and_bad_retention(
+def test_maintenance_refuses_unknown_streams_and_bad_retention(
     lake_factory: LakeFactory,
 ) -> None:
     lake = lake_factory()
@@ -115,18 +115,18 @@ def test_the_api_and_cli_run_maintenance_for_operators(
     admin = {"Authorization": f"Bearer {cloud.settings.admin_token_path.read_text().strip()}"}
     with TestClient(create_app(cloud)) as api:
         path = "/api/v1/lake/maintenance"
-        done = api.post(path, json={"dataset": "telemetry", "action": "optimize"}, headers=admin)
+        done = api.post(path, json={"stream": "telemetry", "action": "optimize"}, headers=admin)
         assert done.status_code == 200, done.text
         assert done.json()["files_removed"] == BATCHES and done.json()["files_now"] == 1
         swept = api.post(
             path,
-            json={"dataset": "telemetry", "action": "vacuum", "retain_hours": 0},
+            json={"stream": "telemetry", "action": "vacuum", "retain_hours": 0},
             headers=admin,
         )
         assert swept.status_code == 200 and swept.json()["files_deleted"] == BATCHES
-        missing = api.post(path, json={"dataset": "absent", "action": "optimize"}, headers=admin)
+        missing = api.post(path, json={"stream": "absent", "action": "optimize"}, headers=admin)
         assert (missing.status_code, missing.json()["code"]) == (404, "not_found")
-        anonymous = api.post(path, json={"dataset": "telemetry", "action": "optimize"})
+        anonymous = api.post(path, json={"stream": "telemetry", "action": "optimize"})
         assert anonymous.status_code == 401
 
         # The CLI speaks to the same route (its HTTP client swapped for the in-process app).

@@ -56,7 +56,7 @@ def test_a_missing_bucket_is_named(s3: S3Server) -> None:
     lake = Lake("s3://no-such-bucket/x", s3.options)
 
     with pytest.raises(LakeStorageError, match="NoSuchBucket"):
-        lake.datasets()
+        lake.streams()
 
 
 # -- several writer processes ---------------------------------------------------------------
@@ -144,7 +144,7 @@ def test_the_cloud_commits_a_sync_batch_to_an_s3_lake(
     admin = f"Bearer {cloud.settings.admin_token_path.read_text().strip()}"
     headers = {
         "Authorization": admin,
-        sync.DATASET_HEADER: "telemetry",
+        sync.STREAM_HEADER: "telemetry",
         sync.SHA256_HEADER: hashlib.sha256(body).hexdigest(),
     }
 

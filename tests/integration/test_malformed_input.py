@@ -296,7 +296,7 @@ def test_the_same_batch_sent_twice_is_stored_once(edge: Edge) -> None:
 
 # -- the cloud's sync door ---------------------------------------------------------------------
 
-PROBE = "sync_probe"  # a dataset of its own: the edge's own batches never touch it
+PROBE = "sync_probe"  # a stream of its own: the edge's own batches never touch it
 
 
 def _parquet(first: int, n: int, site: str = SITE) -> bytes:
@@ -330,14 +330,14 @@ def device_api(fleet: LocalFleet) -> Iterator[httpx.Client]:
 
 
 def _put(api: httpx.Client, seq: int, body: bytes, sha: str | None) -> httpx.Response:
-    headers = {sync.DATASET_HEADER: PROBE, "Content-Type": sync.PARQUET_MEDIA_TYPE}
+    headers = {sync.STREAM_HEADER: PROBE, "Content-Type": sync.PARQUET_MEDIA_TYPE}
     if sha is not None:
         headers[sync.SHA256_HEADER] = sha
     return api.put(f"/api/v1/devices/{DEVICE}/batches/{seq}", content=body, headers=headers)
 
 
 def _probe_rows(fleet: LocalFleet) -> int | None:
-    """Rows of the probe dataset in the lake; None while it does not exist."""
+    """Rows of the probe stream in the lake; None while it does not exist."""
     if PROBE not in fleet.call("GET", "/api/v1/lake/tables"):
         return None
     return fleet.lake_count(f"SELECT count(*) FROM {PROBE}")

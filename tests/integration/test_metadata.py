@@ -44,6 +44,7 @@ TABLES = {
     "retraining_policies",
     "stream_schemas",
     "fleet_settings",
+    "lake_grants",
     "site_keys",
     "quarantined_batches",
 }

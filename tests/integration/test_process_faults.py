@@ -20,9 +20,9 @@ import httpx
 import pytest
 
 from _fleet import (
-    DATASETS,
     MODEL,
     PATIENT_EDGE,
+    STREAMS,
     Feeder,
     assert_lake_exactly,
     assert_probabilities,
@@ -61,7 +61,7 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
 
 
 def _acked(*feeders: Feeder) -> dict[str, int]:
-    return {d: sum(f.acked[d] for f in feeders) for d in DATASETS}
+    return {d: sum(f.acked[d] for f in feeders) for d in STREAMS}
 
 
 @dataclass
@@ -107,7 +107,7 @@ class TrialProducer:
         )
 
     def step(self, ticks: int) -> list[Chunk]:
-        produced: dict[str, list[dict[str, Any]]] = {d: [] for d in DATASETS}
+        produced: dict[str, list[dict[str, Any]]] = {d: [] for d in STREAMS}
         for _ in range(ticks):
             telemetry, failures = self.plant.step()
             produced["telemetry"] += telemetry
@@ -190,11 +190,11 @@ def _run_kill_trial(fleet: LocalFleet, device: str, site: str, trial: Trial) -> 
         trial.retried, trial.stored_before_kill = True, body["duplicates"] == n
 
 
-def _lake_keys(fleet: LocalFleet, dataset: str) -> Counter[Key]:
+def _lake_keys(fleet: LocalFleet, stream: str) -> Counter[Key]:
     result = fleet.call(
         "POST",
         "/api/v1/lake/query",
-        json={"sql": f"SELECT machine_id, ts FROM {dataset}", "limit": 1_000_000},
+        json={"sql": f"SELECT machine_id, ts FROM {stream}", "limit": 1_000_000},
     )
     assert not result["truncated"]
     return Counter((machine, ts) for machine, ts in result["rows"])
@@ -204,7 +204,7 @@ def _lake_problems(lake: dict[str, Counter[Key]], trials: list[Trial]) -> list[s
     """Per trial: acknowledged records missing, records stored twice, half-stored requests."""
     problems: list[str] = []
     sent = {(c.stream, k) for t in trials for c in t.chunks for k in c.record_keys()}
-    strangers = [(d, k) for d in DATASETS for k in lake[d] if (d, k) not in sent]
+    strangers = [(d, k) for d in STREAMS for k in lake[d] if (d, k) not in sent]
     if strangers:
         problems.append(f"{len(strangers)} lake rows no producer sent, e.g. {strangers[:3]}")
     for trial in trials:
@@ -247,7 +247,7 @@ def test_kill_edge_mid_ingest_and_mid_sync_no_loss_no_duplicates(fleet: LocalFle
 
     fleet.wait_drained()
     streams = {c.stream for t in trials for c in t.chunks if c.acked}
-    lake = {d: _lake_keys(fleet, d) if d in streams else Counter[Key]() for d in DATASETS}
+    lake = {d: _lake_keys(fleet, d) if d in streams else Counter[Key]() for d in STREAMS}
     problems = _lake_problems(lake, trials)
     assert not problems, "\n".join(problems)
     store = fleet.edge_status(device)["store"]

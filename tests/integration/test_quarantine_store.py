@@ -34,7 +34,7 @@ def test_a_batch_is_kept_once_and_counted_for_its_device(db: Session, tmp_path: 
     blobs = LocalBlobStore(tmp_path / "blobs")
     kept = [
         quarantine.keep(
-            db, blobs, device_id="a", seq=seq, dataset="telemetry", body=b"x",
+            db, blobs, device_id="a", seq=seq, stream="telemetry", body=b"x",
             records=3, reason=f"reason {seq}", now=float(seq),
         )
         for seq in (1, 1, 2)

@@ -53,12 +53,12 @@ class Uploader:
                 t, f = self.plant.step()
                 telemetry += t
                 failures += f
-            for dataset, records in (("telemetry", telemetry), ("failures", failures)):
+            for stream, records in (("telemetry", telemetry), ("failures", failures)):
                 if records:
-                    self.seq[dataset] += 1
+                    self.seq[stream] += 1
                     table = as_batch(records, self.next_id)
                     self.next_id += len(records)
-                    self.lake.commit_batch(dataset, DEVICE, self.seq[dataset], table)
+                    self.lake.commit_batch(stream, DEVICE, self.seq[stream], table)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,4 @@
-"""One device cannot block a dataset for the fleet (issue 11.5), through real processes.
+"""One device cannot block a stream for the fleet (issue 11.5), through real processes.
 
 Device A syncs a field with the wrong type first, so its rows create the lake table; the
 operator declares the right type with ``retype`` (the declaration wins over the first writer),
@@ -90,7 +90,7 @@ def test_a_wrong_first_writer_cannot_block_the_declared_type(two_devices: LocalF
     assert devices["dev-b"]["quarantined_batches"] == 0
     kept = fleet.call("GET", "/api/v1/quarantine", params={"device_id": "dev-a"})
     assert {k["batch_seq"] is None for k in kept} == {True, False}
-    assert sum(k["records"] for k in kept) == 5 and {k["dataset"] for k in kept} == {STREAM}
+    assert sum(k["records"] for k in kept) == 5 and {k["stream"] for k in kept} == {STREAM}
     assert fleet.call("GET", "/api/v1/quarantine", params={"device_id": "dev-b"}) == []
 
     assert ingest(b, STREAM, _rows(5, 30.0, now + 200)).status_code == 200  # B never waits

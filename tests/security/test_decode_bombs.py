@@ -110,7 +110,7 @@ def device_api(fleet: LocalFleet) -> Iterator[httpx.Client]:
 
 def _put(api: httpx.Client, seq: int, body: bytes) -> httpx.Response:
     headers = {
-        sync.DATASET_HEADER: PROBE,
+        sync.STREAM_HEADER: PROBE,
         sync.SHA256_HEADER: hashlib.sha256(body).hexdigest(),
         "Content-Type": sync.PARQUET_MEDIA_TYPE,
     }

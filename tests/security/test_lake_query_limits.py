@@ -1,7 +1,7 @@
-"""Lake queries are bounded: memory, time, rows, and only the datasets one holds a grant on.
+"""Lake queries are bounded: memory, time, rows, and only the streams one holds a grant on.
 
 Before: a viewer could pin the cloud at 2 GB RSS or keep it busy for minutes after the client
-left, and every role read every dataset. The in-process tests pin each limit down; the
+left, and every role read every stream. The in-process tests pin each limit down; the
 process tests show a real cloud refusing, staying small and stopping work nobody waits for.
 """
 
@@ -19,10 +19,10 @@ import pytest
 from _fleet import cloud_client, error_of, local_fleet
 from hybridai.cloud.data.lake import Lake, LakeQueryError
 from hybridai.cloud.data.lake_query import (
-    DatasetNotGranted,
     QueryHandle,
     QueryLimitExceeded,
     QueryLimits,
+    StreamNotGranted,
     check_readable,
     run_query,
 )
@@ -90,7 +90,7 @@ def test_results_stop_at_the_row_cap_and_say_they_were_truncated(lake: Lake) -> 
     assert over.table.num_rows == 7
 
 
-def test_only_granted_datasets_can_be_named(lake: Lake) -> None:
+def test_only_granted_streams_can_be_named(lake: Lake) -> None:
     ok = run_query(lake, "SELECT count(*) AS n FROM telemetry", readable={"telemetry"})
     assert ok.table.to_pylist() == [{"n": 50}]
     for sql in (
@@ -98,13 +98,13 @@ def test_only_granted_datasets_can_be_named(lake: Lake) -> None:
         "SELECT t.value, p.salary FROM telemetry t JOIN payroll p USING (record_id)",
         "SELECT * FROM telemetry WHERE record_id IN (SELECT record_id FROM payroll)",
     ):
-        with pytest.raises(DatasetNotGranted, match="payroll"):
+        with pytest.raises(StreamNotGranted, match="payroll"):
             run_query(lake, sql, readable={"telemetry"})
-        with pytest.raises(DatasetNotGranted):
+        with pytest.raises(StreamNotGranted):
             check_readable(lake, sql, {"telemetry"})
-    with pytest.raises(LakeQueryError) as missing:  # not a dataset at all: no grant talk
+    with pytest.raises(LakeQueryError) as missing:  # not a stream at all: no grant talk
         run_query(lake, "SELECT * FROM nothing_here", readable={"telemetry"})
-    assert not isinstance(missing.value, DatasetNotGranted)
+    assert not isinstance(missing.value, StreamNotGranted)
     check_readable(lake, "SELECT * FROM payroll", None)  # admins: everything
 
 
@@ -147,7 +147,7 @@ def _query(client: httpx.Client, sql: str, **extra: object) -> httpx.Response:
     return client.post("/api/v1/lake/query", json={"sql": sql, **extra})
 
 
-def test_a_viewer_reads_only_datasets_granted_to_it(fleet: object) -> None:
+def test_a_viewer_reads_only_streams_granted_to_it(fleet: object) -> None:
     api = fleet.api  # type: ignore[attr-defined]
     with _viewer(fleet) as viewer:
         assert error_of(_query(viewer, "SELECT count(*) FROM telemetry")) == (403, "forbidden")
@@ -157,21 +157,21 @@ def test_a_viewer_reads_only_datasets_granted_to_it(fleet: object) -> None:
         refused = _query(viewer, "SELECT * FROM telemetry JOIN payroll USING (record_id)")
         assert error_of(refused) == (403, "forbidden")
         assert "lake grant payroll" in refused.json()["error"]
-        assert "1000.0" not in refused.text  # no row of the dataset in the answer
+        assert "1000.0" not in refused.text  # no row of the stream in the answer
         # viewers cannot hand out grants
         self_grant = viewer.put(
             "/api/v1/lake/grants/payroll", json={"kind": "user", "name": "vera"}
         )
         assert error_of(self_grant) == (403, "forbidden")
         listed = api.get("/api/v1/lake/grants").json()
-        assert [(g["dataset"], g["kind"], g["name"]) for g in listed] == [
+        assert [(g["stream"], g["kind"], g["name"]) for g in listed] == [
             ("telemetry", "role", "viewer")
         ]
         assert api.delete("/api/v1/lake/grants/telemetry/role/viewer").status_code == 204
         assert error_of(_query(viewer, "SELECT count(*) FROM telemetry")) == (403, "forbidden")
     entries = api.get("/api/v1/audit", params={"limit": 50}).json()
     actions = {e["action"] for e in entries}
-    assert "PUT /api/v1/lake/grants/{dataset}" in actions
+    assert "PUT /api/v1/lake/grants/{stream}" in actions
     assert admin_reads_all(api)
 
 

@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 
 BROKER = ("127.0.0.1", 1883)
 SECRET_FIELD = "RECIPE-SECRET-2b7e"  # a restricted field of telemetry
-SECRET_DATASET = "FORMULA-SECRET-c41d"  # a record of formulas, restricted as a whole
+SECRET_STREAM = "FORMULA-SECRET-c41d"  # a record of formulas, restricted as a whole
 PERSON = "operator-bob-5a0c"  # a personal field
 SECRET_TENSOR = "TENSOR-SECRET-93fd"  # a value sent where a number belongs
 SECRET_VALUE = "VALUE-SECRET-e80f"  # an internal value that does not fit: in no error text
@@ -66,8 +66,8 @@ def site(tmp_path: Path) -> Iterator[tuple[LocalFleet, paho.Client, str]]:
     publisher.connect(*BROKER)
     publisher.loop_start()
     with local_fleet(tmp_path / "fleet") as fleet:
-        for dataset, spec in POLICIES.items():
-            fleet.call("PUT", f"/api/v1/policies/{dataset}", json=spec)
+        for stream, spec in POLICIES.items():
+            fleet.call("PUT", f"/api/v1/policies/{stream}", json=spec)
         fleet.start_edge("edge-r", "site-r", env=env)
         fleet.wait_enrolled(1)
         wait_for(
@@ -126,7 +126,7 @@ def test_restricted_data_stays_on_site_on_every_path(
     misfit = {"ts": now + 1, "vibration": SECRET_VALUE, "recipe": SECRET_FIELD, "operator": PERSON}
     _publish(mqtt, f"{prefix}/telemetry", json.dumps(misfit).encode())
     _publish(mqtt, f"{prefix}/telemetry", f'{{"recipe": "{SECRET_FIELD}", '.encode())
-    _publish(mqtt, f"{prefix}/formulas", json.dumps({"ts": "x", "f": SECRET_DATASET}).encode())
+    _publish(mqtt, f"{prefix}/formulas", json.dumps({"ts": "x", "f": SECRET_STREAM}).encode())
     wait_for(
         "3 dead letters in the lake",
         lambda: fleet.lake_count("SELECT count(*) FROM dead_letters") == 3,
@@ -214,7 +214,7 @@ def test_restricted_data_stays_on_site_on_every_path(
 
     fleet.wait_drained()
     audit = json.dumps(fleet.call("GET", "/api/v1/audit"))
-    needles = [SECRET_FIELD, SECRET_DATASET, PERSON, SECRET_TENSOR, str(INPUT_MARK)]
+    needles = [SECRET_FIELD, SECRET_STREAM, PERSON, SECRET_TENSOR, str(INPUT_MARK)]
     assert [n for n in [*needles, SECRET_VALUE] if n in audit] == []
     written = [fleet.workspace / "cloud", *fleet.workspace.glob("cloud*.log")]
     assert _files_containing(written, [n.encode() for n in needles]) == []

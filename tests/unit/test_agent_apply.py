@@ -33,7 +33,7 @@ def _desired(generation: str, **settings: object) -> DesiredState:
         device_id="gw-1",
         generation=generation,
         settings=DeviceSettings.model_validate(settings),
-        policies=[DataPolicy(dataset="telemetry", classification="restricted")],
+        policies=[DataPolicy(stream="telemetry", classification="restricted")],
     )
 
 

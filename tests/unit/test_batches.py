@@ -48,7 +48,7 @@ def test_metadata_describes_the_body() -> None:
     encoded = encode_batch(batch({"a": 1}, {"a": 2}, seq=7), "gw-1", "plant-a")
 
     assert encoded.seq == 7
-    assert encoded.dataset == "telemetry"
+    assert encoded.stream == "telemetry"
     assert encoded.records == 2
     assert encoded.sha256 == hashlib.sha256(encoded.body).hexdigest()
 

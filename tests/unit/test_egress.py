@@ -12,11 +12,11 @@ SECRET = "RECIPE-SECRET-91"
 PERSON = "alice-7f"
 POLICIES = {
     "telemetry": DataPolicy(
-        dataset="telemetry", fields={"recipe": "restricted", "operator": "personal"}
+        stream="telemetry", fields={"recipe": "restricted", "operator": "personal"}
     ),
-    "formulas": DataPolicy(dataset="formulas", classification="restricted"),
-    "readings": DataPolicy(dataset="readings", fields={"operator": "personal"}, personal="drop"),
-    "plain": DataPolicy(dataset="plain"),
+    "formulas": DataPolicy(stream="formulas", classification="restricted"),
+    "readings": DataPolicy(stream="readings", fields={"operator": "personal"}, personal="drop"),
+    "plain": DataPolicy(stream="plain"),
 }
 
 

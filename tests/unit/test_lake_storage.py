@@ -83,11 +83,11 @@ def test_a_storage_error_reads_as_a_sentence() -> None:
         "<Error><Code>SignatureDoesNotMatch</Code><Message>...</Message></Error>"
     )
 
-    error = LakeLocation("s3://my-lake/p").storage_error("opening dataset 't'", raw)
+    error = LakeLocation("s3://my-lake/p").storage_error("opening stream 't'", raw)
 
     assert isinstance(error, LakeStorageError) and isinstance(error, OSError)
     text = str(error)
-    assert text.startswith("the lake at s3://my-lake/p failed while opening dataset 't': ")
+    assert text.startswith("the lake at s3://my-lake/p failed while opening stream 't': ")
     assert "403 Forbidden" in text and "SignatureDoesNotMatch" in text
     assert "\x1b" not in text and "HYBRIDAI_CLOUD_LAKE_S3_ENDPOINT_URL" in text
 

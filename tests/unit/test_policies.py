@@ -23,7 +23,7 @@ KEY = b"k" * 32
 
 
 def policy(**spec: Any) -> DataPolicy:
-    return DataPolicy.model_validate({"dataset": "telemetry", **spec})
+    return DataPolicy.model_validate({"stream": "telemetry", **spec})
 
 
 def test_restricted_fields_are_dropped_and_personal_ones_pseudonymised() -> None:
@@ -50,14 +50,14 @@ def test_without_a_policy_records_pass_unchanged() -> None:
     assert redact(None, KEY, {"a": 1}) == {"a": 1}
 
 
-def test_a_restricted_dataset_never_leaves() -> None:
+def test_a_restricted_stream_never_leaves() -> None:
     p = policy(classification="restricted")
     assert local_only(p) and not local_only(policy()) and not local_only(None)
     with pytest.raises(ValueError, match="never leaves"):
         redact(p, KEY, {"a": 1})
 
 
-def test_unnamed_fields_never_rank_below_the_dataset() -> None:
+def test_unnamed_fields_never_rank_below_the_stream() -> None:
     p = policy(classification="personal", fields={"temp": "public"})
     assert field_class(p, "anything") == "personal"
     assert field_class(p, "temp") == "public"
@@ -70,7 +70,7 @@ def test_retention_takes_the_shortest_period_of_the_classes_present() -> None:
         lake_retention_days={"restricted": 1},
     )
     assert retention_s(p, "edge") == 7 * 86400
-    assert retention_s(p, "lake") is None  # no restricted data in this dataset
+    assert retention_s(p, "lake") is None  # no restricted data in this stream
     assert retention_s(None, "edge") is None
 
 

@@ -1,4 +1,4 @@
-"""Fitting a sync batch to its dataset: declared types win, misfits are named, never quoted."""
+"""Fitting a sync batch to its stream: declared types win, misfits are named, never quoted."""
 
 from __future__ import annotations
 

@@ -24,9 +24,9 @@ from hybridai.serving import ModelRepository, OnnxModel
 ROWS = [[0.1, -1.2, 0.3, 2.0], [1.0, 0.5, -0.7, 0.0]]
 ALWAYS = {"kind": "cascade", "cascade": {"measure": "margin", "threshold": 2.0}}
 POLICIES = [
-    DataPolicy(dataset="formulas", classification="restricted"),
-    DataPolicy(dataset="telemetry", fields={"recipe": "restricted"}),
-    DataPolicy(dataset="readings", fields={"operator": "personal"}),
+    DataPolicy(stream="formulas", classification="restricted"),
+    DataPolicy(stream="telemetry", fields={"recipe": "restricted"}),
+    DataPolicy(stream="readings", fields={"operator": "personal"}),
 ]
 
 

@@ -47,7 +47,7 @@ class FakeCloud:
         return BatchAck(
             device_id=DEVICE,
             batch_seq=batch.seq,
-            dataset=batch.dataset,
+            stream=batch.stream,
             records=batch.records,
             duplicate=duplicate,
             table_version=len(self.committed),
@@ -78,7 +78,7 @@ def test_drain_sends_everything_in_sequence(store: EdgeStore) -> None:
 
     assert sent == 3
     assert [b.seq for b in cloud.received] == [1, 2, 3]
-    assert [(b.dataset, b.records) for b in cloud.received] == [
+    assert [(b.stream, b.records) for b in cloud.received] == [
         ("alerts", 2),  # high priority goes first, although it arrived later
         ("telemetry", 4),
         ("telemetry", 4),

@@ -67,7 +67,7 @@ class Sink:
         return BatchAck(
             device_id="gw",
             batch_seq=batch.seq,
-            dataset=batch.dataset,
+            stream=batch.stream,
             records=batch.records,
             duplicate=False,
             table_version=1,
@@ -123,7 +123,7 @@ def test_outside_the_window_only_high_priority_syncs(tmp_path: Path) -> None:
         inside = asyncio.run(up.drain())
 
     assert (outside, backlog, inside) == (1, 1, 1)
-    assert [b.dataset for b in sink.sent] == ["alerts", "telemetry"]
+    assert [b.stream for b in sink.sent] == ["alerts", "telemetry"]
 
 
 def test_throughput_is_reported_per_stream(tmp_path: Path) -> None:
@@ -136,7 +136,7 @@ def test_throughput_is_reported_per_stream(tmp_path: Path) -> None:
         asyncio.run(up.drain())
 
     streams = ("alerts", "telemetry")
-    size = {s: sum(len(b.body) for b in sink.sent if b.dataset == s) for s in streams}
+    size = {s: sum(len(b.body) for b in sink.sent if b.stream == s) for s in streams}
     count = {"alerts": 40, "telemetry": 200}
     assert set(up.stream_throughput) == set(streams)
     # each stream's rate is over the time its own batches took: together, the whole drain

@@ -16,12 +16,12 @@ from hybridai.protocol.policy import DataPolicy
 KEY = b"s" * 32
 
 
-def test_batches_leave_redacted_and_restricted_datasets_stay(tmp_path: Path) -> None:
+def test_batches_leave_redacted_and_restricted_streams_stay(tmp_path: Path) -> None:
     policies = {
         "telemetry": DataPolicy(
-            dataset="telemetry", fields={"operator": "personal", "recipe": "restricted"}
+            stream="telemetry", fields={"operator": "personal", "recipe": "restricted"}
         ),
-        "secret": DataPolicy(dataset="secret", classification="restricted"),
+        "secret": DataPolicy(stream="secret", classification="restricted"),
     }
     with EdgeStore(tmp_path / "store.db") as store:
         store.append("secret", [{"ts": T0, "formula": "TOP-SECRET"}])  # oldest: would go first
@@ -30,7 +30,7 @@ def test_batches_leave_redacted_and_restricted_datasets_stay(tmp_path: Path) -> 
         uploader = Uploader(store, cloud, DEVICE, "site", policies=lambda: policies, site_key=KEY)
         assert asyncio.run(uploader.drain()) == 1
         [sent] = cloud.received
-        assert sent.dataset == "telemetry"
+        assert sent.stream == "telemetry"
         row = as_the_cloud_reads(sent.body).to_pylist()[0]
         assert row["operator"] == pseudonymise(KEY, "alice")
         assert "recipe" not in row and row["v"] == 1
@@ -39,12 +39,12 @@ def test_batches_leave_redacted_and_restricted_datasets_stay(tmp_path: Path) -> 
         assert (kept.backlog_records, kept.local_only_records) == (0, 1)
 
 
-def test_a_batch_formed_before_its_dataset_turned_restricted_is_withdrawn(tmp_path: Path) -> None:
+def test_a_batch_formed_before_its_stream_turned_restricted_is_withdrawn(tmp_path: Path) -> None:
     with EdgeStore(tmp_path / "store.db") as store:
         store.append("secret", [{"ts": T0, "formula": "TOP-SECRET"}])
         pending = store.next_batch()  # handed out while no policy was known
         assert pending is not None
-        policies = {"secret": DataPolicy(dataset="secret", classification="restricted")}
+        policies = {"secret": DataPolicy(stream="secret", classification="restricted")}
         cloud = FakeCloud()
         uploader = Uploader(store, cloud, DEVICE, "site", policies=lambda: policies, site_key=KEY)
         assert asyncio.run(uploader.drain()) == 0

@@ -18,7 +18,7 @@ def report(
     """Pass/fail per control; exits 1 when any control fails.
 
     Controls: TLS 1.3 only, MFA for admins and operators, audit chain, device certificates,
-    devices seen, a policy per lake dataset, signed models.
+    devices seen, a policy per lake stream, signed models.
     """
     data = call(cloud, token, "GET", "/api/v1/compliance/report")
     if as_json:

@@ -14,7 +14,7 @@ app = typer.Typer(help="Query the central Delta Lake with DuckDB SQL.", no_args_
 
 @app.command()
 def query(
-    sql: Annotated[str, typer.Argument(help="DuckDB SQL; each dataset is a view by its name.")],
+    sql: Annotated[str, typer.Argument(help="DuckDB SQL; each stream is a view by its name.")],
     limit: Annotated[int, typer.Option(help="Most rows to return.")] = 1000,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
@@ -37,7 +37,7 @@ def query(
 
 @app.command()
 def tables(cloud: CloudOpt = DEFAULT_CLOUD, token: TokenOpt = None) -> None:
-    """List datasets with their current Delta table version."""
+    """List streams with their current Delta table version."""
     print_json(call(cloud, token, "GET", "/api/v1/lake/tables"))
 
 
@@ -45,15 +45,15 @@ def tables(cloud: CloudOpt = DEFAULT_CLOUD, token: TokenOpt = None) -> None:
 def retention(
     cloud: CloudOpt = DEFAULT_CLOUD, token: TokenOpt = None, as_json: JsonOpt = False
 ) -> None:
-    """Apply each dataset's lake retention period now: delete (and vacuum) older rows."""
+    """Apply each stream's lake retention period now: delete (and vacuum) older rows."""
     data = call(cloud, token, "POST", "/api/v1/lake/retention")
     if as_json:
         print_json(data)
         return
     if not data["deleted"]:
-        out.print("no dataset has a lake retention period (`hybridai policy set --lake-retention`)")
-    for dataset, deleted in sorted(data["deleted"].items()):
-        out.print(f"{dataset}: deleted {deleted} row(s)")
+        out.print("no stream has a lake retention period (`hybridai policy set --lake-retention`)")
+    for stream, deleted in sorted(data["deleted"].items()):
+        out.print(f"{stream}: deleted {deleted} row(s)")
 
 
 def _print_maintenance(data: dict[str, Any], as_json: bool) -> None:
@@ -61,7 +61,7 @@ def _print_maintenance(data: dict[str, Any], as_json: bool) -> None:
         print_json(data)
         return
     out.print(
-        f"{data['dataset']}: {data['action']} done at version {data['version']}: "
+        f"{data['stream']}: {data['action']} done at version {data['version']}: "
         f"{data['files_removed']} file(s) compacted into {data['files_added']}, "
         f"{data['files_deleted']} deleted; the current version reads {data['files_now']}"
     )
@@ -69,20 +69,20 @@ def _print_maintenance(data: dict[str, Any], as_json: bool) -> None:
 
 @app.command()
 def optimize(
-    dataset: Annotated[str, typer.Argument(help="Dataset (Delta table) to compact.")],
+    stream: Annotated[str, typer.Argument(help="Stream (Delta table) to compact.")],
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Compact a dataset's small files (one per edge batch) into large ones; rows unchanged."""
-    body = {"dataset": dataset, "action": "optimize"}
+    """Compact a stream's small files (one per edge batch) into large ones; rows unchanged."""
+    body = {"stream": stream, "action": "optimize"}
     data = call(cloud, token, "POST", "/api/v1/lake/maintenance", json=body)
     _print_maintenance(data, as_json)
 
 
 @app.command()
 def vacuum(
-    dataset: Annotated[str, typer.Argument(help="Dataset (Delta table) to vacuum.")],
+    stream: Annotated[str, typer.Argument(help="Stream (Delta table) to vacuum.")],
     retain_hours: Annotated[
         float,
         typer.Option(help="Keep files that versions of the last N hours read (time travel)."),
@@ -92,7 +92,7 @@ def vacuum(
     as_json: JsonOpt = False,
 ) -> None:
     """Delete data files no version younger than --retain-hours needs (after optimize)."""
-    body = {"dataset": dataset, "action": "vacuum", "retain_hours": retain_hours}
+    body = {"stream": stream, "action": "vacuum", "retain_hours": retain_hours}
     data = call(cloud, token, "POST", "/api/v1/lake/maintenance", json=body)
     _print_maintenance(data, as_json)
 
@@ -109,51 +109,51 @@ UserOpt = Annotated[str | None, typer.Option(help="Grant to this one user.")]
 
 @app.command()
 def grant(
-    dataset: Annotated[str, typer.Argument(help="Dataset whose rows the grantee may query.")],
+    stream: Annotated[str, typer.Argument(help="Stream whose rows the grantee may query.")],
     role: RoleOpt = None,
     user: UserOpt = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Let a role or a user read a dataset (admins read every dataset without a grant)."""
+    """Let a role or a user read a stream (admins read every stream without a grant)."""
     kind, name = _grantee(role, user)
     body = {"kind": kind, "name": name}
-    data = call(cloud, token, "PUT", f"/api/v1/lake/grants/{dataset}", json=body)
+    data = call(cloud, token, "PUT", f"/api/v1/lake/grants/{stream}", json=body)
     if as_json:
         print_json(data)
         return
-    out.print(f"{kind} {name} may read {dataset}")
+    out.print(f"{kind} {name} may read {stream}")
 
 
 @app.command()
 def revoke(
-    dataset: Annotated[str, typer.Argument(help="Dataset to take the grant away from.")],
+    stream: Annotated[str, typer.Argument(help="Stream to take the grant away from.")],
     role: RoleOpt = None,
     user: UserOpt = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
 ) -> None:
-    """Take a read grant away; the grantee's next query of the dataset is refused (403)."""
+    """Take a read grant away; the grantee's next query of the stream is refused (403)."""
     kind, name = _grantee(role, user)
-    call(cloud, token, "DELETE", f"/api/v1/lake/grants/{dataset}/{kind}/{name}")
-    out.print(f"{kind} {name} may no longer read {dataset}")
+    call(cloud, token, "DELETE", f"/api/v1/lake/grants/{stream}/{kind}/{name}")
+    out.print(f"{kind} {name} may no longer read {stream}")
 
 
 @app.command()
 def grants(
-    dataset: Annotated[str | None, typer.Option(help="Only this dataset's grants.")] = None,
+    stream: Annotated[str | None, typer.Option(help="Only this stream's grants.")] = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """List read grants on lake datasets."""
-    params = f"?dataset={dataset}" if dataset else ""
+    """List read grants on lake streams."""
+    params = f"?stream={stream}" if stream else ""
     data = call(cloud, token, "GET", f"/api/v1/lake/grants{params}")
     if as_json:
         print_json(data)
         return
-    table = Table("dataset", "grantee", "granted by")
+    table = Table("stream", "grantee", "granted by")
     for row in data:
-        table.add_row(row["dataset"], f"{row['kind']} {row['name']}", row["granted_by"])
+        table.add_row(row["stream"], f"{row['kind']} {row['name']}", row["granted_by"])
     out.print(table)

@@ -1,4 +1,4 @@
-"""``hybridai policy``: declare and list per-dataset data policies."""
+"""``hybridai policy``: declare and list per-stream data policies."""
 
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def _pairs(items: list[str], what: str, number: bool = False) -> dict[str, Any]:
 
 @app.command("set")
 def set_policy(
-    dataset: Annotated[str, typer.Argument(help="Dataset (edge stream / lake table) name.")],
+    stream: Annotated[str, typer.Argument(help="Stream (edge stream / lake table) name.")],
     field: Annotated[
         list[str] | None,
         typer.Option(
@@ -51,7 +51,7 @@ def set_policy(
         ),
     ] = None,
     classification: Annotated[
-        str, typer.Option(help="Class of the whole dataset; restricted never leaves the site.")
+        str, typer.Option(help="Class of the whole stream; restricted never leaves the site.")
     ] = "internal",
     default_class: Annotated[str, typer.Option(help="Class of fields not named.")] = "internal",
     personal: Annotated[
@@ -67,7 +67,7 @@ def set_policy(
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Declare (replace) a dataset's policy; edges apply it from their next desired state."""
+    """Declare (replace) a stream's policy; edges apply it from their next desired state."""
     spec = {
         "classification": classification,
         "default_class": default_class,
@@ -76,11 +76,11 @@ def set_policy(
         "edge_retention_days": _pairs(edge_retention or [], "--edge-retention", number=True),
         "lake_retention_days": _pairs(lake_retention or [], "--lake-retention", number=True),
     }
-    data = call(cloud, token, "PUT", f"/api/v1/policies/{dataset}", json=spec)
+    data = call(cloud, token, "PUT", f"/api/v1/policies/{stream}", json=spec)
     if as_json:
         print_json(data)
         return
-    out.print(f"[green]policy set[/] for {data['dataset']} ({data['classification']})")
+    out.print(f"[green]policy set[/] for {data['stream']} ({data['classification']})")
 
 
 @app.command("list")
@@ -93,12 +93,12 @@ def list_policies(
         print_json(data)
         return
     table = Table(title="data policies")
-    for column in ("dataset", "class", "fields", "personal", "edge retention", "lake retention"):
+    for column in ("stream", "class", "fields", "personal", "edge retention", "lake retention"):
         table.add_column(column)
     for p in data:
         fields = ", ".join(f"{k}={v}" for k, v in sorted(p["fields"].items()))
         table.add_row(
-            p["dataset"],
+            p["stream"],
             p["classification"],
             fields or f"(all {p['default_class']})",
             p["personal"],

@@ -61,7 +61,7 @@ def _fields(spec: dict[str, Any]) -> str:
 
 @schema_app.command("set")
 def set_schema(
-    stream: Annotated[str, typer.Argument(help="Stream (lake dataset) name.")],
+    stream: Annotated[str, typer.Argument(help="Stream name (its lake table has the same name).")],
     field: Annotated[
         list[str],
         typer.Option("--field", help=f"NAME:TYPE, TYPE one of {', '.join(FIELD_TYPES)}; repeat."),
@@ -106,7 +106,7 @@ def set_schema(
 
 @schema_app.command("show")
 def show_schema(
-    stream: Annotated[str, typer.Argument(help="Stream (lake dataset) name.")],
+    stream: Annotated[str, typer.Argument(help="Stream name (its lake table has the same name).")],
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -143,7 +143,7 @@ def show_schema(
 
 @schema_app.command("delete")
 def delete_schema(
-    stream: Annotated[str, typer.Argument(help="Stream (lake dataset) name.")],
+    stream: Annotated[str, typer.Argument(help="Stream name (its lake table has the same name).")],
     site: SiteOpt = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,

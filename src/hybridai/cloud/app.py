@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from hybridai import __version__
-from hybridai.cloud.api import ROUTERS, health, metrics, sync
+from hybridai.cloud.api import ROUTERS, health, sync
 from hybridai.cloud.auth import principal, require_user_or_device
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.inference import CloudBackend
@@ -17,8 +17,6 @@ from hybridai.cloud.models.rollout_ticker import rollout_step
 from hybridai.cloud.people.auditing import AuditMiddleware
 from hybridai.cloud.pipelines.retraining import retraining_step
 from hybridai.cloud.settings import CloudSettings
-from hybridai.dashboard import mount as dashboard
-from hybridai.observability.requests import RequestLogMiddleware
 from hybridai.observability.supervisor import Supervisor
 from hybridai.protocol.errors import ErrorCode
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
@@ -28,7 +26,7 @@ from hybridai.storage.blobs import BlobStorageError
 
 # Routes anyone may call: probes, the API's description, enrollment (the token is the
 # credential) and login (the password is). Every other route requires an identity.
-OPEN_PATHS = ("/v2/health/", "/docs", "/redoc", "/openapi.json", "/ui")  # /ui: by cookie
+OPEN_PATHS = ("/v2/health/", "/docs", "/redoc", "/openapi.json")
 OPEN_ROUTES = frozenset({"/api/v1/enroll", "/api/v1/auth/login"})
 
 
@@ -88,20 +86,14 @@ def create_app(cloud: Cloud) -> FastAPI:
         "and Open Inference Protocol v2 inference.",
         lifespan=lifespan,
         dependencies=[Depends(_identified)],
-        docs_url=None,  # served from local assets with the dashboard: no CDN
-        redoc_url=None,
     )
     app.state.cloud = cloud
     app.state.loops = loops
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(cloud.settings))
     app.add_middleware(AuditMiddleware, sessions=cloud.sessions)  # outside: sees 413s too
-    # outermost: traces, logs and counts every request, the refused ones too (GET /metrics)
-    app.add_middleware(RequestLogMiddleware, observe=cloud.metrics.observe_request)
-    cloud.metrics.watch(cloud.sessions, cloud.engine, loops)
     install_error_handlers(app)
     app.add_exception_handler(BlobStorageError, _blob_store_failed)
-    for router in (*ROUTERS, health.router, metrics.router):
+    for router in (*ROUTERS, health.router):
         app.include_router(router)
     app.include_router(v2_router(CloudBackend(cloud)), dependencies=[Depends(_v2_access)])
-    dashboard.install(app)  # /ui, /docs, /redoc
     return app

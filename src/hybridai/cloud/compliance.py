@@ -172,17 +172,17 @@ def devices_seen(cloud: Cloud, session: Session, now: float) -> Outcome:
     return "pass", f"{len(active)} active device(s), all seen within {limit:.0f} s"
 
 
-@control("policies_present", "Every lake dataset has a data policy")
+@control("policies_present", "Every lake stream has a data policy")
 def policies_present(cloud: Cloud, session: Session, now: float) -> Outcome:
     try:
-        datasets = set(cloud.lake.datasets())
+        streams = set(cloud.lake.streams())
     except NotImplementedError as exc:
-        return "unknown", f"cannot list the lake's datasets: {exc}"
-    declared = set(session.scalars(select(DataPolicyRow.dataset)))
-    missing = sorted(datasets - declared)
+        return "unknown", f"cannot list the lake's streams: {exc}"
+    declared = set(session.scalars(select(DataPolicyRow.stream)))
+    missing = sorted(streams - declared)
     if missing:
-        return "fail", f"dataset(s) without a policy: {_names(missing)} (`hybridai policy set`)"
-    return "pass", f"{len(datasets)} dataset(s), each with a policy"
+        return "fail", f"stream(s) without a policy: {_names(missing)} (`hybridai policy set`)"
+    return "pass", f"{len(streams)} stream(s), each with a policy"
 
 
 @control("models_signed", "Deployed models are signed under the cloud's key")

@@ -116,7 +116,7 @@ class CloudBackend:
             stream = deployment.policy.input_stream if deployment and deployment.policy else None
             if stream is None:
                 return None
-            known = {p.dataset: p for p in policies.list_policies(session)}
+            known = {p.stream: p for p in policies.list_policies(session)}
         return stream if data_class(known.get(stream)) == "restricted" else None
 
     async def infer(

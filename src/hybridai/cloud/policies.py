@@ -1,8 +1,8 @@
-"""Data policy service: declare a policy per dataset, list them, and apply lake retention.
+"""Data policy service: declare a policy per stream, list them, and apply lake retention.
 
-Policies are stored whole per dataset (one JSON spec) and delivered to every edge in its
+Policies are stored whole per stream (one JSON spec) and delivered to every edge in its
 desired state; the edge applies them before a batch leaves the site. Lake retention deletes
-rows older than the dataset's retention period and vacuums the files they lived in, so the
+rows older than the stream's retention period and vacuums the files they lived in, so the
 bytes are gone, not only hidden (time travel to versions before the deletion ends with it).
 """
 
@@ -11,19 +11,19 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from hybridai.cloud.data.lake import DATASET_PATTERN, Lake
+from hybridai.cloud.data.lake import STREAM_RE, Lake
 from hybridai.governance.policies import retention_s
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.policy import DataPolicy, PolicySpec, RetentionResult
 from hybridai.storage.tables import DataPolicyRow
 
 
-def _check_dataset(dataset: str) -> None:
-    if not DATASET_PATTERN.fullmatch(dataset):
+def _check_stream(stream: str) -> None:
+    if not STREAM_RE.fullmatch(stream):
         raise ApiError(
             400,
             ErrorCode.INVALID_INPUT,
-            f"dataset name {dataset!r} is invalid: use 1-63 lowercase letters, digits or "
+            f"stream name {stream!r} is invalid: use 1-63 lowercase letters, digits or "
             "underscores, starting with a letter",
         )
 
@@ -32,7 +32,7 @@ def _policy(row: DataPolicyRow) -> DataPolicy:
     return DataPolicy.model_validate(
         {
             **row.spec,
-            "dataset": row.dataset,
+            "stream": row.stream,
             "updated_at": row.updated_at,
             "updated_by": row.updated_by,
         }
@@ -40,14 +40,14 @@ def _policy(row: DataPolicyRow) -> DataPolicy:
 
 
 def put_policy(
-    session: Session, dataset: str, spec: PolicySpec, actor: str, now: float
+    session: Session, stream: str, spec: PolicySpec, actor: str, now: float
 ) -> DataPolicy:
-    """Declare (or replace) the policy of ``dataset``."""
-    _check_dataset(dataset)
-    row = session.get(DataPolicyRow, dataset)
+    """Declare (or replace) the policy of ``stream``."""
+    _check_stream(stream)
+    row = session.get(DataPolicyRow, stream)
     data = spec.model_dump(mode="json")
     if row is None:
-        row = DataPolicyRow(dataset=dataset, spec=data, updated_at=now, updated_by=actor)
+        row = DataPolicyRow(stream=stream, spec=data, updated_at=now, updated_by=actor)
         session.add(row)
     else:
         row.spec, row.updated_at, row.updated_by = data, now, actor
@@ -55,35 +55,35 @@ def put_policy(
     return _policy(row)
 
 
-def get_policy(session: Session, dataset: str) -> DataPolicy:
-    _check_dataset(dataset)
-    row = session.get(DataPolicyRow, dataset)
+def get_policy(session: Session, stream: str) -> DataPolicy:
+    _check_stream(stream)
+    row = session.get(DataPolicyRow, stream)
     if row is None:
         raise ApiError(
             404,
             ErrorCode.NOT_FOUND,
-            f"dataset {dataset!r} has no policy: declare one with `hybridai policy set {dataset}`",
+            f"stream {stream!r} has no policy: declare one with `hybridai policy set {stream}`",
         )
     return _policy(row)
 
 
 def list_policies(session: Session) -> list[DataPolicy]:
     return [
-        _policy(r) for r in session.scalars(select(DataPolicyRow).order_by(DataPolicyRow.dataset))
+        _policy(r) for r in session.scalars(select(DataPolicyRow).order_by(DataPolicyRow.stream))
     ]
 
 
 def apply_lake_retention(session: Session, lake: Lake, now: float) -> RetentionResult:
-    """Delete, per policy, lake rows older than their dataset's lake retention period."""
+    """Delete, per policy, lake rows older than their stream's lake retention period."""
     result = RetentionResult()
-    datasets = set(lake.datasets())
+    streams = set(lake.streams())
     for policy in list_policies(session):
-        if policy.dataset not in datasets:
+        if policy.stream not in streams:
             continue
-        period = retention_s(policy, "lake", lake.columns(policy.dataset))
+        period = retention_s(policy, "lake", lake.columns(policy.stream))
         if period is None:
             continue
         cutoff = now - period
-        result.cutoffs[policy.dataset] = cutoff
-        result.deleted[policy.dataset] = lake.apply_retention(policy.dataset, cutoff)
+        result.cutoffs[policy.stream] = cutoff
+        result.deleted[policy.stream] = lake.apply_retention(policy.stream, cutoff)
     return result

@@ -152,11 +152,9 @@ class Scenario:
     def lake_totals(self) -> dict[str, int]:
         count = self.fleet.lake_count
         totals = {}
-        for dataset in ("telemetry", "failures"):
-            totals[f"{dataset}_rows"] = count(f"SELECT count(*) FROM {dataset}")
-            totals[f"{dataset}_distinct"] = count(
-                f"SELECT count(DISTINCT record_id) FROM {dataset}"
-            )
+        for stream in ("telemetry", "failures"):
+            totals[f"{stream}_rows"] = count(f"SELECT count(*) FROM {stream}")
+            totals[f"{stream}_distinct"] = count(f"SELECT count(DISTINCT record_id) FROM {stream}")
         return totals
 
     def stop(self) -> None:

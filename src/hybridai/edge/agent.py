@@ -24,7 +24,6 @@ from hybridai.edge.dataplane import DataPlane
 from hybridai.edge.desired_cache import DesiredCache
 from hybridai.edge.edge_config import applied, effective, local_config
 from hybridai.edge.identity import DeviceIdentity
-from hybridai.edge.identity_metrics import CertificateCollector
 from hybridai.edge.ingest.declared_schemas import DeclaredSchemas
 from hybridai.edge.ingest.intake import Ingest
 from hybridai.edge.ingest.mqtt_metrics import MqttCollector
@@ -38,7 +37,6 @@ from hybridai.edge.routing.hard_examples import STREAM as HARD_EXAMPLES
 from hybridai.edge.routing.peer_calls import PeerCalls
 from hybridai.edge.routing.peer_tls import PeerTls
 from hybridai.edge.routing.placement_state import PlacementState
-from hybridai.edge.routing.summary import summarize
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.edge.store.metrics import StoreCollector
@@ -145,7 +143,6 @@ class EdgeAgent:
         self.dataplane = DataPlane(settings, self.store)
         self.backend.metrics.registry.register(StoreCollector(self._store_stats))
         self.backend.metrics.registry.register(ClockCollector(self.clock))
-        self.backend.metrics.registry.register(CertificateCollector(self.identity))
         if self.mqtt is not None:
             self.backend.metrics.registry.register(MqttCollector(self.mqtt.stats))
         self.schemas = DeclaredSchemas(  # stream schemas the cloud declares
@@ -336,7 +333,7 @@ class EdgeAgent:
         cached state at start, its models from the local cache only.
         """
         self.desired.receive(desired)
-        self.policies = {p.dataset: p for p in desired.policies}
+        self.policies = {p.stream: p for p in desired.policies}
         self.token_public_key = desired.settings.token_public_key
         self.config = effective(self.local_config, desired.settings)
         if self.uploader is not None:
@@ -441,5 +438,4 @@ class EdgeAgent:
             stream_schemas=self.schemas.report(),
             settings=applied(self.config),
             settings_error=self.dataplane.error,
-            metrics=summarize(self.backend, self._store_stats()),
         )

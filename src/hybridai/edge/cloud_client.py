@@ -118,7 +118,7 @@ class CloudClient:
                 headers={
                     "Content-Type": sync.PARQUET_MEDIA_TYPE,
                     sync.SHA256_HEADER: batch.sha256,
-                    sync.DATASET_HEADER: batch.dataset,
+                    sync.STREAM_HEADER: batch.stream,
                     sync.RECORDS_HEADER: str(batch.records),
                 },
                 timeout=60.0,

@@ -1,4 +1,4 @@
-"""The edge's side of the data policies: its keys, local-only datasets and retention.
+"""The edge's side of the data policies: its keys, local-only streams and retention.
 
 Policies arrive in the desired state (the agent hands over the current ones); the uploader
 redacts batches with them (``hybridai.edge.sync.uploader``); this module runs retention and says
@@ -37,7 +37,7 @@ def trusted_key(settings: EdgeSettings) -> TrustedKey:
 
 
 class EdgeDataPolicy:
-    """Policies as the edge applies them: retention, local-only datasets, status figures."""
+    """Policies as the edge applies them: retention, local-only streams, status figures."""
 
     def __init__(
         self,
@@ -58,13 +58,13 @@ class EdgeDataPolicy:
         return frozenset(d for d, p in self.policies().items() if local_only(p))
 
     def expire(self, now: float) -> tuple[int, int]:
-        """One retention pass over every dataset with an edge retention period."""
+        """One retention pass over every stream with an edge retention period."""
         deleted = overdue = 0
-        for dataset, policy in self.policies().items():
+        for stream, policy in self.policies().items():
             period = retention_s(policy, "edge")
             if period is None:
                 continue
-            gone, late = self._store.expire(dataset, now - period, local_only(policy))
+            gone, late = self._store.expire(stream, now - period, local_only(policy))
             deleted, overdue = deleted + gone, overdue + late
         if overdue:
             log.warning("%d unsynced records are past their retention period; kept", overdue)

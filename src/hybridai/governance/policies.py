@@ -29,9 +29,9 @@ Where = Literal["edge", "lake"]
 
 
 def field_class(policy: DataPolicy, field: str) -> DataClass:
-    """A field's class: its own if named, else the default but never below the dataset's.
+    """A field's class: its own if named, else the default but never below the stream's.
 
-    So a 'personal' dataset keeps its unnamed fields personal.
+    So a 'personal' stream keeps its unnamed fields personal.
     """
     if field in policy.fields:
         return policy.fields[field]
@@ -40,7 +40,7 @@ def field_class(policy: DataPolicy, field: str) -> DataClass:
 
 
 def local_only(policy: DataPolicy | None) -> bool:
-    """Whether the dataset must never leave the site (classified restricted as a whole)."""
+    """Whether the stream must never leave the site (classified restricted as a whole)."""
     return policy is not None and policy.classification == "restricted"
 
 
@@ -58,12 +58,12 @@ def redact(policy: DataPolicy | None, key: bytes, record: Mapping[str, Any]) -> 
 
     Restricted fields are dropped; personal ones are pseudonymised or dropped.
 
-    Raises ValueError for a dataset that must stay local: callers never send those at all.
+    Raises ValueError for a stream that must stay local: callers never send those at all.
     """
     if policy is None:
         return dict(record)
     if local_only(policy):
-        raise ValueError(f"dataset {policy.dataset!r} is restricted: it never leaves the site")
+        raise ValueError(f"stream {policy.stream!r} is restricted: it never leaves the site")
     out: dict[str, Any] = {}
     for field, value in record.items():
         data_class = field_class(policy, field)
@@ -79,17 +79,17 @@ def redact(policy: DataPolicy | None, key: bytes, record: Mapping[str, Any]) -> 
 
 
 def classes_present(policy: DataPolicy, fields: Iterable[str]) -> set[DataClass]:
-    """The classes of data a dataset holds: its own class and its fields' classes."""
+    """The classes of data a stream holds: its own class and its fields' classes."""
     return {policy.classification} | {field_class(policy, f) for f in fields}
 
 
 def retention_s(
     policy: DataPolicy | None, where: Where, fields: Iterable[str] = ()
 ) -> float | None:
-    """How long records of this dataset are kept ``where``, in seconds; None: for ever.
+    """How long records of this stream are kept ``where``, in seconds; None: for ever.
 
     A record is kept for the shortest period among the classes of data it holds (the
-    dataset's own class, the classes of its named fields and of ``fields``), so the most
+    stream's own class, the classes of its named fields and of ``fields``), so the most
     sensitive content sets the pace.
     """
     if policy is None:

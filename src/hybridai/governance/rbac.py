@@ -31,7 +31,7 @@ ACTIONS: tuple[Action, ...] = (
         "read",
         frozenset(ROLES),
         "list and read devices, models, versions, deployments, training runs, lake tables; "
-        "query the lake datasets one holds a read grant on (admins: every dataset); cloud "
+        "query the lake streams one holds a read grant on (admins: every stream); cloud "
         "inference; read data policies, stream schemas, fleet settings (`fleet config show`), "
         "the compliance report and the cloud's health (its background loops)",
     ),
@@ -62,7 +62,7 @@ ACTIONS: tuple[Action, ...] = (
         "admin",
         frozenset({ADMIN}),
         "add, list and disable users; create, list and revoke API tokens; grant and revoke "
-        "read grants on lake datasets",
+        "read grants on lake streams",
     ),
     Action(
         "account",

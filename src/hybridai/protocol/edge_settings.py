@@ -24,12 +24,12 @@ from pydantic import (
 )
 
 from hybridai.protocol.placement import SitePeer
-from hybridai.protocol.policy import DATASET_PATTERN
+from hybridai.protocol.policy import STREAM_PATTERN
 
 Priority = Literal["high", "normal", "low"]
 Level = Literal["default", "fleet", "site", "tag", "device"]
 LEVELS: tuple[Level, ...] = ("default", "fleet", "site", "tag", "device")  # least specific first
-StreamName = Annotated[str, Field(pattern=DATASET_PATTERN)]
+StreamName = Annotated[str, Field(pattern=STREAM_PATTERN)]
 MAP_FIELDS = ("stream_priorities", "stream_compression")  # merged stream by stream
 _WINDOW_PART = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 

@@ -179,7 +179,7 @@ class StoreStats(BaseModel):
     bytes_synced: int = 0
     records_expired: int = 0  # deleted by retention (synced, or local-only by policy)
     retention_overdue: int = 0  # unsynced records past their retention, kept and counted
-    local_only_records: int = 0  # of restricted datasets: never synced, not in the backlog
+    local_only_records: int = 0  # of restricted streams: never synced, not in the backlog
     records_compressed: int = 0
     records_evicted_synced: int = 0
     records_evicted_unsynced: int = 0
@@ -260,7 +260,7 @@ class StatusReport(BaseModel):
     last_error: str | None = None  # the latest failure talking to the cloud, with its fix
     loops: list[LoopHealth] = Field(default_factory=list)  # its background loops' health
     estimates: dict[str, float] = Field(default_factory=dict)
-    policies: list[str] = Field(default_factory=list)  # datasets whose policy is applied
+    policies: list[str] = Field(default_factory=list)  # streams whose policy is applied
     advertise_url: str | None = None  # its peer listener, https (None: not offered)
     lan_auth: str = "keys"  # how its LAN API admits clients: keys, or open (lab benches)
     inflight: int = 0  # inference requests in progress when the report was made

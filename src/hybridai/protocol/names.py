@@ -1,6 +1,6 @@
 """The one allow-list for names that come from outside: they end up in paths, URLs and logs.
 
-Model names, versions, stream and dataset names, device ids, site names and file names inside
+Model names, versions, stream and stream names, device ids, site names and file names inside
 bundles are all checked here before any of them is joined into a file path or a URL, or looked
 up. A name is 1-63 ASCII letters, digits, ``.``, ``_`` or ``-``, starting with a letter or
 digit and never containing ``..``: no path separator, no parent directory, no control
@@ -19,7 +19,6 @@ NameKind = Literal[
     "model version",
     "model variant",
     "stream",
-    "dataset",
     "device id",
     "site",
     "file name",

@@ -12,7 +12,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from hybridai.protocol.policy import DATASET_PATTERN
+from hybridai.protocol.policy import STREAM_PATTERN
 
 PolicyKindName = Literal["latency", "edge-only", "cloud-only", "cascade"]
 MeasureName = Literal["max_prob", "margin", "entropy", "band"]
@@ -51,7 +51,7 @@ class PlacementPolicy(BaseModel):
     needs: PlacementNeeds = Field(default_factory=PlacementNeeds)
     input_stream: str | None = Field(
         default=None,
-        pattern=DATASET_PATTERN,
+        pattern=STREAM_PATTERN,
         description="The stream whose records feed the model: its data policy applies to every "
         "request (a stream holding restricted data keeps the model on site, whatever a request "
         "says) and to the model's hard examples.",

@@ -1,4 +1,4 @@
-"""Data policies: how each dataset's fields are classified, redacted and retained.
+"""Data policies: how each stream's fields are classified, redacted and retained.
 
 Declared in the cloud, delivered to every edge in its desired state, applied at the edge before
 a batch leaves the site (see ``hybridai.governance.policies``).
@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field, field_validator
 
 DataClass = Literal["public", "internal", "personal", "restricted"]
 DATA_CLASSES: tuple[DataClass, ...] = ("public", "internal", "personal", "restricted")
-DATASET_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
+STREAM_PATTERN = r"^[a-z][a-z0-9_]{0,62}$"
 FIELD_PATTERN = r"^[A-Za-z0-9_.:-]{1,128}$"
 PersonalAction = Literal["pseudonymise", "drop"]
 
@@ -25,11 +25,11 @@ def _check_retention(value: dict[DataClass, float]) -> dict[DataClass, float]:
 
 
 class PolicySpec(BaseModel):
-    """What an operator declares for one dataset (``PUT /api/v1/policies/{dataset}``)."""
+    """What an operator declares for one stream (``PUT /api/v1/policies/{stream}``)."""
 
     classification: DataClass = Field(
         default="internal",
-        description="Class of the dataset as a whole; 'restricted' keeps it on site entirely.",
+        description="Class of the stream as a whole; 'restricted' keeps it on site entirely.",
     )
     fields: dict[str, DataClass] = Field(
         default_factory=dict, description="Class per field; unnamed fields take default_class."
@@ -63,15 +63,15 @@ class PolicySpec(BaseModel):
 
 
 class DataPolicy(PolicySpec):
-    """A declared policy as stored and delivered: the spec plus its dataset and provenance."""
+    """A declared policy as stored and delivered: the spec plus its stream and provenance."""
 
-    dataset: str = Field(pattern=DATASET_PATTERN)
+    stream: str = Field(pattern=STREAM_PATTERN)
     updated_at: float = 0.0
     updated_by: str = ""
 
 
 class RetentionResult(BaseModel):
-    """What one retention pass deleted from the lake, per dataset."""
+    """What one retention pass deleted from the lake, per stream."""
 
     deleted: dict[str, int] = Field(default_factory=dict)
     cutoffs: dict[str, float] = Field(default_factory=dict)

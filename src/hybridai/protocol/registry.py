@@ -60,7 +60,7 @@ class EdgeBudget(BaseModel):
 class TrainingSpec(BaseModel):
     """A training run: a lake query that yields features and a label, and two model sizes.
 
-    ``query`` is DuckDB SQL in which every lake dataset is a view named after it. The edge
+    ``query`` is DuckDB SQL in which every lake stream is a view named after it. The edge
     variant is small enough for a gateway; the cloud variant is the big model.
     """
 

@@ -16,7 +16,7 @@ from typing import Literal
 
 from pydantic import BaseModel, Field, field_validator, model_validator
 
-from hybridai.protocol.policy import DATASET_PATTERN, FIELD_PATTERN
+from hybridai.protocol.policy import FIELD_PATTERN, STREAM_PATTERN
 from hybridai.protocol.sync import TIMESTAMP
 
 FieldType = Literal["string", "number", "integer", "boolean"]
@@ -59,7 +59,7 @@ class DeclaredSpec(SchemaSpec):
 class StreamSchemaDeclaration(DeclaredSpec):
     """A declared schema as stored and listed: the spec, where it applies and who set it."""
 
-    stream: str = Field(pattern=DATASET_PATTERN)
+    stream: str = Field(pattern=STREAM_PATTERN)
     site: str | None = Field(default=None, description="The site it applies to; None: fleet.")
     updated_at: float = 0.0
     updated_by: str = ""

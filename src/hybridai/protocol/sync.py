@@ -5,7 +5,7 @@ A batch is ``PUT /api/v1/devices/{device_id}/batches/{batch_seq}`` with a Parque
 sequence, one at a time, and resends the same bytes until acknowledged, so the cloud can answer
 a repeat with success without committing it twice.
 
-A batch that cannot join its dataset's lake table (a column of another type than the table or
+A batch that cannot join its stream's lake table (a column of another type than the table or
 the stream's declared schema) is quarantined: kept in the cloud apart from the lake and
 acknowledged with ``quarantined`` and the reason, so the device's sync moves on and no other
 device's batches wait on it. Operators see it in the fleet view and under
@@ -17,7 +17,7 @@ from __future__ import annotations
 from pydantic import BaseModel, Field
 
 SHA256_HEADER = "X-Hybridai-Sha256"
-DATASET_HEADER = "X-Hybridai-Dataset"
+STREAM_HEADER = "X-Hybridai-Stream"
 RECORDS_HEADER = "X-Hybridai-Records"
 PARQUET_MEDIA_TYPE = "application/vnd.apache.parquet"
 
@@ -32,7 +32,7 @@ DATE = "date"  # partition column, YYYY-MM-DD of ts (UTC)
 class BatchAck(BaseModel):
     device_id: str
     batch_seq: int = Field(ge=1)
-    dataset: str
+    stream: str
     records: int
     duplicate: bool  # True when this batch had already been committed
     table_version: int
@@ -45,7 +45,7 @@ class QuarantinedBatch(BaseModel):
 
     device_id: str
     batch_seq: int | None  # None: rows moved out of the lake when a declared schema retyped it
-    dataset: str
+    stream: str
     records: int
     reason: str
     quarantined_at: float

@@ -1,6 +1,6 @@
 """Names in a route's path pass the one allow-list (``protocol.names``) before the route runs.
 
-Every route that takes a model name or version, a device id, a site, a stream or a dataset in
+Every route that takes a model name or version, a device id, a site, a stream or a stream in
 its path refuses a name outside the allow-list with 400 ``invalid_name``, whatever narrower
 rule the route adds after. The edge installs ``checked_path_names`` as an app-wide dependency
 (its LAN credentials are checked before, in a middleware); the cloud calls
@@ -22,7 +22,6 @@ _KINDS: dict[str, NameKind] = {
     "device_id": "device id",
     "site": "site",
     "stream": "stream",
-    "dataset": "dataset",
 }
 _MODEL_ROUTES = ("/models/{name}", "/deployments/{name}")
 

@@ -250,25 +250,25 @@ class AuditHeadRow(Base):
 
 
 class DataPolicyRow(Base):
-    """A dataset's data policy (``hybridai.protocol.policy.PolicySpec``), one row per dataset."""
+    """A stream's data policy (``hybridai.protocol.policy.PolicySpec``), one row per stream."""
 
     __tablename__ = "data_policies"
 
-    dataset: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    stream: Mapped[str] = mapped_column("dataset", String(ID_LENGTH), primary_key=True)
     spec: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[float] = mapped_column(Double)
     updated_by: Mapped[str] = mapped_column(String(200))
 
 
 class LakeGrantRow(Base):
-    """A read grant on one lake dataset to a role or a user (migration 0015).
+    """A read grant on one lake stream to a role or a user (migration 0015).
 
-    ``grantee`` is ``role:NAME`` or ``user:NAME``; admins read every dataset without one.
+    ``grantee`` is ``role:NAME`` or ``user:NAME``; admins read every stream without one.
     """
 
     __tablename__ = "lake_grants"
 
-    dataset: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
     grantee: Mapped[str] = mapped_column(String(200), primary_key=True)
     granted_at: Mapped[float] = mapped_column(Double)
     granted_by: Mapped[str] = mapped_column(String(200))
@@ -375,7 +375,7 @@ class QuarantinedBatchRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     device_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
     batch_seq: Mapped[int | None] = mapped_column(BigInteger)
-    dataset: Mapped[str] = mapped_column(String(ID_LENGTH))
+    stream: Mapped[str] = mapped_column(String(ID_LENGTH))
     records: Mapped[int] = mapped_column(Integer)
     reason: Mapped[str] = mapped_column(Text)
     blob_key: Mapped[str] = mapped_column(String(300))

@@ -19,10 +19,10 @@ from hybridai.cloud.data import lake_grants
 from hybridai.cloud.data.lake import DEFAULT_VACUUM_HOURS, LakeQueryError
 from hybridai.cloud.data.lake_grants import LakeGrant
 from hybridai.cloud.data.lake_query import (
-    DatasetNotGranted,
     QueryHandle,
     QueryLimitExceeded,
     QueryLimits,
+    StreamNotGranted,
     run_query,
 )
 from hybridai.cloud.data.lake_storage import LakeStorageError
@@ -67,13 +67,13 @@ def query_limits(cloud: Cloud) -> QueryLimits:
 
 
 def readable_by(cloud: Cloud, who: Principal) -> Collection[str] | None:
-    """The datasets ``who`` may read (None: all), from the lake's read grants."""
+    """The streams ``who`` may read (None: all), from the lake's read grants."""
     with cloud.session() as session:
         return lake_grants.readable(session, who.role, who.name)
 
 
 def query_error(exc: LakeQueryError) -> ApiError:
-    if isinstance(exc, DatasetNotGranted):
+    if isinstance(exc, StreamNotGranted):
         return ApiError(403, ErrorCode.FORBIDDEN, str(exc))
     if isinstance(exc, QueryLimitExceeded):
         return ApiError(422, ErrorCode.QUERY_LIMIT, str(exc))
@@ -82,7 +82,7 @@ def query_error(exc: LakeQueryError) -> ApiError:
 
 @router.post("/query")
 async def query(body: QueryRequest, request: Request) -> QueryResult:
-    """Run SQL over the datasets the caller may read, within the cloud's query limits.
+    """Run SQL over the streams the caller may read, within the cloud's query limits.
 
     The query is interrupted when it runs past its time limit or its client disconnects, so
     an abandoned query does not keep a core busy.
@@ -128,31 +128,31 @@ class GrantRequest(BaseModel):
 
 
 @router.get("/grants")
-def list_grants(request: Request, dataset: str | None = None) -> list[LakeGrant]:
-    """Every read grant on lake datasets (admins read every dataset without one)."""
+def list_grants(request: Request, stream: str | None = None) -> list[LakeGrant]:
+    """Every read grant on lake streams (admins read every stream without one)."""
     require(request, "admin")
     with cloud_of(request).session() as session:
-        return lake_grants.list_grants(session, dataset)
+        return lake_grants.list_grants(session, stream)
 
 
-@router.put("/grants/{dataset}")
-def grant(dataset: str, body: GrantRequest, request: Request) -> LakeGrant:
-    """Let a role or a user read a dataset's rows through lake queries."""
+@router.put("/grants/{stream}")
+def grant(stream: str, body: GrantRequest, request: Request) -> LakeGrant:
+    """Let a role or a user read a stream's rows through lake queries."""
     who = require(request, "admin")
     with cloud_of(request).session() as session:
-        return lake_grants.grant(session, dataset, body.kind, body.name, who.name, time.time())
+        return lake_grants.grant(session, stream, body.kind, body.name, who.name, time.time())
 
 
-@router.delete("/grants/{dataset}/{kind}/{name}", status_code=204)
-def revoke(dataset: str, kind: str, name: str, request: Request) -> None:
+@router.delete("/grants/{stream}/{kind}/{name}", status_code=204)
+def revoke(stream: str, kind: str, name: str, request: Request) -> None:
     require(request, "admin")
     with cloud_of(request).session() as session:
-        lake_grants.revoke(session, dataset, kind, name)
+        lake_grants.revoke(session, stream, kind, name)
 
 
 @router.get("/tables")
 async def tables(request: Request) -> dict[str, int]:
-    """Current Delta table version per dataset."""
+    """Current Delta table version per stream."""
     require(request, "read")
     try:
         return await run_in_threadpool(cloud_of(request).lake.versions)
@@ -161,7 +161,7 @@ async def tables(request: Request) -> dict[str, int]:
 
 
 class MaintenanceRequest(BaseModel):
-    dataset: str
+    stream: str
     action: Literal["optimize", "vacuum"]
     retain_hours: float = Field(
         default=DEFAULT_VACUUM_HOURS,
@@ -171,7 +171,7 @@ class MaintenanceRequest(BaseModel):
 
 
 class MaintenanceResult(BaseModel):
-    dataset: str
+    stream: str
     action: str
     version: int
     files_added: int = 0
@@ -184,10 +184,10 @@ def _maintain(request: Request, body: MaintenanceRequest) -> MaintenanceResult:
     lake = cloud_of(request).lake
     try:
         if body.action == "optimize":
-            done = lake.optimize(body.dataset)
+            done = lake.optimize(body.stream)
         else:
-            done = lake.vacuum(body.dataset, body.retain_hours)
-        files_now = lake.files(body.dataset)
+            done = lake.vacuum(body.stream, body.retain_hours)
+        files_now = lake.files(body.stream)
     except LookupError as exc:
         message = f"{exc.args[0]}: see `hybridai lake tables`"
         raise ApiError(404, ErrorCode.NOT_FOUND, message) from None
@@ -195,11 +195,11 @@ def _maintain(request: Request, body: MaintenanceRequest) -> MaintenanceResult:
         raise ApiError(400, ErrorCode.INVALID_INPUT, str(exc)) from None
     except LakeStorageError as exc:
         raise _unavailable(exc) from None
-    return MaintenanceResult(dataset=body.dataset, action=body.action, files_now=files_now, **done)
+    return MaintenanceResult(stream=body.stream, action=body.action, files_now=files_now, **done)
 
 
 @router.post("/maintenance")
 async def maintenance(body: MaintenanceRequest, request: Request) -> MaintenanceResult:
-    """Compact a dataset's small files (optimize) or delete files past retention (vacuum)."""
+    """Compact a stream's small files (optimize) or delete files past retention (vacuum)."""
     await run_in_threadpool(require, request, "operate")
     return await run_in_threadpool(_maintain, request, body)

@@ -14,7 +14,7 @@ from hybridai.cloud import policies
 from hybridai.cloud.api.lake import query_error, query_limits, readable_by
 from hybridai.cloud.auth import cloud_of, require
 from hybridai.cloud.data.lake import LakeQueryError
-from hybridai.cloud.data.lake_query import DatasetNotGranted, QueryLimitExceeded, run_query
+from hybridai.cloud.data.lake_query import QueryLimitExceeded, StreamNotGranted, run_query
 from hybridai.cloud.models import bundle, registry
 from hybridai.cloud.pipelines import retraining
 from hybridai.protocol.errors import ApiError, ErrorCode
@@ -82,7 +82,7 @@ async def training_rows(name: str, version: str, request: Request) -> Response:
             )
         )
         table = result.table
-    except (DatasetNotGranted, QueryLimitExceeded) as exc:
+    except (StreamNotGranted, QueryLimitExceeded) as exc:
         raise query_error(exc) from None
     except LakeQueryError as exc:
         raise ApiError(

@@ -1,4 +1,4 @@
-"""Data policy routes: declare and read per-dataset policies; apply lake retention."""
+"""Data policy routes: declare and read per-stream policies; apply lake retention."""
 
 from __future__ import annotations
 
@@ -21,19 +21,19 @@ def list_policies(request: Request) -> list[DataPolicy]:
         return policies.list_policies(session)
 
 
-@router.get("/policies/{dataset}")
-def get_policy(dataset: str, request: Request) -> DataPolicy:
+@router.get("/policies/{stream}")
+def get_policy(stream: str, request: Request) -> DataPolicy:
     require(request, "read")
     with cloud_of(request).session() as session:
-        return policies.get_policy(session, dataset)
+        return policies.get_policy(session, stream)
 
 
-@router.put("/policies/{dataset}")
-def put_policy(dataset: str, spec: PolicySpec, request: Request) -> DataPolicy:
-    """Declare the dataset's policy; every edge applies it from its next desired state."""
+@router.put("/policies/{stream}")
+def put_policy(stream: str, spec: PolicySpec, request: Request) -> DataPolicy:
+    """Declare the stream's policy; every edge applies it from its next desired state."""
     who = require(request, "operate")
     with cloud_of(request).session() as session:
-        return policies.put_policy(session, dataset, spec, who.name, time.time())
+        return policies.put_policy(session, stream, spec, who.name, time.time())
 
 
 def _retention(request: Request) -> RetentionResult:
@@ -44,6 +44,6 @@ def _retention(request: Request) -> RetentionResult:
 
 @router.post("/lake/retention")
 async def apply_retention(request: Request) -> RetentionResult:
-    """Delete lake rows older than each dataset's lake retention period (per policy)."""
+    """Delete lake rows older than each stream's lake retention period (per policy)."""
     await run_in_threadpool(require, request, "operate")
     return await run_in_threadpool(_retention, request)

@@ -53,7 +53,7 @@ def put_schema(
     cloud = cloud_of(request)
     try:
         lake = stream_schemas.lake_types(cloud.lake.arrow_schema(stream))
-    except ValueError:  # not a dataset name: put_schema refuses it with the reason
+    except ValueError:  # not a stream name: put_schema refuses it with the reason
         lake = {}
     now = time.time()
     with cloud.session() as session:

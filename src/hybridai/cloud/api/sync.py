@@ -1,6 +1,6 @@
 """Sync ingest: each edge batch lands in the lake exactly once, or in quarantine.
 
-A batch whose columns do not fit the dataset (its declared schema, else its lake table) is
+A batch whose columns do not fit the stream (its declared schema, else its lake table) is
 quarantined (``cloud.data.quarantine``) and acknowledged with HTTP 202 and ``quarantined``:
 the sending device's sync moves on and nobody else's waits on it.
 """
@@ -47,7 +47,7 @@ def _read_parquet(body: bytes, settings: CloudSettings) -> pa.Table:
         ) from None
 
 
-def _commit(cloud: Cloud, device_id: str, seq: int, dataset: str, body: bytes) -> sync.BatchAck:
+def _commit(cloud: Cloud, device_id: str, seq: int, stream: str, body: bytes) -> sync.BatchAck:
     table = _read_parquet(body, cloud.settings)
     with cloud.session() as session:
         device = fleet.get_device(session, device_id)
@@ -61,21 +61,21 @@ def _commit(cloud: Cloud, device_id: str, seq: int, dataset: str, body: bytes) -
         )
     with cloud.session() as session:
         kept = quarantine.find(session, device_id, seq)
-        declared = stream_schemas.for_site(session, device.site).get(dataset)
+        declared = stream_schemas.for_site(session, device.site).get(stream)
     if kept is not None:  # a repeat of a batch already quarantined
-        return _quarantined(device_id, seq, dataset, kept.records, kept.reason, duplicate=True)
+        return _quarantined(device_id, seq, stream, kept.records, kept.reason, duplicate=True)
     fit = quarantine.fitter(table, declared.fields if declared else {})
     try:
         try:
-            version, duplicate = cloud.lake.commit_batch(dataset, device_id, seq, table, fit)
+            version, duplicate = cloud.lake.commit_batch(stream, device_id, seq, table, fit)
         except quarantine.Retype as retype:  # the declaration wins over a wrong first writer
             with cloud.session() as session:
                 quarantine.retype(
-                    session, cloud.blobs, cloud.lake, dataset, retype.types, time.time()
+                    session, cloud.blobs, cloud.lake, stream, retype.types, time.time()
                 )
-            version, duplicate = cloud.lake.commit_batch(dataset, device_id, seq, table, fit)
+            version, duplicate = cloud.lake.commit_batch(stream, device_id, seq, table, fit)
     except LakeSchemaError as exc:  # its columns do not fit (the reason names no value)
-        return _quarantine(cloud, device_id, seq, dataset, body, table, str(exc))
+        return _quarantine(cloud, device_id, seq, stream, body, table, str(exc))
     except ValueError as exc:
         raise ApiError(400, ErrorCode.INVALID_INPUT, f"batch refused: {exc}") from None
     except (LakeConflictError, LakeStorageError) as exc:
@@ -85,7 +85,7 @@ def _commit(cloud: Cloud, device_id: str, seq: int, dataset: str, body: bytes) -
     return sync.BatchAck(
         device_id=device_id,
         batch_seq=seq,
-        dataset=dataset,
+        stream=stream,
         records=table.num_rows,
         duplicate=duplicate,
         table_version=version,
@@ -93,17 +93,17 @@ def _commit(cloud: Cloud, device_id: str, seq: int, dataset: str, body: bytes) -
 
 
 def _quarantine(
-    cloud: Cloud, device_id: str, seq: int, dataset: str, body: bytes, table: pa.Table, why: str
+    cloud: Cloud, device_id: str, seq: int, stream: str, body: bytes, table: pa.Table, why: str
 ) -> sync.BatchAck:
-    committed = cloud.lake.committed_seq(dataset, device_id)
+    committed = cloud.lake.committed_seq(stream, device_id)
     if committed is not None and committed >= seq:  # in the lake already (retyped since)
         return sync.BatchAck(
             device_id=device_id,
             batch_seq=seq,
-            dataset=dataset,
+            stream=stream,
             records=table.num_rows,
             duplicate=True,
-            table_version=cloud.lake.version(dataset),
+            table_version=cloud.lake.version(stream),
         )
     with cloud.session() as session:
         kept = quarantine.keep(
@@ -111,25 +111,25 @@ def _quarantine(
             cloud.blobs,
             device_id=device_id,
             seq=seq,
-            dataset=dataset,
+            stream=stream,
             body=body,
             records=table.num_rows,
             reason=why,
             now=time.time(),
         )
     log.warning(
-        "batch %d of device %s quarantined (dataset %s): %s", seq, device_id, dataset, kept.reason
+        "batch %d of device %s quarantined (stream %s): %s", seq, device_id, stream, kept.reason
     )
-    return _quarantined(device_id, seq, dataset, kept.records, kept.reason, duplicate=False)
+    return _quarantined(device_id, seq, stream, kept.records, kept.reason, duplicate=False)
 
 
 def _quarantined(
-    device_id: str, seq: int, dataset: str, records: int, reason: str, *, duplicate: bool
+    device_id: str, seq: int, stream: str, records: int, reason: str, *, duplicate: bool
 ) -> sync.BatchAck:
     return sync.BatchAck(
         device_id=device_id,
         batch_seq=seq,
-        dataset=dataset,
+        stream=stream,
         records=records,
         duplicate=duplicate,
         table_version=-1,
@@ -146,13 +146,13 @@ async def put_batch(
     await run_in_threadpool(require_device, request, device_id)
     if batch_seq < 1:
         raise ApiError(400, ErrorCode.BAD_REQUEST, "batch_seq starts at 1")
-    dataset = request.headers.get(sync.DATASET_HEADER)
+    stream = request.headers.get(sync.STREAM_HEADER)
     digest = request.headers.get(sync.SHA256_HEADER, "").lower()
-    if not dataset or not digest:
+    if not stream or not digest:
         raise ApiError(
             400,
             ErrorCode.BAD_REQUEST,
-            f"a batch needs the {sync.DATASET_HEADER} and {sync.SHA256_HEADER} headers",
+            f"a batch needs the {sync.STREAM_HEADER} and {sync.SHA256_HEADER} headers",
         )
     body = await request.body()
     if len(body) > MAX_BATCH_BYTES:
@@ -167,10 +167,7 @@ async def put_batch(
             f"batch body sha256 {actual} does not match the declared {digest}: the body was "
             "damaged in transit; resend the same batch",
         )
-    started = time.perf_counter()
-    ack = await run_in_threadpool(_commit, cloud_of(request), device_id, batch_seq, dataset, body)
-    cloud_of(request).metrics.synced(ack, len(body), time.perf_counter() - started)
-    log.info("batch %d of device %s: %d records to the lake", batch_seq, device_id, ack.records)
+    ack = await run_in_threadpool(_commit, cloud_of(request), device_id, batch_seq, stream, body)
     if ack.quarantined:
         response.status_code = 202  # taken, but kept apart from the lake: see ack.reason
     return ack
@@ -180,10 +177,10 @@ async def put_batch(
 def list_quarantine(
     request: Request,
     device_id: Annotated[str | None, Query(max_length=63)] = None,
-    dataset: Annotated[str | None, Query(max_length=63)] = None,
+    stream: Annotated[str | None, Query(max_length=63)] = None,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 100,
 ) -> list[sync.QuarantinedBatch]:
-    """Batches the lake could not take, newest first: who sent them, for which dataset, why."""
+    """Batches the lake could not take, newest first: who sent them, for which stream, why."""
     require(request, "read")
     with cloud_of(request).session() as session:
-        return quarantine.listing(session, device_id, dataset, limit)
+        return quarantine.listing(session, device_id, stream, limit)

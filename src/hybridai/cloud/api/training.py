@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from hybridai.cloud.api.lake import query_error, readable_by
 from hybridai.cloud.auth import cloud_of, require
 from hybridai.cloud.data.lake import LakeQueryError
-from hybridai.cloud.data.lake_query import DatasetNotGranted, check_readable
+from hybridai.cloud.data.lake_query import StreamNotGranted, check_readable
 from hybridai.cloud.pipelines import training_runs
 from hybridai.protocol.registry import TrainingRun, TrainingSpec
 
@@ -18,9 +18,9 @@ router = APIRouter(prefix="/api/v1", tags=["training"])
 def start_run(spec: TrainingSpec, request: Request) -> TrainingRun:
     who = require(request, "train")
     cloud = cloud_of(request)
-    try:  # a run reads only datasets its starter may read
+    try:  # a run reads only streams its starter may read
         check_readable(cloud.lake, spec.query, readable_by(cloud, who))
-    except DatasetNotGranted as exc:
+    except StreamNotGranted as exc:
         raise query_error(exc) from None
     except LakeQueryError:
         pass  # the run itself reports a query that does not run, as today

@@ -1,4 +1,4 @@
-"""The central lake: one Delta table per dataset, exactly-once commits, DuckDB queries.
+"""The central lake: one Delta table per stream, exactly-once commits, DuckDB queries.
 
 Every edge batch becomes one Delta commit that carries its idempotency key as an application
 transaction ``(app_id=device_id, version=batch_seq)``. A device sends its batches strictly in
@@ -30,9 +30,10 @@ from deltalake import CommitProperties, DeltaTable, Transaction, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
 
 from hybridai.cloud.data.lake_storage import LakeLocation, LakeStorageError, S3Options
+from hybridai.protocol.policy import STREAM_PATTERN
 from hybridai.protocol.sync import DATE, DEVICE_ID, RECORD_ID, SITE, TIMESTAMP
 
-DATASET_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
+STREAM_RE = re.compile(STREAM_PATTERN)  # a lake table per stream, a DuckDB view by its name
 REQUIRED_COLUMNS: tuple[str, ...] = (RECORD_ID, DEVICE_ID, SITE, TIMESTAMP, DATE)
 PARTITION_COLUMNS: list[str] = [SITE, DATE]
 DEFAULT_VACUUM_HOURS = 168.0  # Delta's own default: a week of time travel
@@ -44,7 +45,7 @@ class LakeQueryError(ValueError):
 
 
 class LakeSchemaError(ValueError):
-    """A batch's columns do not fit the dataset's table; the message names no value."""
+    """A batch's columns do not fit the stream's table; the message names no value."""
 
 
 # Fits a batch to the table's schema (None: no table yet), or raises ``LakeSchemaError``
@@ -55,10 +56,10 @@ class LakeConflictError(RuntimeError):
     """A batch lost every commit race to other writers: nothing was written; send it again."""
 
 
-def _check_dataset(dataset: str) -> None:
-    if not DATASET_PATTERN.fullmatch(dataset):
+def _check_stream(stream: str) -> None:
+    if not STREAM_RE.fullmatch(stream):
         raise ValueError(
-            f"dataset name {dataset!r} is invalid: use 1-63 lowercase letters, digits or "
+            f"stream name {stream!r} is invalid: use 1-63 lowercase letters, digits or "
             "underscores, starting with a letter"
         )
 
@@ -134,7 +135,7 @@ def _convert(value: object, data_type: pa.DataType) -> object:
 class Lake:
     """Delta tables under ``root``: a local folder, ``file:///PATH`` or ``s3://BUCKET/PREFIX``.
 
-    Commits to one dataset are serialised inside this process, which makes the check of the
+    Commits to one stream are serialised inside this process, which makes the check of the
     device's last committed sequence and the commit that follows it atomic here. Writers in
     other processes are handled by Delta's optimistic concurrency (see the module docstring).
     Storage failures raise ``LakeStorageError`` (an ``OSError``) saying where and why.
@@ -153,10 +154,10 @@ class Lake:
     def root(self) -> str:
         return self._location.root
 
-    # -- locations: the one place that knows how a dataset maps to storage ------------------
+    # -- locations: the one place that knows how a stream maps to storage ------------------
 
-    def _uri(self, dataset: str) -> str:
-        return self._location.uri(dataset)
+    def _uri(self, stream: str) -> str:
+        return self._location.uri(stream)
 
     @contextmanager
     def _storage(self, doing: str) -> Iterator[None]:
@@ -167,26 +168,26 @@ class Lake:
         except OSError as error:
             raise self._location.storage_error(doing, error) from error
 
-    def _open(self, dataset: str, version: int | None = None) -> DeltaTable | None:
-        with self._storage(f"opening dataset {dataset!r}"):
+    def _open(self, stream: str, version: int | None = None) -> DeltaTable | None:
+        with self._storage(f"opening stream {stream!r}"):
             try:
                 return DeltaTable(
-                    self._uri(dataset),
+                    self._uri(stream),
                     version=version,
                     storage_options=self._location.storage_options,
                 )
             except TableNotFoundError:
                 return None
 
-    def _lock(self, dataset: str) -> threading.Lock:
+    def _lock(self, stream: str) -> threading.Lock:
         with self._locks_guard:
-            return self._locks.setdefault(dataset, threading.Lock())
+            return self._locks.setdefault(stream, threading.Lock())
 
     # -- writes -----------------------------------------------------------------------------
 
     def commit_batch(
         self,
-        dataset: str,
+        stream: str,
         device_id: str,
         batch_seq: int,
         table: pa.Table,
@@ -199,32 +200,32 @@ class Lake:
         returned is one that holds the batch (a later writer may already have added to it).
         ``fit`` turns the batch into what is committed, given the table's schema as read for
         this very commit (None: no table yet), or raises ``LakeSchemaError``.
-        Raises ``ValueError`` for a batch that does not fit the dataset and
+        Raises ``ValueError`` for a batch that does not fit the stream and
         ``LakeConflictError`` when other writers kept winning the commit race.
         """
-        _check_dataset(dataset)
+        _check_stream(stream)
         _check_batch(device_id, batch_seq, table)
         for attempt in range(COMMIT_ATTEMPTS):
-            with self._lock(dataset):
-                done = self._try_commit(dataset, device_id, batch_seq, table, fit)
+            with self._lock(stream):
+                done = self._try_commit(stream, device_id, batch_seq, table, fit)
             if done is not None:
                 return done
             time.sleep(random.uniform(0.01, 0.05) * (attempt + 1))  # let the winner finish
         raise LakeConflictError(
             f"batch {batch_seq} of device {device_id!r} lost {COMMIT_ATTEMPTS} commit races "
-            f"on dataset {dataset!r} to other writers; nothing was written: send it again"
+            f"on stream {stream!r} to other writers; nothing was written: send it again"
         )
 
     def _try_commit(
         self,
-        dataset: str,
+        stream: str,
         device_id: str,
         batch_seq: int,
         table: pa.Table,
         fit: Fitter | None = None,
     ) -> tuple[int, bool] | None:
         """One attempt: the outcome, or ``None`` when another writer's commit won the race."""
-        current = self._open(dataset)
+        current = self._open(stream)
         if current is not None:
             committed = current.transaction_version(device_id)
             if committed is not None and committed >= batch_seq:
@@ -232,9 +233,9 @@ class Lake:
         if fit is not None:
             table = fit(None if current is None else pa.schema(current.schema().to_arrow()))
         try:
-            with self._storage(f"committing to dataset {dataset!r}"):
+            with self._storage(f"committing to stream {stream!r}"):
                 write_deltalake(
-                    self._uri(dataset) if current is None else current,
+                    self._uri(stream) if current is None else current,
                     table,
                     mode="append",
                     partition_by=PARTITION_COLUMNS,
@@ -249,26 +250,26 @@ class Lake:
         except (DeltaError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
             # Arrow's and Delta's texts quote the values they could not cast: name no value
             raise LakeSchemaError(
-                f"batch does not fit dataset {dataset!r}: the lake refused its columns "
+                f"batch does not fit stream {stream!r}: the lake refused its columns "
                 f"({type(error).__name__})"
             ) from None
-        written = current if current is not None else self._open(dataset)
+        written = current if current is not None else self._open(stream)
         assert written is not None  # the write above created the table
         return written.version(), False
 
-    def committed_seq(self, dataset: str, device_id: str) -> int | None:
-        """The device's last batch sequence committed to the dataset (None: none yet)."""
-        _check_dataset(dataset)
-        table = self._open(dataset)
+    def committed_seq(self, stream: str, device_id: str) -> int | None:
+        """The device's last batch sequence committed to the stream (None: none yet)."""
+        _check_stream(stream)
+        table = self._open(stream)
         return None if table is None else table.transaction_version(device_id)
 
-    def version(self, dataset: str) -> int:
-        """The dataset's current table version (-1: no table yet)."""
-        _check_dataset(dataset)
-        table = self._open(dataset)
+    def version(self, stream: str) -> int:
+        """The stream's current table version (-1: no table yet)."""
+        _check_stream(stream)
+        table = self._open(stream)
         return -1 if table is None else table.version()
 
-    def apply_retention(self, dataset: str, older_than_ts: float) -> int:
+    def apply_retention(self, stream: str, older_than_ts: float) -> int:
         """Delete the rows with ``ts`` before ``older_than_ts`` and vacuum their files.
 
         Returns the number of rows deleted. The vacuum removes the data files the deletion
@@ -278,21 +279,21 @@ class Lake:
         commits keep per-file min/max column statistics until the log is cleaned up
         (``delta.logRetentionDuration``, 30 days by default).
         """
-        _check_dataset(dataset)
+        _check_stream(stream)
         if not isinstance(older_than_ts, int | float) or older_than_ts != older_than_ts:
             raise ValueError(f"older_than_ts must be a number, got {older_than_ts!r}")
-        with self._lock(dataset):
-            table = self._open(dataset)
+        with self._lock(stream):
+            table = self._open(stream)
             if table is None:
                 return 0
-            with self._storage(f"applying retention to dataset {dataset!r}"):
+            with self._storage(f"applying retention to stream {stream!r}"):
                 metrics = table.delete(f"{TIMESTAMP} < {float(older_than_ts)!r}")
                 deleted = int(metrics.get("num_deleted_rows", 0) or 0)
                 if deleted:
                     table.vacuum(retention_hours=0, dry_run=False, enforce_retention_duration=False)
             return deleted
 
-    def retype(self, dataset: str, types: Mapping[str, pa.DataType]) -> pa.Table | None:
+    def retype(self, stream: str, types: Mapping[str, pa.DataType]) -> pa.Table | None:
         """Give columns the types a declared schema names; return the rows that cannot take them.
 
         The table is rewritten in one overwrite commit (device transactions stay in the log):
@@ -300,9 +301,9 @@ class Lake:
         value that does not convert are left out and returned, for the caller to quarantine.
         None when the table does not exist or already has those types.
         """
-        _check_dataset(dataset)
-        with self._lock(dataset):
-            current = self._open(dataset)
+        _check_stream(stream)
+        with self._lock(stream):
+            current = self._open(stream)
             if current is None:
                 return None
             schema = pa.schema(current.schema().to_arrow())
@@ -311,7 +312,7 @@ class Lake:
             }
             if not todo:
                 return None
-            with self._storage(f"retyping dataset {dataset!r}"):
+            with self._storage(f"retyping stream {stream!r}"):
                 original = current.to_pyarrow_table()
                 data = original
                 keep = pa.array([True] * data.num_rows)
@@ -333,17 +334,17 @@ class Lake:
 
     # -- maintenance (``hybridai lake optimize`` / ``vacuum``) --------------------------------
 
-    def optimize(self, dataset: str) -> dict[str, int]:
-        """Compact the dataset's small files (one per edge batch) into few large ones.
+    def optimize(self, stream: str) -> dict[str, int]:
+        """Compact the stream's small files (one per edge batch) into few large ones.
 
         One commit that rewrites files, not rows: counts, values and device transactions are
         unchanged, and earlier versions still read their old files until ``vacuum`` removes
         them. Returns the new version and the files added and removed.
         """
-        _check_dataset(dataset)
-        with self._lock(dataset):
-            table = self._require(dataset)
-            with self._storage(f"compacting dataset {dataset!r}"):
+        _check_stream(stream)
+        with self._lock(stream):
+            table = self._require(stream)
+            with self._storage(f"compacting stream {stream!r}"):
                 metrics = table.optimize.compact()
             return {
                 "version": table.version(),
@@ -351,21 +352,21 @@ class Lake:
                 "files_removed": int(metrics.get("numFilesRemoved", 0) or 0),
             }
 
-    def vacuum(self, dataset: str, retention_hours: float = DEFAULT_VACUUM_HOURS) -> dict[str, int]:
+    def vacuum(self, stream: str, retention_hours: float = DEFAULT_VACUUM_HOURS) -> dict[str, int]:
         """Delete data files that no version of the last ``retention_hours`` still needs.
 
         Time travel keeps working for versions younger than the retention; older versions
         whose files are gone can no longer be read (lineage naming them says so on read).
         Returns the current version and the number of files deleted.
         """
-        _check_dataset(dataset)
+        _check_stream(stream)
         if not isinstance(retention_hours, int | float) or not 0 <= retention_hours < 1e6:
             raise ValueError(
                 f"retention_hours must be a number of hours >= 0, got {retention_hours!r}"
             )
-        with self._lock(dataset):
-            table = self._require(dataset)
-            with self._storage(f"vacuuming dataset {dataset!r}"):
+        with self._lock(stream):
+            table = self._require(stream)
+            with self._storage(f"vacuuming stream {stream!r}"):
                 deleted = table.vacuum(
                     retention_hours=int(retention_hours),
                     dry_run=False,
@@ -373,66 +374,66 @@ class Lake:
                 )
             return {"version": table.version(), "files_deleted": len(deleted)}
 
-    def files(self, dataset: str) -> int:
-        """Data files the dataset's current version reads."""
-        return len(self._require(dataset).file_uris())
+    def files(self, stream: str) -> int:
+        """Data files the stream's current version reads."""
+        return len(self._require(stream).file_uris())
 
-    def _require(self, dataset: str) -> DeltaTable:
-        table = self._open(dataset)
+    def _require(self, stream: str) -> DeltaTable:
+        table = self._open(stream)
         if table is None:
-            raise LookupError(f"dataset {dataset!r} does not exist in the lake")
+            raise LookupError(f"stream {stream!r} does not exist in the lake")
         return table
 
     # -- reads ------------------------------------------------------------------------------
 
-    def arrow_schema(self, dataset: str) -> pa.Schema | None:
-        """The dataset's columns and types; None for a dataset that does not exist yet."""
-        _check_dataset(dataset)
-        table = self._open(dataset)
+    def arrow_schema(self, stream: str) -> pa.Schema | None:
+        """The stream's columns and types; None for a stream that does not exist yet."""
+        _check_stream(stream)
+        table = self._open(stream)
         return None if table is None else pa.schema(table.schema().to_arrow())
 
-    def columns(self, dataset: str) -> list[str]:
-        """The dataset's column names; empty for a dataset that does not exist yet."""
-        _check_dataset(dataset)
-        table = self._open(dataset)
+    def columns(self, stream: str) -> list[str]:
+        """The stream's column names; empty for a stream that does not exist yet."""
+        _check_stream(stream)
+        table = self._open(stream)
         return [] if table is None else [f.name for f in table.schema().fields]
 
-    def datasets(self) -> list[str]:
-        """Names of the datasets that hold at least one commit."""
+    def streams(self) -> list[str]:
+        """Names of the streams that hold at least one commit."""
         options = self._location.storage_options
-        with self._storage("listing datasets"):
+        with self._storage("listing streams"):
             return [
                 name
                 for name in self._location.children()
-                if DATASET_PATTERN.fullmatch(name)
+                if STREAM_RE.fullmatch(name)
                 and DeltaTable.is_deltatable(self._uri(name), storage_options=options)
             ]
 
     def versions(self) -> dict[str, int]:
-        """Return the current table version of every dataset: what lineage records."""
+        """Return the current table version of every stream: what lineage records."""
         versions: dict[str, int] = {}
-        for name in self.datasets():
+        for name in self.streams():
             table = self._open(name)
             if table is not None:
                 versions[name] = table.version()
         return versions
 
-    def count(self, dataset: str) -> int:
-        """Rows in a dataset; 0 for a dataset that does not exist yet."""
-        _check_dataset(dataset)
-        table = self._open(dataset)
+    def count(self, stream: str) -> int:
+        """Rows in a stream; 0 for a stream that does not exist yet."""
+        _check_stream(stream)
+        table = self._open(stream)
         if table is None:
             return 0
-        with self._storage(f"counting the rows of dataset {dataset!r}"):
+        with self._storage(f"counting the rows of stream {stream!r}"):
             return int(table.to_pyarrow_dataset().count_rows())
 
     def query(self, sql: str, versions: Mapping[str, int] | None = None) -> pa.Table:
-        """Run DuckDB SQL in which every dataset is a view named after it, within limits.
+        """Run DuckDB SQL in which every stream is a view named after it, within limits.
 
         The default limits of ``lake_query`` apply (memory, time, rows; more rows than the cap
         is an error here).
 
-        ``versions`` pins the named datasets to those table versions (time travel); the others
+        ``versions`` pins the named streams to those table versions (time travel); the others
         are read at their current version. The connection cannot touch files, so a query reads
         the lake's tables and nothing else.
         """
@@ -445,16 +446,14 @@ class Lake:
             )
         return result.table
 
-    def arrow_dataset(self, dataset: str, version: int | None = None) -> object:
-        """The dataset at a version as a pyarrow dataset, for DuckDB to scan."""
-        if not DATASET_PATTERN.fullmatch(dataset):
-            raise LakeQueryError(f"dataset name {dataset!r} is invalid")
+    def arrow_dataset(self, stream: str, version: int | None = None) -> object:
+        """The stream's table at a version as a pyarrow dataset, for DuckDB to scan."""
+        if not STREAM_RE.fullmatch(stream):
+            raise LakeQueryError(f"stream name {stream!r} is invalid")
         try:
-            table = self._open(dataset, version)
+            table = self._open(stream, version)
         except DeltaError as error:
-            raise LakeQueryError(
-                f"dataset {dataset!r} has no version {version}: {error}"
-            ) from error
+            raise LakeQueryError(f"stream {stream!r} has no version {version}: {error}") from error
         if table is None:
-            raise LakeQueryError(f"dataset {dataset!r} does not exist")
+            raise LakeQueryError(f"stream {stream!r} does not exist")
         return table.to_pyarrow_dataset()

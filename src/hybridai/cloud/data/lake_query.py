@@ -1,10 +1,10 @@
-"""Bounded lake queries: memory, time and rows per query, and only the datasets one may read.
+"""Bounded lake queries: memory, time and rows per query, and only the streams one may read.
 
 A lake query is SQL from a person, run inside the cloud process: without bounds one query can
 pin the process at gigabytes or keep a core busy for minutes after its client left. DuckDB
 counts its own operators' memory against ``memory_limit`` and stops at ``interrupt()``; the
 result is read batch by batch and stops one row past the cap, so neither a huge result nor a
-long scan outlives its limits. Only the datasets the caller may read are registered as views,
+long scan outlives its limits. Only the streams the caller may read are registered as views,
 so a query cannot name another one (DuckDB binds names before it runs anything).
 """
 
@@ -38,15 +38,15 @@ class QueryLimitExceeded(LakeQueryError):
     """The query needed more memory or time than its limits allow, or was cancelled."""
 
 
-class DatasetNotGranted(LakeQueryError):
-    """The query names a dataset the caller holds no read grant on."""
+class StreamNotGranted(LakeQueryError):
+    """The query names a stream the caller holds no read grant on."""
 
-    def __init__(self, dataset: str) -> None:
+    def __init__(self, stream: str) -> None:
         super().__init__(
-            f"you hold no read grant on dataset {dataset!r}: ask an admin to run "
-            f"`hybridai lake grant {dataset} --user YOU` (or --role ROLE)"
+            f"you hold no read grant on stream {stream!r}: ask an admin to run "
+            f"`hybridai lake grant {stream} --user YOU` (or --role ROLE)"
         )
-        self.dataset = dataset
+        self.stream = stream
 
 
 @dataclass
@@ -88,17 +88,17 @@ def run_query(
     max_rows: int | None = None,
     handle: QueryHandle | None = None,
 ) -> QueryResult:
-    """Run ``sql`` over the datasets in ``readable`` (None: all) within ``limits``.
+    """Run ``sql`` over the streams in ``readable`` (None: all) within ``limits``.
 
     ``max_rows`` (at most ``limits.max_rows``) caps the rows returned; ``truncated`` says
-    whether more were there. Raises ``DatasetNotGranted`` for a dataset outside ``readable``
+    whether more were there. Raises ``StreamNotGranted`` for a stream outside ``readable``
     that exists, ``QueryLimitExceeded`` past memory or time, ``LakeQueryError`` otherwise.
     """
     limits = limits or QueryLimits()
     cap = min(max_rows or limits.max_rows, limits.max_rows)
     handle = handle or QueryHandle()
     pinned = dict(versions or {})
-    existing = set(lake.datasets())
+    existing = set(lake.streams())
     names = existing | set(pinned) if readable is None else set(readable) & (existing | set(pinned))
     connection = duckdb.connect(
         config={
@@ -123,7 +123,7 @@ def run_query(
         except duckdb.CatalogException as error:
             missing = _MISSING_TABLE.search(str(error))
             if missing and missing.group(1) in existing - names:
-                raise DatasetNotGranted(missing.group(1)) from None
+                raise StreamNotGranted(missing.group(1)) from None
             raise
         if relation is None:
             raise LakeQueryError("the SQL ran but returned no rows: send a query")
@@ -160,7 +160,7 @@ def _watch(handle: QueryHandle, finished: threading.Event, timeout_s: float) -> 
 
 
 def check_readable(lake: Lake, sql: str, readable: Collection[str] | None) -> None:
-    """Refuse SQL that names a dataset outside ``readable`` (DuckDB binds, reads no rows)."""
+    """Refuse SQL that names a stream outside ``readable`` (DuckDB binds, reads no rows)."""
     if readable is not None:
         run_query(lake, f"SELECT * FROM ({sql}) AS checked LIMIT 0", readable=readable)
 

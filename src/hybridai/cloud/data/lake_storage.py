@@ -63,8 +63,8 @@ class LakeLocation:
         """What delta-rs needs to reach the store; ``None`` for a local folder."""
         return None if self._options is None else dict(self._options)
 
-    def uri(self, dataset: str) -> str:
-        return os.path.join(self._root, dataset) if self.is_local else f"{self._root}/{dataset}"
+    def uri(self, stream: str) -> str:
+        return os.path.join(self._root, stream) if self.is_local else f"{self._root}/{stream}"
 
     def prepare(self) -> None:
         """Create a local root; an S3 bucket must exist already (the lake never creates one)."""
@@ -72,7 +72,7 @@ class LakeLocation:
             os.makedirs(self._root, exist_ok=True)
 
     def children(self) -> list[str]:
-        """Names of the folders right under the root (candidate datasets), sorted."""
+        """Names of the folders right under the root (candidate streams), sorted."""
         if self.is_local:
             return sorted(e.name for e in os.scandir(self._root) if e.is_dir())
         import pyarrow.fs as pafs

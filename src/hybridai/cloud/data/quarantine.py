@@ -1,6 +1,6 @@
 """Quarantine: a batch that cannot join its lake table stays with the device that sent it.
 
-One Delta table holds a dataset for the whole fleet, so its column types are shared. Left to
+One Delta table holds a stream for the whole fleet, so its column types are shared. Left to
 itself the first writer fixes them, and a batch of another type is either refused (the device's
 sync, which goes strictly in sequence, then waits on it for ever) or silently coerced (a float
 into a string column, a boolean into an integer one). Instead every batch is fitted first:
@@ -9,7 +9,7 @@ into a string column, a boolean into an integer one). Instead every batch is fit
   a field's type; without one, the lake table's column does; an integer column joins a number
   one (widened, exactly as ``protocol.streams`` allows); nothing else is converted;
 - a batch that does not fit is quarantined: its body is kept in the blob store under
-  ``quarantine/``, a row records the device, sequence, dataset and the reason (field names and
+  ``quarantine/``, a row records the device, sequence, stream and the reason (field names and
   types, never a value), and the device is answered ``quarantined`` so its sync moves on;
 - a declared type wins over a lake table a wrong first writer created: the table is retyped
   once (``Lake.retype``), and rows that cannot take the declared type are quarantined too.
@@ -60,7 +60,7 @@ def kind(data_type: pa.DataType) -> str:
 
 @dataclass
 class Fit:
-    """A batch fitted to its dataset: the table to commit, or the problems that stop it."""
+    """A batch fitted to its stream: the table to commit, or the problems that stop it."""
 
     table: pa.Table
     problems: list[str] = field(default_factory=list)
@@ -94,7 +94,7 @@ def fitter(table: pa.Table, declared: Mapping[str, FieldType]) -> Fitter:
 
 
 def fit(table: pa.Table, declared: Mapping[str, FieldType], lake: pa.Schema | None) -> Fit:
-    """Cast ``table`` to the dataset's types where that is exact, else say which fields differ.
+    """Cast ``table`` to the stream's types where that is exact, else say which fields differ.
 
     ``declared`` are the stream's declared field types; ``lake`` the table's schema (None: no
     table yet). A declared type that contradicts the lake's column asks for a retype first.
@@ -124,16 +124,16 @@ def fit(table: pa.Table, declared: Mapping[str, FieldType], lake: pa.Schema | No
     return Fit(table, problems, retype)
 
 
-def blob_key(dataset: str, device_id: str, seq: int | None, tag: str = "") -> str:
+def blob_key(stream: str, device_id: str, seq: int | None, tag: str = "") -> str:
     name = f"{seq:012d}" if seq is not None else f"retype-{tag}"
-    return f"quarantine/{dataset}/{device_id}/{name}.parquet"
+    return f"quarantine/{stream}/{device_id}/{name}.parquet"
 
 
 def _wire(row: QuarantinedBatchRow) -> QuarantinedBatch:
     return QuarantinedBatch(
         device_id=row.device_id,
         batch_seq=row.batch_seq,
-        dataset=row.dataset,
+        stream=row.stream,
         records=row.records,
         reason=row.reason,
         quarantined_at=row.quarantined_at,
@@ -156,7 +156,7 @@ def keep(
     *,
     device_id: str,
     seq: int | None,
-    dataset: str,
+    stream: str,
     body: bytes,
     records: int,
     reason: str,
@@ -166,12 +166,12 @@ def keep(
 
     Exactly once per ``(device_id, seq)``: a concurrent or repeated keep returns the first.
     """
-    key = blob_key(dataset, device_id, seq, tag=f"{now:.6f}")
+    key = blob_key(stream, device_id, seq, tag=f"{now:.6f}")
     blobs.put(key, body)
     row = QuarantinedBatchRow(
         device_id=device_id,
         batch_seq=seq,
-        dataset=dataset,
+        stream=stream,
         records=records,
         reason=reason,
         blob_key=key,
@@ -190,7 +190,7 @@ def keep(
 
 
 def keep_rows(
-    session: Session, blobs: BlobStore, dataset: str, rows: pa.Table, reason: str, now: float
+    session: Session, blobs: BlobStore, stream: str, rows: pa.Table, reason: str, now: float
 ) -> list[QuarantinedBatch]:
     """Quarantine lake rows a retype took out, one entry per device that wrote them."""
     kept = []
@@ -204,7 +204,7 @@ def keep_rows(
                 blobs,
                 device_id=str(device_id),
                 seq=None,
-                dataset=dataset,
+                stream=stream,
                 body=sink.getvalue(),
                 records=mine.num_rows,
                 reason=reason,
@@ -218,28 +218,28 @@ def retype(
     session: Session,
     blobs: BlobStore,
     lake: Lake,
-    dataset: str,
+    stream: str,
     types: Mapping[str, pa.DataType],
     now: float,
 ) -> list[QuarantinedBatch]:
     """Give the lake table the declared types; quarantine the rows that cannot take them."""
-    misfits = lake.retype(dataset, types)
+    misfits = lake.retype(stream, types)
     if misfits is None or misfits.num_rows == 0:
         return []
     fields = ", ".join(f"'{name}' as {kind(t)}" for name, t in sorted(types.items()))
     reason = f"rows left the lake table when the declared schema retyped {fields}"
-    return keep_rows(session, blobs, dataset, misfits, reason, now)
+    return keep_rows(session, blobs, stream, misfits, reason, now)
 
 
 def listing(
-    session: Session, device_id: str | None = None, dataset: str | None = None, limit: int = 100
+    session: Session, device_id: str | None = None, stream: str | None = None, limit: int = 100
 ) -> list[QuarantinedBatch]:
-    """Quarantined batches, newest first, optionally of one device or dataset."""
+    """Quarantined batches, newest first, optionally of one device or stream."""
     query = select(QuarantinedBatchRow).order_by(QuarantinedBatchRow.id.desc()).limit(limit)
     if device_id is not None:
         query = query.where(QuarantinedBatchRow.device_id == device_id)
-    if dataset is not None:
-        query = query.where(QuarantinedBatchRow.dataset == dataset)
+    if stream is not None:
+        query = query.where(QuarantinedBatchRow.stream == stream)
     return [_wire(row) for row in session.scalars(query)]
 
 

@@ -19,7 +19,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hybridai.protocol.errors import ApiError, ErrorCode
-from hybridai.protocol.policy import DATASET_PATTERN
+from hybridai.protocol.policy import STREAM_PATTERN
 from hybridai.protocol.streams import (
     SITE_PATTERN,
     DeclaredSpec,
@@ -34,7 +34,7 @@ from hybridai.protocol.streams import (
 from hybridai.storage.tables import DeviceRow, StreamSchemaRow
 
 FLEET = ""  # the site column of a fleet-wide declaration
-_STREAM = re.compile(DATASET_PATTERN)
+_STREAM = re.compile(STREAM_PATTERN)
 _SITE = re.compile(SITE_PATTERN)
 
 

@@ -113,7 +113,7 @@ def desired_state(
                 }
             )
         )
-    policies = sorted(policies or [], key=lambda p: p.dataset)
+    policies = sorted(policies or [], key=lambda p: p.stream)
     content: dict[str, Any] = {
         "models": [m.model_dump(mode="json") for m in models],
         "settings": settings.model_dump(mode="json"),  # unset (None) fields left out

@@ -86,7 +86,7 @@ def build(
         generation=f"bundle-{generation}",
         models=[assignment],
         signing_public_key=key,
-        policies=sorted(policies, key=lambda p: p.dataset),
+        policies=sorted(policies, key=lambda p: p.stream),
     )
     now = time.time()
     manifest = {

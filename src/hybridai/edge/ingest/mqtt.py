@@ -49,12 +49,13 @@ from hybridai.edge.store.edge_store import InvalidRecord
 from hybridai.link.retry import Backoff
 from hybridai.observability.supervisor import Reporter
 from hybridai.protocol.fleet import MqttStats
+from hybridai.protocol.policy import STREAM_PATTERN
 
 log = logging.getLogger(__name__)
 QOS = 1
 SESSION_EXPIRY_S = 7 * 86400  # the broker keeps our subscription and queue through outages
 KEEPALIVE_S = 30
-STREAM = re.compile(r"[a-z][a-z0-9_]{0,62}")  # a stream is also a lake dataset name
+STREAM = re.compile(STREAM_PATTERN)  # the one stream-name rule (protocol.policy)
 MSGPACK_TYPES = frozenset({"application/msgpack", "application/x-msgpack"})
 
 

@@ -2,7 +2,7 @@
 
 Only one batch is outstanding at a time, and it is handed out again, record for record, until
 the cloud acknowledges it, whatever arrived since: the lake keys each commit by
-``(device, batch_seq)`` per dataset, so batches must reach it in the order they were cut, and a
+``(device, batch_seq)`` per stream, so batches must reach it in the order they were cut, and a
 resend must carry the same bytes. A low-priority batch cut before an outage (or a crash) is
 therefore resent first when the link returns; it delays alerts by one batch at most.
 

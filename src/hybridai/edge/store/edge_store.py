@@ -48,7 +48,6 @@ from hybridai.edge.store.config import LOW, PRIORITY_NAMES, StoreConfig
 from hybridai.edge.store.crypto import PayloadCipher, check_store_key
 from hybridai.edge.store.records import (
     RESERVED_FIELDS,
-    STREAM_PATTERN,
     AppendResult,
     InvalidRecord,
     StoredRecord,
@@ -61,7 +60,6 @@ COALESCE_ROWS = 1000  # small appends fold into one chunk up to this many record
 
 __all__ = [
     "RESERVED_FIELDS",
-    "STREAM_PATTERN",
     "AppendResult",
     "EdgeStore",
     "InvalidRecord",

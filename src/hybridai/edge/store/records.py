@@ -15,9 +15,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from hybridai.protocol.policy import STREAM_PATTERN
 from hybridai.protocol.sync import DATE, DEVICE_ID, RECORD_ID, SITE, TIMESTAMP
 
-STREAM_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 RESERVED_FIELDS = frozenset({RECORD_ID, DEVICE_ID, SITE, DATE})
 _STREAM_RE = re.compile(STREAM_PATTERN)
 

@@ -37,7 +37,7 @@ ZSTD_LEVEL = 9
 class EncodedBatch:
     """A batch ready for ``PUT .../batches/{seq}``: body, checksum and sizes."""
 
-    dataset: str
+    stream: str
     seq: int
     body: bytes
     sha256: str
@@ -119,7 +119,7 @@ def encode_batch(batch: PendingBatch, device_id: str, site: str) -> EncodedBatch
     )
     body = sink.getvalue().to_pybytes()
     return EncodedBatch(
-        dataset=batch.stream,
+        stream=batch.stream,
         seq=batch.seq,
         body=body,
         sha256=hashlib.sha256(body).hexdigest(),

@@ -7,10 +7,10 @@ The sink hides the transport (HTTP client, simulator, test double).
 
 Data policies are applied here, on the way out: a batch is redacted (restricted fields dropped,
 personal ones pseudonymised or dropped) just before it is encoded, while the store keeps the
-original; a dataset restricted as a whole is never batched at all. Dead letters and hard
+original; a stream restricted as a whole is never batched at all. Dead letters and hard
 examples also obey the policy of the stream their data came from (``governance.egress``).
 
-A batch the cloud quarantines (its columns do not fit the dataset's lake table) is in the
+A batch the cloud quarantines (its columns do not fit the stream's lake table) is in the
 cloud all the same: it counts as synced, and ``quarantined`` / ``last_quarantine`` say so.
 
 The live sync loop is ``sync_step`` repeated by the agent's loop supervisor
@@ -85,7 +85,7 @@ class Uploader:
         self.device_id = device_id
         self.site = site
         self.max_records = max_records
-        self.policies = policies  # the current policies, per dataset (from the desired state)
+        self.policies = policies  # the current policies, per stream (from the desired state)
         self.site_key = site_key or secrets.token_bytes(32)  # keys pseudonyms; never leaves
         self.last_error: str | None = None  # the most recent failure, kept for operators
         self.consecutive_failures = 0
@@ -100,7 +100,7 @@ class Uploader:
         self.throughput = (0.0, 0.0)  # (bytes/s, records/s) over the last drain that sent
         self.stream_throughput: dict[str, tuple[float, float]] = {}  # the same, per stream
         self.quarantined = 0  # batches the cloud kept apart from the lake (column types)
-        self.last_quarantine: str | None = None  # "dataset: the cloud's reason"
+        self.last_quarantine: str | None = None  # "stream: the cloud's reason"
 
     async def _throttle(self, size: int) -> None:
         rate = self.bandwidth()
@@ -154,18 +154,18 @@ class Uploader:
                     )
                 if ack.quarantined:  # in the cloud, kept apart from the lake: move on
                     self.quarantined += 1
-                    self.last_quarantine = f"{encoded.dataset}: {ack.reason}"
+                    self.last_quarantine = f"{encoded.stream}: {ack.reason}"
                     log.warning(
                         "batch %d (%s) quarantined by the cloud: %s",
                         encoded.seq,
-                        encoded.dataset,
+                        encoded.stream,
                         ack.reason,
                     )
                 await asyncio.to_thread(self.store.mark_synced, encoded.seq, len(encoded.body))
                 sent += 1
                 sent_bytes += len(encoded.body)
                 sent_records += encoded.records
-                tally = per_stream.setdefault(encoded.dataset, [0.0, 0.0, 0.0])
+                tally = per_stream.setdefault(encoded.stream, [0.0, 0.0, 0.0])
                 tally[0] += len(encoded.body)
                 tally[1] += encoded.records
                 tally[2] += self.clock() - batch_started

@@ -22,7 +22,7 @@ def upgrade() -> None:
         sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
         sa.Column("device_id", sa.String(63), nullable=False),
         sa.Column("batch_seq", sa.BigInteger(), nullable=True),
-        sa.Column("dataset", sa.String(63), nullable=False),
+        sa.Column("stream", sa.String(63), nullable=False),
         sa.Column("records", sa.Integer(), nullable=False),
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("blob_key", sa.String(300), nullable=False),

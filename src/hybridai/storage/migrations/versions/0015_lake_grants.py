@@ -1,4 +1,4 @@
-"""Read grants on lake datasets, per role or user (issue 11).
+"""Read grants on lake streams, per role or user (issue 11).
 
 Revision ID: 0015
 Revises: 0014
@@ -19,11 +19,11 @@ depends_on = None
 def upgrade() -> None:
     op.create_table(
         "lake_grants",
-        sa.Column("dataset", sa.String(63), nullable=False),
+        sa.Column("stream", sa.String(63), nullable=False),
         sa.Column("grantee", sa.String(200), nullable=False),
         sa.Column("granted_at", sa.Double(), nullable=False),
         sa.Column("granted_by", sa.String(200), nullable=False),
-        sa.PrimaryKeyConstraint("dataset", "grantee", name="pk_lake_grants"),
+        sa.PrimaryKeyConstraint("stream", "grantee", name="pk_lake_grants"),
     )
 
 
