@@ -4,6 +4,8 @@
 set -euo pipefail
 need=()
 [ -e /usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1 ] || need+=(faketime)  # clock skew tests
+command -v chromium >/dev/null || need+=(chromium)  # the dashboard's browser tests (Playwright)
+command -v promtool >/dev/null || need+=(prometheus)  # promtool: deploy/prometheus checks
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
   echo "tests need Debian packages: ${need[*]} (run as root, or apt-get install them)" >&2
