@@ -67,3 +67,9 @@ def test_a_wrong_log_format_is_refused_with_the_choices(monkeypatch: pytest.Monk
     monkeypatch.setenv(logs.FORMAT_ENV, "xml")
     with pytest.raises(ValueError, match="use text or json"):
         logs.log_format()
+
+
+def test_a_wrong_log_level_is_refused_with_the_choices(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(logs.LEVEL_ENV, "loud")
+    with pytest.raises(ValueError, match="use debug, info, warning or error"):
+        logs.setup(fmt="text")

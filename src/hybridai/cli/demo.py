@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from pathlib import Path
@@ -80,7 +81,12 @@ def demo(
     """Run a cloud and 3 edge agents locally and show the whole hybrid loop at work."""
     from hybridai.demo.launcher import ChildFailed
     from hybridai.demo.scenario import DemoFailed, DemoOptions, Scenario
+    from hybridai.observability import logs
 
+    try:  # the demo's own lines; its processes log to their files in the workspace
+        logs.setup(os.environ.get(logs.LEVEL_ENV, "warning"))
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     console = Console(stderr=as_json)
     folder = workspace or Path(tempfile.mkdtemp(prefix="hybridai-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
