@@ -15,8 +15,10 @@ from hybridai.cli import (
     cloud,
     compliance,
     demo,
+    doctor,
     edge,
     fleet,
+    fleet_status,
     lake,
     login,
     model,
@@ -40,6 +42,7 @@ app = typer.Typer(
 )
 app.add_typer(cloud.app, name="cloud")
 app.add_typer(edge.app, name="edge")
+fleet.app.command("status")(fleet_status.status)
 app.add_typer(fleet.app, name="fleet")
 app.add_typer(site.app, name="site")
 model.app.command("bundle")(model_lifecycle.bundle)
@@ -55,6 +58,7 @@ app.command("demo")(demo.demo)
 app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
 app.add_typer(audit.app, name="audit")
+app.add_typer(doctor.app, name="doctor")
 app.command("login")(login.login)
 app.command("logout")(login.logout)
 

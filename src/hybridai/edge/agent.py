@@ -24,6 +24,7 @@ from hybridai.edge.dataplane import DataPlane
 from hybridai.edge.desired_cache import DesiredCache
 from hybridai.edge.edge_config import applied, effective, local_config
 from hybridai.edge.identity import DeviceIdentity
+from hybridai.edge.identity_metrics import CertificateCollector
 from hybridai.edge.ingest.declared_schemas import DeclaredSchemas
 from hybridai.edge.ingest.intake import Ingest
 from hybridai.edge.ingest.mqtt_metrics import MqttCollector
@@ -143,6 +144,7 @@ class EdgeAgent:
         self.dataplane = DataPlane(settings, self.store)
         self.backend.metrics.registry.register(StoreCollector(self._store_stats))
         self.backend.metrics.registry.register(ClockCollector(self.clock))
+        self.backend.metrics.registry.register(CertificateCollector(self.identity))
         if self.mqtt is not None:
             self.backend.metrics.registry.register(MqttCollector(self.mqtt.stats))
         self.schemas = DeclaredSchemas(  # stream schemas the cloud declares

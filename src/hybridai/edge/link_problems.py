@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 CERT_NOT_YET_VALID, CERT_HAS_EXPIRED = 9, 10
 UNTRUSTED = frozenset({2, 18, 19, 20, 21})  # no issuer, self-signed, local issuer unknown
 HOSTNAME_MISMATCH = 62
+IP_ADDRESS_MISMATCH = 64  # a --cloud URL by IP address the certificate does not carry
 PROBE_TIMEOUT_S = 5.0
 
 
@@ -83,7 +84,7 @@ def diagnose(exc: BaseException, cloud_url: str) -> Problem:
                     "start the edge with --ca-file naming the cloud's CA (the cloud's "
                     "DATA_DIR/pki/ca.crt)",
                 )
-            if code == HOSTNAME_MISMATCH:
+            if code in (HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH):
                 return Problem(
                     "tls-hostname",
                     f"the cloud's certificate does not name {parts.hostname}: use a --cloud URL "
