@@ -47,9 +47,6 @@ TABLES = {
     "lake_grants",
     "site_keys",
     "quarantined_batches",
-    "telemetry_points",
-    "telemetry_compaction",
-    "alerts",
 }
 
 

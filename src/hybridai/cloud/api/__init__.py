@@ -11,7 +11,6 @@ from hybridai.cloud.api import (
     lake,
     lifecycle,
     models,
-    operations,
     policies,
     rollouts,
     site_keys,
@@ -37,5 +36,4 @@ ROUTERS: tuple[APIRouter, ...] = (
     compliance.router,
     users.router,  # login, users, MFA, API tokens
     audit.router,
-    operations.router,  # telemetry series, alerts
 )

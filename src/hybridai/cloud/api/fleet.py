@@ -15,7 +15,6 @@ from hybridai.cloud.devices import device_settings, fleet
 from hybridai.cloud.devices.desired_state import desired_state
 from hybridai.cloud.devices.site_keys import access_for
 from hybridai.cloud.devices.site_peers import site_peers
-from hybridai.cloud.operations.loops import on_report
 from hybridai.cloud.people import users
 from hybridai.link.signing import public_key_text
 from hybridai.protocol.edge_settings import DeviceSettings
@@ -77,10 +76,8 @@ def change_tags(device_id: str, body: TagChange, request: Request) -> Device:
 def post_status(device_id: str, report: StatusReport, request: Request) -> Response:
     require_device(request, device_id)
     report = report.model_copy(update={"device_id": device_id})
-    cloud, now = cloud_of(request), time.time()
-    with cloud.session() as session:
-        fleet.record_status(session, report, now)
-    on_report(cloud, request.app.state.notifier, device_id, now)  # fixed-limit alerts
+    with cloud_of(request).session() as session:
+        fleet.record_status(session, report, time.time())
     return Response(status_code=204)
 
 

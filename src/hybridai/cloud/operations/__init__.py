@@ -1,1 +1,0 @@
-"""Operations in the cloud: device telemetry as time series, and alerts over it."""
