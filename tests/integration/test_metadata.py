@@ -47,6 +47,9 @@ TABLES = {
     "lake_grants",
     "site_keys",
     "quarantined_batches",
+    "telemetry_points",
+    "telemetry_compaction",
+    "alerts",
 }
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from hybridai.cli import fleet_config
+from hybridai.cli import fleet_config, telemetry
 from hybridai.cli._api import (
     DEFAULT_CLOUD,
     CloudOpt,
@@ -22,6 +22,7 @@ from hybridai.cli._api import (
 
 app = typer.Typer(help="Enroll devices and inspect the fleet.", no_args_is_help=True)
 app.add_typer(fleet_config.app, name="config")
+app.command("telemetry")(telemetry.telemetry)
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 

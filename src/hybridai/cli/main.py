@@ -11,6 +11,7 @@ from rich.markup import escape
 from hybridai import __version__
 from hybridai.cli import (
     _api,
+    alerts,
     audit,
     cloud,
     compliance,
@@ -58,6 +59,7 @@ app.command("demo")(demo.demo)
 app.add_typer(user.app, name="user")
 app.add_typer(token.app, name="token")
 app.add_typer(audit.app, name="audit")
+app.add_typer(alerts.app, name="alerts")
 app.add_typer(doctor.app, name="doctor")
 app.command("login")(login.login)
 app.command("logout")(login.logout)

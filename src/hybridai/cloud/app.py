@@ -9,16 +9,17 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from hybridai import __version__
-from hybridai.cloud.api import ROUTERS, health, metrics, sync
+from hybridai.cloud.api import ROUTERS, health, sync
 from hybridai.cloud.auth import principal, require_user_or_device
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.inference import CloudBackend
 from hybridai.cloud.models.rollout_ticker import rollout_step
+from hybridai.cloud.operations.loops import alert_step, compact_step
+from hybridai.cloud.operations.notify import Notifier
 from hybridai.cloud.people.auditing import AuditMiddleware
 from hybridai.cloud.pipelines.retraining import retraining_step
 from hybridai.cloud.settings import CloudSettings
 from hybridai.dashboard import mount as dashboard
-from hybridai.observability.requests import RequestLogMiddleware
 from hybridai.observability.supervisor import Supervisor
 from hybridai.protocol.errors import ErrorCode
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
@@ -69,6 +70,7 @@ async def _blob_store_failed(request: Request, exc: Exception) -> JSONResponse:
 
 def create_app(cloud: Cloud) -> FastAPI:
     loops = Supervisor()  # the background loops; their health is GET /api/v1/health
+    notifier = Notifier(cloud.settings.alert_webhooks)  # alerts, by log and webhook
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -77,8 +79,15 @@ def create_app(cloud: Cloud) -> FastAPI:
         loops.spawn("rollout-ticker", lambda: rollout_step(cloud), first_pause_s=rollouts)
         retraining = settings.retraining_tick_s  # retrains on drift
         loops.spawn("retraining-ticker", lambda: retraining_step(cloud), first_pause_s=retraining)
+        # telemetry and alerts (issue 12): detectors, notifications, downsampling
+        evaluate = settings.alert_eval_s
+        loops.spawn("alert-evaluator", lambda: alert_step(cloud, notifier), first_pause_s=evaluate)
+        loops.spawn("alert-notifier", notifier.step)
+        compact = settings.telemetry_compact_s
+        loops.spawn("telemetry-compactor", lambda: compact_step(cloud), first_pause_s=compact)
         yield
         await loops.stop()
+        await notifier.stop()
         cloud.close()
 
     app = FastAPI(
@@ -93,14 +102,12 @@ def create_app(cloud: Cloud) -> FastAPI:
     )
     app.state.cloud = cloud
     app.state.loops = loops
+    app.state.notifier = notifier
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(cloud.settings))
     app.add_middleware(AuditMiddleware, sessions=cloud.sessions)  # outside: sees 413s too
-    # outermost: traces, logs and counts every request, the refused ones too (GET /metrics)
-    app.add_middleware(RequestLogMiddleware, observe=cloud.metrics.observe_request)
-    cloud.metrics.watch(cloud.sessions, cloud.engine, loops)
     install_error_handlers(app)
     app.add_exception_handler(BlobStorageError, _blob_store_failed)
-    for router in (*ROUTERS, health.router, metrics.router):
+    for router in (*ROUTERS, health.router):
         app.include_router(router)
     app.include_router(v2_router(CloudBackend(cloud)), dependencies=[Depends(_v2_access)])
     dashboard.install(app)  # /ui, /docs, /redoc

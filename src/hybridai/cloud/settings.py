@@ -102,6 +102,66 @@ class CloudSettings(config_file.FileSettings):
         description="How often the cloud checks edge drift reports against each model's "
         "retraining policy.",
     )
+    telemetry_raw_retention_s: float = Field(
+        default=86400.0,
+        gt=0,
+        description="How long raw telemetry points (one per device report) are kept.",
+    )
+    telemetry_minute_retention_s: float = Field(
+        default=7 * 86400.0,
+        gt=0,
+        description="How long 1-minute telemetry buckets are kept.",
+    )
+    telemetry_hour_retention_s: float = Field(
+        default=90 * 86400.0,
+        gt=0,
+        description="How long 1-hour telemetry buckets are kept.",
+    )
+    telemetry_compact_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="How often the cloud folds raw telemetry into 1-minute and 1-hour buckets "
+        "and drops what is past retention.",
+    )
+    alert_eval_s: float = Field(
+        default=5.0,
+        gt=0,
+        description="How often the cloud runs its anomaly detectors over recent telemetry.",
+    )
+    alert_silent_after: float = Field(
+        default=4.0,
+        ge=1,
+        description="A device is silent (alert) after this many heartbeat intervals without "
+        "a report.",
+    )
+    alert_clock_skew_s: float = Field(
+        default=30.0,
+        gt=0,
+        description="Alert when a device's clock is further than this from the cloud's.",
+    )
+    alert_disk_ratio: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Alert when a device's store uses more than this share of its disk quota.",
+    )
+    alert_drift_psi: float = Field(
+        default=0.25,
+        gt=0,
+        description="Alert when a model's largest feature PSI at an edge exceeds this.",
+    )
+    alert_certificate_share: float = Field(
+        default=0.15,
+        gt=0,
+        lt=1,
+        description="Alert when less than this share of a device certificate's lifetime is "
+        "left (edges renew when a third is left: below it, renewal has been failing).",
+    )
+    alert_webhooks: list[str] = Field(
+        default=[],
+        description="URLs that receive each alert as JSON (POST) when it fires and resolves, "
+        "e.g. '[\"https://hooks.example.com/hybridai\"]'; retried with backoff.",
+    )
     device_cert_lifetime_s: float = Field(
         default=86400.0,
         ge=60,

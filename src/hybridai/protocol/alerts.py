@@ -51,6 +51,8 @@ class Alert(BaseModel):
     occurrences: int = 1  # duplicates merged into this alert
     detector: str  # e.g. "robust_z", "ewma", "seasonal", "change_point", "threshold"
     evidence: dict[str, Any] = Field(default_factory=dict)  # values, baseline, score, window
+    acked_at: float | None = None  # an operator acknowledged it (it keeps its state)
+    acked_by: str | None = None
 
 
 class HealingAction(BaseModel):

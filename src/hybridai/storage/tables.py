@@ -20,6 +20,7 @@ from sqlalchemy import (
     Double,
     ForeignKey,
     ForeignKeyConstraint,
+    Index,
     Integer,
     MetaData,
     String,
@@ -380,3 +381,55 @@ class QuarantinedBatchRow(Base):
     reason: Mapped[str] = mapped_column(Text)
     blob_key: Mapped[str] = mapped_column(String(300))
     quarantined_at: Mapped[float] = mapped_column(Double)
+
+
+class TelemetryPointRow(Base):
+    """One point of a device's telemetry series (``cloud.operations.telemetry``), 0016.
+
+    ``step`` 0 is a raw point from a status report (count 1); 60 and 3600 are the 1-minute and
+    1-hour buckets compaction folds them into (``ts``: the bucket's start).
+    """
+
+    __tablename__ = "telemetry_points"
+    __table_args__ = (
+        Index("ix_telemetry_points_series", "device_id", "metric", "step", "ts"),
+        Index("ix_telemetry_points_step_ts", "step", "ts"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    device_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    metric: Mapped[str] = mapped_column(String(64))
+    model: Mapped[str] = mapped_column(String(ID_LENGTH), default="")  # "" for the device
+    step: Mapped[int] = mapped_column(Integer)
+    ts: Mapped[float] = mapped_column(Double)
+    count: Mapped[int] = mapped_column(Integer)
+    total: Mapped[float] = mapped_column(Double)
+    low: Mapped[float] = mapped_column(Double)
+    high: Mapped[float] = mapped_column(Double)
+
+
+class TelemetryCompactionRow(Base):
+    """How far raw points were folded into buckets of ``step`` seconds (0016)."""
+
+    __tablename__ = "telemetry_compaction"
+
+    step: Mapped[int] = mapped_column(Integer, primary_key=True)
+    done_until: Mapped[float] = mapped_column(Double)
+
+
+class AlertRow(Base):
+    """An alert (``protocol.alerts.Alert``) and its acknowledgement (0016).
+
+    ``subject_key`` is the subject in one string: alerts of one kind and subject merge.
+    """
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_kind_subject", "kind", "subject_key"),)
+
+    alert_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    subject_key: Mapped[str] = mapped_column(String(300))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    alert: Mapped[dict[str, Any]] = mapped_column(JSON)  # the Alert as the API shows it
+    started_at: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)

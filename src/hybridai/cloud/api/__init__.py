@@ -11,6 +11,7 @@ from hybridai.cloud.api import (
     lake,
     lifecycle,
     models,
+    operations,
     policies,
     rollouts,
     site_keys,
@@ -36,4 +37,5 @@ ROUTERS: tuple[APIRouter, ...] = (
     compliance.router,
     users.router,  # login, users, MFA, API tokens
     audit.router,
+    operations.router,  # telemetry series, alerts
 )

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 
 from fastapi import APIRouter, Request, Response
@@ -16,10 +15,10 @@ from hybridai.cloud.devices import device_settings, fleet
 from hybridai.cloud.devices.desired_state import desired_state
 from hybridai.cloud.devices.site_keys import access_for
 from hybridai.cloud.devices.site_peers import site_peers
+from hybridai.cloud.operations.loops import on_report
 from hybridai.cloud.people import users
 from hybridai.link.signing import public_key_text
 from hybridai.protocol.edge_settings import DeviceSettings
-from hybridai.protocol.errors import ApiError
 from hybridai.protocol.fleet import (
     DesiredState,
     Device,
@@ -32,7 +31,6 @@ from hybridai.protocol.fleet import (
 )
 from hybridai.storage.tables import DeviceRow
 
-log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
 MAX_WAIT_S = 30.0
 
@@ -49,15 +47,8 @@ def create_enrollment_token(body: EnrollmentTokenRequest, request: Request) -> E
 @router.post("/enroll")
 def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
     cloud = cloud_of(request)
-    try:
-        with cloud.session() as session:
-            enrolled = fleet.enroll(session, body, time.time(), cloud.device_authority())
-    except ApiError:
-        cloud.metrics.enrollments.labels("refused").inc()
-        raise
-    cloud.metrics.enrollments.labels("enrolled").inc()
-    log.info("device %s enrolled at site %s", enrolled.device_id, enrolled.site)
-    return enrolled
+    with cloud.session() as session:
+        return fleet.enroll(session, body, time.time(), cloud.device_authority())
 
 
 @router.get("/devices")
@@ -86,8 +77,10 @@ def change_tags(device_id: str, body: TagChange, request: Request) -> Device:
 def post_status(device_id: str, report: StatusReport, request: Request) -> Response:
     require_device(request, device_id)
     report = report.model_copy(update={"device_id": device_id})
-    with cloud_of(request).session() as session:
-        fleet.record_status(session, report, time.time())
+    cloud, now = cloud_of(request), time.time()
+    with cloud.session() as session:
+        fleet.record_status(session, report, now)
+    on_report(cloud, request.app.state.notifier, device_id, now)  # fixed-limit alerts
     return Response(status_code=204)
 
 

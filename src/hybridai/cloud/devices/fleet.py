@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from hybridai.cloud.devices import certificates
 from hybridai.cloud.devices.certificates import DeviceAuthority
+from hybridai.cloud.operations import telemetry
 from hybridai.cloud.people.secrets import (
     ADMIN_PREFIX,
     API_PREFIX,
@@ -25,6 +26,7 @@ from hybridai.cloud.people.secrets import (
     token_matches,
 )
 from hybridai.link import pki
+from hybridai.observability.telemetry import report_points
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import (
     DEVICE_ID_PATTERN,
@@ -229,9 +231,24 @@ def _to_device(row: DeviceRow) -> Device:
     )
 
 
+def _previous_report(status: dict[str, Any] | None) -> StatusReport | None:
+    if not status:
+        return None
+    try:
+        return StatusReport.model_validate(status)
+    except ValueError:  # stored by an older cloud: no rates from this pair
+        return None
+
+
 def record_status(session: Session, report: StatusReport, now: float) -> None:
-    """Keep the device's latest report; ``last_seen`` is the cloud's clock, not the edge's."""
+    """Keep the device's latest report; ``last_seen`` is the cloud's clock, not the edge's.
+
+    Its telemetry points (rates against the previous report) join the time series in the
+    same transaction.
+    """
     device = _device_row(session, report.device_id)
+    points = report_points(report, _previous_report(device.status))
+    telemetry.record(session, report.device_id, points, now)
     device.status = report.model_dump(mode="json")
     device.last_seen = now
     session.commit()

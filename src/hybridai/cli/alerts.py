@@ -1,0 +1,105 @@
+"""``hybridai alerts``: what the cloud's detectors found, and acknowledging it."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from hybridai.cli._api import DEFAULT_CLOUD, CloudOpt, JsonOpt, TokenOpt, call, out, print_json
+
+app = typer.Typer(help="Alerts over the fleet's telemetry.", no_args_is_help=True)
+
+
+def _when(ts: float | None) -> str:
+    return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
+
+
+def _subject(alert: dict[str, Any]) -> str:
+    subject = alert["subject"]
+    text = subject.get("device_id") or subject.get("site") or "fleet"
+    return text + (f" / {subject['model']}" if subject.get("model") else "")
+
+
+@app.command("list")
+def list_alerts(
+    state: Annotated[
+        str | None, typer.Option(help="firing, suppressed or resolved (default: all).")
+    ] = None,
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Alerts, newest change first."""
+    params = {"state": state} if state else {}
+    data = call(cloud, token, "GET", "/api/v1/alerts", params=params)
+    if as_json:
+        print_json(data)
+        return
+    if not data:
+        out.print("no alerts" + (f" {state}" if state else ""))
+        return
+    table = Table(title="alerts")
+    for column in ("id", "state", "severity", "kind", "subject", "since", "seen", "summary"):
+        table.add_column(column)
+    for alert in data:
+        table.add_row(
+            alert["alert_id"][:12],
+            alert["state"] + (" (acked)" if alert.get("acked_at") else ""),
+            alert["severity"],
+            alert["kind"],
+            _subject(alert),
+            _when(alert["started_at"]),
+            f"{alert['occurrences']}x",
+            alert["summary"],
+        )
+    out.print(table)
+
+
+def _resolve(cloud: str, token: str | None, alert_id: str) -> str:
+    """A full id from the 12-character prefix the list shows."""
+    if len(alert_id) >= 32:
+        return alert_id
+    ids = [a["alert_id"] for a in call(cloud, token, "GET", "/api/v1/alerts")]
+    matches = [i for i in ids if i.startswith(alert_id)]
+    return matches[0] if len(matches) == 1 else alert_id
+
+
+@app.command()
+def show(
+    alert_id: Annotated[str, typer.Argument(help="The alert's id (or the start `list` shows).")],
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One alert with its evidence."""
+    data = call(cloud, token, "GET", f"/api/v1/alerts/{_resolve(cloud, token, alert_id)}")
+    if as_json:
+        print_json(data)
+        return
+    out.print(f"[bold]{data['summary']}[/]")
+    out.print(f"  {data['kind']} ({data['severity']}), {data['state']}, on {_subject(data)}")
+    out.print(f"  from {_when(data['started_at'])} to {_when(data['ended_at'])} UTC")
+    out.print(f"  seen {data['occurrences']} times, last {_when(data['last_seen_at'])} UTC")
+    out.print(f"  detector {data['detector']}; evidence:")
+    for key, value in data["evidence"].items():
+        out.print(f"    {key}: {value}")
+    if data.get("acked_at"):
+        out.print(f"  acknowledged by {data['acked_by']} at {_when(data['acked_at'])} UTC")
+
+
+@app.command()
+def ack(
+    alert_id: Annotated[str, typer.Argument(help="The alert's id (or the start `list` shows).")],
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Acknowledge an alert: you have seen it (it stays firing until its signal recovers)."""
+    data = call(cloud, token, "POST", f"/api/v1/alerts/{_resolve(cloud, token, alert_id)}/ack")
+    if as_json:
+        print_json(data)
+    else:
+        out.print(f"acknowledged {data['alert_id']} ({data['kind']} on {_subject(data)})")

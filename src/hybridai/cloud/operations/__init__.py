@@ -1,0 +1,1 @@
+"""Operations in the cloud: device telemetry as time series, and alerts over it."""
