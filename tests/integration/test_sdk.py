@@ -63,7 +63,7 @@ def test_writes_in_both_formats_land_once_and_errors_carry_the_edges_code(edge: 
         assert no_ts.value.code == "invalid_input"
         with pytest.raises(EdgeError) as bad_name:
             packed.write("Not A Stream", records[:1])
-        assert bad_name.value.code == "bad_request"
+        assert bad_name.value.code == "invalid_name"  # one allow-list for names (issue 11.4)
         with pytest.raises(EdgeError) as no_model:
             packed.infer("absent", np.zeros((1, 4), dtype=np.float32))
         assert no_model.value.code in ("model_not_found", "upstream_unavailable")

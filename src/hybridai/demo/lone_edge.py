@@ -26,7 +26,13 @@ class LoneEdge:
         self.workspace = workspace
         self.launcher = Launcher(workspace)
         self.port = free_port()
-        self.env = {"HYBRIDAI_EDGE_LAN_AUTH": "open", **(env or {})}
+        # A token, so the agent starts (an edge with neither a certificate nor a token is
+        # refused at start); the unreachable cloud never gets to judge it.
+        self.env = {
+            "HYBRIDAI_EDGE_LAN_AUTH": "open",
+            "HYBRIDAI_EDGE_ENROLL_TOKEN": "lone-edge-never-enrolls",
+            **(env or {}),
+        }
         self.data_dir = workspace / "edge"
         self.child: Child | None = None
 
