@@ -41,8 +41,13 @@ def serve(
     from hybridai.cloud.context import open_cloud
     from hybridai.link.tls import ServerTls
     from hybridai.link.transport import serve as serve_app
+    from hybridai.observability import logs
 
     settings = build(CloudSettings, given)
+    try:
+        logs.setup()  # HYBRIDAI_LOG_FORMAT (text, json) and HYBRIDAI_LOG_LEVEL
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     try:
         cloud = open_cloud(settings)
     except Exception as exc:

@@ -44,8 +44,13 @@ def run(
     from hybridai.edge.models.bundle import BundleError, read_bundle
     from hybridai.edge.store.crypto import StoreKeyError
     from hybridai.link.transport import server
+    from hybridai.observability import logs
 
     settings = build(EdgeSettings, given)
+    try:
+        logs.setup()  # HYBRIDAI_LOG_FORMAT (text, json) and HYBRIDAI_LOG_LEVEL
+    except ValueError as exc:
+        raise fail(str(exc)) from None
     _refuse_bad_config(settings)
     if settings.bundle_file is not None:
         try:

@@ -9,7 +9,7 @@ from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from hybridai import __version__
-from hybridai.cloud.api import ROUTERS, health, sync
+from hybridai.cloud.api import ROUTERS, health, metrics, sync
 from hybridai.cloud.auth import principal, require_user_or_device
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.inference import CloudBackend
@@ -20,6 +20,7 @@ from hybridai.cloud.people.auditing import AuditMiddleware
 from hybridai.cloud.pipelines.retraining import retraining_step
 from hybridai.cloud.settings import CloudSettings
 from hybridai.dashboard import mount as dashboard
+from hybridai.observability.requests import RequestLogMiddleware
 from hybridai.observability.supervisor import Supervisor
 from hybridai.protocol.errors import ErrorCode
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
@@ -105,9 +106,12 @@ def create_app(cloud: Cloud) -> FastAPI:
     app.state.notifier = notifier
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(cloud.settings))
     app.add_middleware(AuditMiddleware, sessions=cloud.sessions)  # outside: sees 413s too
+    # outermost: traces, logs and counts every request, the refused ones too (GET /metrics)
+    app.add_middleware(RequestLogMiddleware, observe=cloud.metrics.observe_request)
+    cloud.metrics.watch(cloud.sessions, cloud.engine, loops)
     install_error_handlers(app)
     app.add_exception_handler(BlobStorageError, _blob_store_failed)
-    for router in (*ROUTERS, health.router):
+    for router in (*ROUTERS, health.router, metrics.router):
         app.include_router(router)
     app.include_router(v2_router(CloudBackend(cloud)), dependencies=[Depends(_v2_access)])
     dashboard.install(app)  # /ui, /docs, /redoc

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from hybridai.cloud.data.lake import Lake
 from hybridai.cloud.devices import fleet
 from hybridai.cloud.devices.certificates import DeviceAuthority
+from hybridai.cloud.metrics import CloudMetrics
 from hybridai.cloud.people import bootstrap
 from hybridai.cloud.settings import CloudSettings
 from hybridai.link.pki import init_cloud_pki
@@ -35,6 +36,7 @@ class Cloud:
     jobs: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(1, "training"))
     signing_key: Ed25519PrivateKey | None = None  # signs model artifacts at registration
     authority: DeviceAuthority | None = None  # the platform CA: signs device certificates
+    metrics: CloudMetrics = field(default_factory=CloudMetrics)  # GET /metrics
 
     @contextmanager
     def session(self) -> Iterator[Session]:

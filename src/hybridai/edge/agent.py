@@ -38,6 +38,7 @@ from hybridai.edge.routing.hard_examples import STREAM as HARD_EXAMPLES
 from hybridai.edge.routing.peer_calls import PeerCalls
 from hybridai.edge.routing.peer_tls import PeerTls
 from hybridai.edge.routing.placement_state import PlacementState
+from hybridai.edge.routing.summary import summarize
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.edge.store.metrics import StoreCollector
@@ -440,4 +441,5 @@ class EdgeAgent:
             stream_schemas=self.schemas.report(),
             settings=applied(self.config),
             settings_error=self.dataplane.error,
+            metrics=summarize(self.backend, self._store_stats()),
         )

@@ -7,6 +7,7 @@ but the health probes asks ``lan_auth`` first.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -25,6 +26,8 @@ from hybridai.edge.lan_auth import LanAuthMiddleware, LanGuard
 from hybridai.edge.peer_listener import PeerListener
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store.edge_store import AppendResult, InvalidRecord
+from hybridai.observability import trace
+from hybridai.observability.requests import RequestLogMiddleware
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import StatusReport
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
@@ -90,6 +93,9 @@ def create_app(agent: EdgeAgent) -> FastAPI:
     install_error_handlers(app)
     # Outermost: a request without the site's credentials is refused before anything reads it.
     app.add_middleware(LanAuthMiddleware, guard=LanGuard(settings.lan_auth, agent.site_access))
+    # The trace starts here (or continues the caller's); each request logged at debug
+    app.add_middleware(RequestLogMiddleware, level=logging.DEBUG)
+    trace.set_process_device(agent.device_id)
     app.include_router(v2_router(agent.backend))
     app.include_router(admin_router(agent))  # operators only: cloud-signed access tokens
 

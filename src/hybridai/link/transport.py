@@ -13,6 +13,7 @@ from typing import Any, Literal
 import httpx
 
 from hybridai.link.tls import ServerTls, server_context
+from hybridai.observability import trace
 
 # Servers keep idle connections longer than any client interval (heartbeat, poll, sync):
 # a keep-alive shorter than the heartbeat drops requests on closed connections.
@@ -54,6 +55,7 @@ def server_config(
         log_level=log_level,
         timeout_keep_alive=SERVER_KEEP_ALIVE_S,
         access_log=False,
+        log_config=None,  # the process's logging (observability.logs) formats uvicorn's lines
         lifespan=lifespan,
         **extra,
     )
@@ -77,6 +79,15 @@ def serve(
 
 def _headers(token: str | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"} if token else {}
+
+
+async def _forward_trace(request: httpx.Request) -> None:
+    """Every call continues the trace of the work that makes it (W3C ``traceparent``)."""
+    request.headers.update(trace.outgoing())
+
+
+def _forward_trace_sync(request: httpx.Request) -> None:
+    request.headers.update(trace.outgoing())
 
 
 def _limits() -> httpx.Limits:
@@ -103,6 +114,7 @@ def async_client(
         limits=_limits(),
         verify=verify,
         transport=transport,
+        event_hooks={"request": [_forward_trace]},
     )
 
 
@@ -121,4 +133,5 @@ def client(
         limits=_limits(),
         verify=verify,
         transport=transport,
+        event_hooks={"request": [_forward_trace_sync]},
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 from fastapi import APIRouter, Request, Response
@@ -19,6 +20,7 @@ from hybridai.cloud.operations.loops import on_report
 from hybridai.cloud.people import users
 from hybridai.link.signing import public_key_text
 from hybridai.protocol.edge_settings import DeviceSettings
+from hybridai.protocol.errors import ApiError
 from hybridai.protocol.fleet import (
     DesiredState,
     Device,
@@ -31,6 +33,7 @@ from hybridai.protocol.fleet import (
 )
 from hybridai.storage.tables import DeviceRow
 
+log = logging.getLogger(__name__)
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
 MAX_WAIT_S = 30.0
 
@@ -47,8 +50,15 @@ def create_enrollment_token(body: EnrollmentTokenRequest, request: Request) -> E
 @router.post("/enroll")
 def enroll(body: EnrollRequest, request: Request) -> EnrollResponse:
     cloud = cloud_of(request)
-    with cloud.session() as session:
-        return fleet.enroll(session, body, time.time(), cloud.device_authority())
+    try:
+        with cloud.session() as session:
+            enrolled = fleet.enroll(session, body, time.time(), cloud.device_authority())
+    except ApiError:
+        cloud.metrics.enrollments.labels("refused").inc()
+        raise
+    cloud.metrics.enrollments.labels("enrolled").inc()
+    log.info("device %s enrolled at site %s", enrolled.device_id, enrolled.site)
+    return enrolled
 
 
 @router.get("/devices")

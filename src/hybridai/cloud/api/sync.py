@@ -167,7 +167,10 @@ async def put_batch(
             f"batch body sha256 {actual} does not match the declared {digest}: the body was "
             "damaged in transit; resend the same batch",
         )
+    started = time.perf_counter()
     ack = await run_in_threadpool(_commit, cloud_of(request), device_id, batch_seq, stream, body)
+    cloud_of(request).metrics.synced(ack, len(body), time.perf_counter() - started)
+    log.info("batch %d of device %s: %d records to the lake", batch_seq, device_id, ack.records)
     if ack.quarantined:
         response.status_code = 202  # taken, but kept apart from the lake: see ack.reason
     return ack

@@ -19,6 +19,7 @@ run once the rollout becomes the deployment.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from dataclasses import asdict
 from typing import Any
@@ -41,6 +42,8 @@ from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.placement import PlacementPolicy
 from hybridai.protocol.rollout import Rollout, RolloutRequest, SkippedDevice
 from hybridai.storage.tables import DeploymentRow, DeviceModelPinRow, DeviceRow, RolloutRow
+
+log = logging.getLogger(__name__)
 
 
 def _plan_of(row: RolloutRow) -> RolloutPlan:
@@ -201,7 +204,18 @@ def _step(session: Session, row: RolloutRow, now: float) -> None:
         for d in session.scalars(select(DeviceRow).where(DeviceRow.device_id.in_(plan.devices)))
     }
     reports = {d: _report(devices.get(d), d, plan) for d in plan.devices}
-    state = machine.advance(plan, _state_of(row), reports, now)
+    before = _state_of(row)
+    state = machine.advance(plan, before, reports, now)
+    if (state.status, len(state.steps)) != (before.status, len(before.steps)):
+        log.info(
+            "rollout %s of %s v%s: %s, %d devices updated (%s)",
+            row.rollout_id,
+            plan.model,
+            plan.to_version,
+            state.status,
+            len(state.updated),
+            state.reason,
+        )
     _store(session, row, plan, state, now)
 
 

@@ -93,8 +93,14 @@ def execute(cloud: Cloud, run_id: str, spec: TrainingSpec, actor: str) -> None:
     except Exception as exc:  # a failed run is recorded, never raised into the worker
         log.exception("training run %s failed", run_id)
         status, version, metrics, error = "failed", None, {}, f"{type(exc).__name__}: {exc}"
+    took: float | None = None
     with cloud.session() as session:
         row = session.get(TrainingRunRow, run_id)
         if row is not None:
             row.status, row.version, row.metrics, row.error = status, version, metrics, error
             row.finished_at = time.time()
+            took = row.finished_at - row.started_at
+    cloud.metrics.training_runs.labels(status).inc()
+    if took is not None:
+        cloud.metrics.training_duration.observe(took)
+    log.info("training run %s of model %s %s", run_id, spec.model_name, status)

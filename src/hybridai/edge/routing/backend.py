@@ -32,6 +32,7 @@ from hybridai.edge.routing.placement_state import CLOUD_ID, CloudLink, Placement
 from hybridai.edge.routing.upstreams import CloudInference, PeerInference
 from hybridai.governance.egress import data_class as egress_class
 from hybridai.governance.egress import strictest
+from hybridai.observability import trace
 from hybridai.orchestrator import (
     Decision,
     Placement,
@@ -158,6 +159,7 @@ class EdgeBackend:
         facts = RequestFacts(name, data_class, hints.latency_budget_ms, hints.placement)
         candidates = self.state.candidates(name, version, local_ready, n_bytes, now)
         decision = place(facts, candidates, placing.policy)
+        trace.set_model(name)  # the request's log lines name it
         self.metrics.decided(name, decision.placement.value, decision.reason.value)
         self._maybe_probe(now)
         if decision.placement is Placement.NONE or decision.target is None:
@@ -385,7 +387,8 @@ class EdgeBackend:
         elapsed_ms = (time.perf_counter() - started) * 1000
         if degraded:
             self.stats.degraded += 1
-        self.metrics.answered(response.model_name, where, degraded, elapsed_ms / 1000.0)
+        version = response.model_version or "?"
+        self.metrics.answered(response.model_name, version, where, degraded, elapsed_ms / 1000.0)
         self.health.answered(
             response.model_name,
             response.model_version or "?",

@@ -7,9 +7,11 @@ version is judged on its own traffic only; latency and confidence keep a recent 
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from hybridai.protocol.fleet import ModelHealth
+from hybridai.protocol.metrics import ModelVersionSummary
 
 WINDOW = 512  # recent requests kept per version for p99 and mean confidence
 
@@ -65,6 +67,29 @@ class ModelHealthTracker:
             )
             for (name, version), c in sorted(self._by_version.items())
         ]
+
+    def summaries(self) -> list[ModelVersionSummary]:
+        """Per version, for the status report's metrics summary: with the median too."""
+        return [
+            ModelVersionSummary(
+                name=name,
+                version=version,
+                requests=c.requests,
+                errors=c.errors,
+                escalations=c.escalations,
+                p50_ms=percentile(c.latencies_ms, 0.5),
+                p99_ms=percentile(c.latencies_ms, 0.99),
+            )
+            for (name, version), c in sorted(self._by_version.items())
+        ]
+
+
+def percentile(values: Iterable[float], q: float) -> float | None:
+    """The ``q`` quantile (nearest rank) of ``values``, in their unit; None when empty."""
+    ordered = sorted(values)
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))], 3)
 
 
 def _p99(values: deque[float]) -> float | None:
