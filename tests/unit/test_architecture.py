@@ -76,3 +76,28 @@ def test_the_page_names_every_folder_and_subpackage() -> None:
                 folders.add(f"`{big}/{sub.name}/`")
     missing = sorted(f for f in folders if f not in DOC)
     assert not missing, f"docs/architecture.md does not describe {missing}"
+
+
+def _literals() -> dict[tuple[str, ...], list[str]]:
+    """Every ``Literal["a", "b", ...]`` of two or more words in src/, by its sorted words."""
+    found: dict[tuple[str, ...], list[str]] = {}
+    for module in sorted(PACKAGE.rglob("*.py")):
+        for node in ast.walk(ast.parse(module.read_text())):
+            if not (isinstance(node, ast.Subscript) and getattr(node.value, "id", "") == "Literal"):
+                continue
+            items = node.slice.elts if isinstance(node.slice, ast.Tuple) else [node.slice]
+            words = [
+                i.value for i in items if isinstance(i, ast.Constant) and isinstance(i.value, str)
+            ]
+            if len(words) == len(items) >= 2:
+                found.setdefault(tuple(sorted(words)), []).append(
+                    f"{module.relative_to(PACKAGE)}:{node.lineno}"
+                )
+    return found
+
+
+def test_each_vocabulary_is_declared_once() -> None:
+    twice = {words: where for words, where in _literals().items() if len(where) > 1}
+    assert not twice, "declare these once (in protocol/) and import them:\n" + "\n".join(
+        f"{list(words)} at {where}" for words, where in twice.items()
+    )

@@ -19,7 +19,7 @@ from typing import Any, Literal
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from hybridai.protocol.people import AuditEntry
+from hybridai.protocol.people import AuditEntry, AuditProblemKind
 from hybridai.storage.tables import AuditEntryRow, AuditHeadRow
 
 GENESIS = "0" * 64
@@ -28,7 +28,7 @@ _FIELDS = ("ts", "actor", "role", "action", "target", "client", "result", "statu
 MAX_TEXT = 2000  # longer texts are cut, so a huge input cannot bloat the log
 
 Result = Literal["ok", "denied", "refused", "error"]
-ProblemKind = Literal["edited", "deleted", "reordered"]
+ProblemKind = AuditProblemKind
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ from hybridai.orchestrator.calibration import (
     oracle,
 )
 from hybridai.orchestrator.candidates import Candidate, Exclusion, Requirements, Tier
-from hybridai.orchestrator.cascade import CascadeRule, Measure, escalate
+from hybridai.orchestrator.cascade import CascadeRule, escalate
 from hybridai.orchestrator.drift import (
     DriftObservation,
     RetrainingDecision,
@@ -32,7 +32,7 @@ from hybridai.orchestrator.drift import (
 )
 from hybridai.orchestrator.estimators import EdgeEstimate, Estimate, Ewma, LinkEstimate, Window
 from hybridai.orchestrator.placement import Decision, Placement, Reason
-from hybridai.orchestrator.policy import ModelPolicy, PolicyKind, RequestFacts, place
+from hybridai.orchestrator.policy import ModelPolicy, RequestFacts, place
 from hybridai.orchestrator.rollout import (
     DeviceReport,
     HealthGates,
@@ -59,6 +59,7 @@ from hybridai.orchestrator.targeting import (
     unknown_devices,
     unmet,
 )
+from hybridai.protocol.placement import Measure, PolicyKind
 
 __all__ = [
     "Breaker",

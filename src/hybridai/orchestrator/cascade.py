@@ -15,20 +15,14 @@ a band around it; a score at the threshold is coin-flip, beyond the band it is s
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import StrEnum
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from hybridai.protocol.placement import Measure
+
 FloatArray = npt.NDArray[np.float64]
-
-
-class Measure(StrEnum):
-    MAX_PROB = "max_prob"
-    MARGIN = "margin"
-    ENTROPY = "entropy"
-    BAND = "band"  # anomaly score vs its decision threshold
 
 
 CLASSIFIER_MEASURES = (Measure.MAX_PROB, Measure.MARGIN, Measure.ENTROPY)

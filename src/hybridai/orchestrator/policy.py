@@ -24,8 +24,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Literal
 
 from hybridai.orchestrator.candidates import (
     TIER_ORDER,
@@ -38,15 +36,9 @@ from hybridai.orchestrator.candidates import (
 )
 from hybridai.orchestrator.cascade import CascadeRule
 from hybridai.orchestrator.placement import Decision, Placement, Reason
-
-DataClass = Literal["public", "internal", "personal", "restricted"]
-
-
-class PolicyKind(StrEnum):
-    EDGE_ONLY = "edge-only"
-    CLOUD_ONLY = "cloud-only"
-    LATENCY = "latency"
-    CASCADE = "cascade"
+from hybridai.protocol.placement import PolicyKind
+from hybridai.protocol.policy import DataClass
+from hybridai.protocol.v2 import PlacementHint
 
 
 @dataclass(frozen=True)
@@ -66,7 +58,7 @@ class RequestFacts:
     model: str = ""
     data_class: DataClass = "internal"
     latency_budget_ms: float | None = None
-    placement: Literal["auto", "edge", "cloud"] = "auto"
+    placement: PlacementHint = "auto"
 
 
 _PLACEMENT = {Tier.LOCAL: Placement.EDGE, Tier.PEER: Placement.PEER, Tier.CLOUD: Placement.CLOUD}

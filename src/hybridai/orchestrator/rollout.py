@@ -22,10 +22,11 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Literal
 
-Status = Literal["pending", "running", "paused", "succeeded", "aborted"]
-Health = Literal["healthy", "waiting", "unhealthy"]
+from hybridai.protocol.rollout import DeviceHealth, RolloutStatus
+
+Status = RolloutStatus  # the wire's words are the state machine's
+Health = DeviceHealth
 ACTIVE: frozenset[str] = frozenset({"pending", "running", "paused"})
 HELD = "held:"  # how the reason of a rollout paused for want of traffic starts
 _EPS = 1e-9

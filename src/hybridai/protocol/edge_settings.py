@@ -26,6 +26,8 @@ from pydantic import (
 from hybridai.protocol.placement import SitePeer
 from hybridai.protocol.policy import STREAM_PATTERN
 
+CompressionMethod = Literal["deadband", "swinging_door"]
+
 Priority = Literal["high", "normal", "low"]
 Level = Literal["default", "fleet", "site", "tag", "device"]
 LEVELS: tuple[Level, ...] = ("default", "fleet", "site", "tag", "device")  # least specific first
@@ -71,7 +73,7 @@ class _Settings(BaseModel):
 class StreamCompression(_Settings):
     """Deadband or swinging-door compression of one stream's slow numeric fields."""
 
-    method: Literal["deadband", "swinging_door"] = "swinging_door"
+    method: CompressionMethod = "swinging_door"
     fields: dict[str, Annotated[float, Field(ge=0)]] = Field(min_length=1)  # absolute tolerance
     key: list[str] = Field(default_factory=list)  # fields naming a series (e.g. machine)
     max_gap_s: float | None = Field(default=None, gt=0)  # keep a point at least this often

@@ -99,9 +99,12 @@ class AuditEntry(BaseModel):
     hash: str
 
 
+AuditProblemKind = Literal["edited", "deleted", "reordered"]
+
+
 class AuditProblem(BaseModel):
     seq: int
-    kind: Literal["edited", "deleted", "reordered"]
+    kind: AuditProblemKind
     message: str
 
 

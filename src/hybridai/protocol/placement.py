@@ -8,14 +8,29 @@ edge router uses it as a candidate (data reaching a peer stays on site).
 
 from __future__ import annotations
 
-from typing import Literal
+from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
 from hybridai.protocol.policy import STREAM_PATTERN
 
-PolicyKindName = Literal["latency", "edge-only", "cloud-only", "cascade"]
-MeasureName = Literal["max_prob", "margin", "entropy", "band"]
+
+class PolicyKind(StrEnum):
+    """How a model's requests are placed (the orchestrator's policies of the same names)."""
+
+    EDGE_ONLY = "edge-only"
+    CLOUD_ONLY = "cloud-only"
+    LATENCY = "latency"
+    CASCADE = "cascade"
+
+
+class Measure(StrEnum):
+    """The cascade's confidence measure of an edge answer."""
+
+    MAX_PROB = "max_prob"
+    MARGIN = "margin"
+    ENTROPY = "entropy"
+    BAND = "band"  # anomaly score vs its decision threshold
 
 
 class CascadeSpec(BaseModel):
@@ -26,7 +41,7 @@ class CascadeSpec(BaseModel):
     anomaly scores); default: ``probabilities``, else the model's last output.
     """
 
-    measure: MeasureName = "margin"
+    measure: Measure = Measure.MARGIN
     threshold: float | None = Field(default=None, ge=0.0)
     score_threshold: float = 0.0
     band: float = Field(default=1.0, gt=0.0)
@@ -45,7 +60,7 @@ class PlacementNeeds(BaseModel):
 class PlacementPolicy(BaseModel):
     """How a model's requests are placed; absent: ``latency`` with no default budget."""
 
-    kind: PolicyKindName = "latency"
+    kind: PolicyKind = PolicyKind.LATENCY
     latency_budget_ms: float | None = Field(default=None, gt=0.0)
     cascade: CascadeSpec | None = None
     needs: PlacementNeeds = Field(default_factory=PlacementNeeds)
@@ -76,7 +91,7 @@ class CalibrationRequest(BaseModel):
 
     target_cloud_share: float | None = Field(default=None, ge=0.0, le=1.0)
     target_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
-    measure: MeasureName = "margin"
+    measure: Measure = Measure.MARGIN
 
 
 class CurvePoint(BaseModel):
@@ -92,7 +107,7 @@ class CalibrationReport(BaseModel):
 
     model: str
     version: str
-    measure: MeasureName
+    measure: Measure
     target_cloud_share: float | None = None
     target_accuracy: float | None = None
     threshold: float

@@ -8,6 +8,7 @@ from pydantic import BaseModel, Field
 
 from hybridai.protocol.fleet import Variant
 from hybridai.protocol.placement import PlacementPolicy
+from hybridai.protocol.stages import Stage
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 
@@ -24,7 +25,7 @@ class ArtifactInfo(BaseModel):
 class ModelVersionInfo(BaseModel):
     name: str
     version: str  # "1", "2", ... assigned by the registry
-    stage: Literal["candidate", "staged", "production", "archived"] = "candidate"
+    stage: Stage = "candidate"
     artifacts: list[ArtifactInfo]
     metrics: dict[str, Any] = Field(default_factory=dict)  # per variant: {"edge": {...}, ...}
     lineage: dict[str, Any] = Field(default_factory=dict)

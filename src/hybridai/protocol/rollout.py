@@ -10,6 +10,7 @@ from hybridai.protocol.fleet import DEVICE_ID_PATTERN, DeviceKind, Tags
 from hybridai.protocol.registry import MODEL_NAME_PATTERN
 
 RolloutStatus = Literal["pending", "running", "paused", "succeeded", "aborted"]
+DeviceHealth = Literal["healthy", "waiting", "unhealthy"]
 
 
 class RolloutTarget(BaseModel):
@@ -68,7 +69,7 @@ class RolloutStep(BaseModel):
 
 class DeviceVerdict(BaseModel):
     device_id: str = Field(pattern=DEVICE_ID_PATTERN)
-    health: Literal["healthy", "waiting", "unhealthy"]
+    health: DeviceHealth
     reason: str
 
 

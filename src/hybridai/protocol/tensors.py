@@ -32,6 +32,25 @@ _TO_NUMPY: dict[str, np.dtype[Any]] = {
 _FROM_NUMPY: dict[str, str] = {dt.str: name for name, dt in _TO_NUMPY.items() if name != "BYTES"}
 
 
+# ONNX tensor element type (its name, lower case: "float", "int64") -> v2 datatype. ONNX
+# Runtime writes types as "tensor(float)", the onnx package as TensorProto.FLOAT: both map here.
+ONNX_ELEMENT_TO_V2: dict[str, str] = {
+    "bool": "BOOL",
+    "uint8": "UINT8",
+    "uint16": "UINT16",
+    "uint32": "UINT32",
+    "uint64": "UINT64",
+    "int8": "INT8",
+    "int16": "INT16",
+    "int32": "INT32",
+    "int64": "INT64",
+    "float16": "FP16",
+    "float": "FP32",
+    "double": "FP64",
+    "string": "BYTES",
+}
+
+
 def numpy_dtype(datatype: str) -> np.dtype[Any]:
     return _TO_NUMPY[datatype]
 

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from hybridai.protocol.policy import DataClass
+
 Datatype = Literal[
     "BOOL",
     "UINT8",
@@ -28,6 +30,8 @@ Datatype = Literal[
 DATATYPES: tuple[str, ...] = Datatype.__args__  # type: ignore[attr-defined]
 
 Parameters = dict[str, Any]
+# A request's placement hint: let the policy choose, or ask for a tier.
+PlacementHint = Literal["auto", "edge", "cloud"]
 
 
 class ServerMetadata(BaseModel):
@@ -100,8 +104,8 @@ class RoutingHints(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     latency_budget_ms: float | None = Field(default=None, gt=0)
-    data_class: Literal["public", "internal", "personal", "restricted"] = "internal"
-    placement: Literal["auto", "edge", "cloud"] = "auto"
+    data_class: DataClass = "internal"
+    placement: PlacementHint = "auto"
 
     @classmethod
     def from_parameters(cls, parameters: Parameters | None) -> RoutingHints:

@@ -17,7 +17,13 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from hybridai.protocol.errors import ApiError, ErrorCode
-from hybridai.protocol.tensors import decode, encode, numpy_dtype, v2_datatype
+from hybridai.protocol.tensors import (
+    ONNX_ELEMENT_TO_V2,
+    decode,
+    encode,
+    numpy_dtype,
+    v2_datatype,
+)
 from hybridai.protocol.v2 import (
     InferenceRequest,
     InferenceResponse,
@@ -26,22 +32,6 @@ from hybridai.protocol.v2 import (
 )
 
 PLATFORM = "onnxruntime_onnx"
-
-_ONNX_TO_V2: dict[str, str] = {
-    "tensor(bool)": "BOOL",
-    "tensor(uint8)": "UINT8",
-    "tensor(uint16)": "UINT16",
-    "tensor(uint32)": "UINT32",
-    "tensor(uint64)": "UINT64",
-    "tensor(int8)": "INT8",
-    "tensor(int16)": "INT16",
-    "tensor(int32)": "INT32",
-    "tensor(int64)": "INT64",
-    "tensor(float16)": "FP16",
-    "tensor(float)": "FP32",
-    "tensor(double)": "FP64",
-    "tensor(string)": "BYTES",
-}
 
 # What ONNX Runtime raises: its own error classes, none of which derive from RuntimeError.
 _ORT_ERRORS: tuple[type[BaseException], ...] = (
@@ -78,7 +68,7 @@ class _Signature:
 
 
 def _signature(arg: Any, role: str, model: str) -> _Signature:
-    datatype = _ONNX_TO_V2.get(arg.type)
+    datatype = ONNX_ELEMENT_TO_V2.get(arg.type.removeprefix("tensor(").removesuffix(")"))
     if datatype is None:
         hint = " (for scikit-learn, export with options={id(clf): {'zipmap': False}})"
         raise ModelLoadError(

@@ -12,22 +12,7 @@ from typing import Any
 import onnx
 
 from hybridai.protocol.errors import ApiError, ErrorCode
-
-_V2_DATATYPES: dict[int, str] = {
-    onnx.TensorProto.BOOL: "BOOL",
-    onnx.TensorProto.UINT8: "UINT8",
-    onnx.TensorProto.UINT16: "UINT16",
-    onnx.TensorProto.UINT32: "UINT32",
-    onnx.TensorProto.UINT64: "UINT64",
-    onnx.TensorProto.INT8: "INT8",
-    onnx.TensorProto.INT16: "INT16",
-    onnx.TensorProto.INT32: "INT32",
-    onnx.TensorProto.INT64: "INT64",
-    onnx.TensorProto.FLOAT16: "FP16",
-    onnx.TensorProto.FLOAT: "FP32",
-    onnx.TensorProto.DOUBLE: "FP64",
-    onnx.TensorProto.STRING: "BYTES",
-}
+from hybridai.protocol.tensors import ONNX_ELEMENT_TO_V2
 
 
 def _invalid(message: str) -> ApiError:
@@ -46,7 +31,7 @@ def _tensors(values: Any, variant: str, role: str, skip: set[str]) -> list[dict[
                 "options={'zipmap': False})"
             )
         tensor = value.type.tensor_type
-        datatype = _V2_DATATYPES.get(tensor.elem_type)
+        datatype = ONNX_ELEMENT_TO_V2.get(onnx.TensorProto.DataType.Name(tensor.elem_type).lower())
         if datatype is None:
             element = onnx.TensorProto.DataType.Name(tensor.elem_type)
             raise _invalid(

@@ -26,15 +26,16 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any, Literal
+from typing import Any
 
-Method = Literal["deadband", "swinging_door"]
-METHODS: tuple[Method, ...] = ("deadband", "swinging_door")
+from hybridai.protocol.edge_settings import CompressionMethod
+
+METHODS: tuple[CompressionMethod, ...] = ("deadband", "swinging_door")
 
 
 @dataclass(frozen=True)
 class CompressionSpec:
-    method: Method
+    method: CompressionMethod
     tolerances: Mapping[str, float]  # field -> absolute tolerance, >= 0
     key: tuple[str, ...] = ()  # fields naming a series
     max_gap_s: float | None = None  # keep a point at least this often (None: never forced)
