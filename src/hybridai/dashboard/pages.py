@@ -187,10 +187,15 @@ def _device(request: Request, who: Principal) -> HTMLResponse:
     with cloud_of(request).session() as db:
         device = fleet.get_device(db, device_id)
     line = views.line(views.Brief.of(device), now, _stale_s(request))
+    wanted = [("", "backlog_records", "sync backlog, last hour", "")] + [
+        (m.name, metric, f"{m.name}: {title}", unit)
+        for m in (device.status.models if device.status else [])
+        for metric, title, unit in MODEL_CHARTS
+    ]
     trends = [
         chart
-        for metric, title, unit in DEVICE_CHARTS
-        if (chart := _trend(request, device_id, metric, title, unit)) is not None
+        for model, metric, title, unit in wanted
+        if (chart := _trend(request, device_id, model, metric, title, unit)) is not None
     ]
     raised = anyio.from_thread.run(_api_get, request, "/api/v1/alerts")
     mine = [a for a in raised or [] if (a.get("subject") or {}).get("device_id") == device_id]
@@ -200,28 +205,35 @@ def _device(request: Request, who: Principal) -> HTMLResponse:
     )  # fmt: skip
 
 
-# The device page's last-hour charts, from the cloud's telemetry series (once it keeps them).
-DEVICE_CHARTS = (
+# The device page's last-hour charts per model, from the cloud's telemetry series.
+MODEL_CHARTS = (
     ("latency_p99_ms", "p99 latency, last hour", " ms"),
-    ("backlog_records", "sync backlog, last hour", ""),
     ("escalation_rate", "escalation rate, last hour", ""),
 )
 MAX_ROWS = 100  # alerts and conditions shown on a page (the count says how many more)
 
 
-def _trend(request: Request, device_id: str, metric: str, title: str, unit: str) -> Any:
-    """A bar per minute of the last hour of one telemetry series; None without data."""
-    query = urlencode({"device": device_id, "metric": metric, "since": "1h", "step": 60})
+def _trend(request: Request, device_id: str, model: str, metric: str, title: str, unit: str) -> Any:
+    """A bar per minute of the last hour of one telemetry series; None without data.
+
+    Raw points (one per report), averaged here per minute: the stored minute buckets lag
+    the newest reports by up to a compaction interval.
+    """
+    query = urlencode(
+        {"device": device_id, "metric": metric, "model": model, "since": "1h", "step": 0}
+    )
     series = anyio.from_thread.run(_api_get, request, f"/api/v1/telemetry?{query}")
-    points = (series or {}).get("points") if isinstance(series, dict) else None
+    points = series.get("points") if isinstance(series, dict) else None
     if not points:
         return None
     now = time.time()
-    values = [0.0] * 60
+    sums, counts = [0.0] * 60, [0] * 60
     for point in points:
         slot = 59 - int((now - float(point["ts"])) // 60)
         if 0 <= slot < 60:
-            values[slot] = round(float(point["mean"]), 3)
+            sums[slot] += float(point["mean"])
+            counts[slot] += 1
+    values = [round(t / n, 3) if n else 0.0 for t, n in zip(sums, counts, strict=True)]
     return charts.bars(values, title, "1 h ago", "now", unit)
 
 
