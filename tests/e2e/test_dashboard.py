@@ -244,6 +244,7 @@ def test_a_viewer_sees_every_page_and_no_action(page: Page, site: Site) -> None:
     # The cloud's own alert (its evaluator runs every few seconds) shows up live.
     page.get_by_text("failed models on mill-01").wait_for(timeout=90_000)
     assert "critical" in page.inner_text("main")
+    assert page.locator("button:has-text('Acknowledge')").count() == 0  # a viewer does not act
     _shot(page, "alerts")
 
     answer = page.goto(f"{site.url}/ui/audit")  # the audit log is for admins and operators
@@ -256,6 +257,8 @@ def test_a_viewer_sees_every_page_and_no_action(page: Page, site: Site) -> None:
     refused = page.request.post(
         f"{site.url}/ui/rollouts/{site.rollout_id}/abort", form={"csrf": csrf or ""}
     )
+    assert refused.status == 403 and "may not operate" in refused.text()
+    refused = page.request.post(f"{site.url}/ui/alerts/any/ack", form={"csrf": csrf or ""})
     assert refused.status == 403 and "may not operate" in refused.text()
 
 
@@ -277,6 +280,13 @@ def test_an_operator_with_mfa_acts_and_the_audit_log_shows_it(page: Page, site: 
     assert "paused" in page.inner_text("main")
     assert page.locator("button:has-text('Resume')").count() == 1
     _shot(page, "model-operator")
+
+    page.goto(f"{site.url}/ui/alerts")
+    failed = page.locator("tr", has_text="failed models on mill-01")
+    failed.wait_for(timeout=90_000)
+    failed.locator("button:has-text('Acknowledge')").click()
+    page.wait_for_url("**/ui/alerts")
+    assert "otto" in page.locator("tr", has_text="failed models on mill-01").inner_text()
 
     page.goto(f"{site.url}/ui/audit")
     audit = page.inner_text("main")

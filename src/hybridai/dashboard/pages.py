@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 import anyio
 import httpx
@@ -30,7 +30,7 @@ from hybridai.cloud.models import registry, rollout
 from hybridai.cloud.people import users
 from hybridai.dashboard import charts, session, views
 from hybridai.governance import audit, rbac
-from hybridai.protocol.errors import ApiError
+from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.people import LoginRequest, LoginResponse
 
 HERE = Path(__file__).parent
@@ -337,15 +337,38 @@ router.add_api_route("/data", _page("read", _data), methods=["GET"])
 router.add_api_route("/audit", _page("audit", _audit), methods=["GET"])
 
 
-async def _api_get(request: Request, path: str) -> Any:
-    """GET one of the cloud's API routes in-process, as the signed-in person; None if absent."""
+async def _api(request: Request, method: str, path: str) -> httpx.Response:
+    """Call one of the cloud's API routes in-process, as the signed-in person."""
     token = session.token_of(request) or ""
     transport = httpx.ASGITransport(app=request.app)
     async with httpx.AsyncClient(transport=transport, base_url="http://cloud") as client:
-        answer = await client.get(path, headers={"Authorization": f"Bearer {token}"})
-    if answer.status_code != 200:  # not there yet (404), or not for this role
+        return await client.request(method, path, headers={"Authorization": f"Bearer {token}"})
+
+
+async def _api_get(request: Request, path: str) -> Any:
+    """GET an API route's JSON; None where it is absent (404) or not for this role."""
+    answer = await _api(request, "GET", path)
+    if answer.status_code != 200:
         return None
     return answer.json()
+
+
+@router.post("/alerts/{alert_id}/ack")
+async def ack_alert(alert_id: str, request: Request, csrf: Annotated[str, Form()] = "") -> Response:
+    """An operator saw the alert: the API records who and when (its state is unchanged)."""
+    try:
+        await run_in_threadpool(session.signed_in, request)
+        session.check_csrf(request, csrf)
+        require(request, "operate")
+    except ApiError as exc:
+        return _refused(request, exc)
+    answer = await _api(request, "POST", f"/api/v1/alerts/{quote(alert_id, safe='')}/ack")
+    if answer.status_code != 200:
+        body = answer.json()
+        code = next((c for c in ErrorCode if c == body.get("code")), ErrorCode.BAD_REQUEST)
+        error = ApiError(answer.status_code, code, str(body.get("error", "")))
+        return _refused(request, error)
+    return RedirectResponse("/ui/alerts", status_code=303)
 
 
 @router.get("/alerts")
