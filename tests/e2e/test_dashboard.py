@@ -245,6 +245,7 @@ def test_a_viewer_sees_every_page_and_no_action(page: Page, site: Site) -> None:
     page.get_by_text("failed models on mill-01").wait_for(timeout=90_000)
     assert "critical" in page.inner_text("main")
     assert page.locator("button:has-text('Acknowledge')").count() == 0  # a viewer does not act
+    assert "rollout-ticker" in page.inner_text("main")  # the cloud's own loops
     _shot(page, "alerts")
 
     answer = page.goto(f"{site.url}/ui/audit")  # the audit log is for admins and operators

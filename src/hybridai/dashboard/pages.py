@@ -387,9 +387,11 @@ async def alerts(request: Request) -> Response:
     found = await run_in_threadpool(current)
     raised = await _api_get(request, "/api/v1/alerts")
     healing = await _api_get(request, "/api/v1/healing/actions")
+    cloud_health = await _api_get(request, "/api/v1/health")
     return _render(
         request, "alerts.html", who, conditions=found[:MAX_ROWS], more=len(found) - MAX_ROWS,
         alerts=None if raised is None else raised[:MAX_ROWS],
         more_alerts=0 if raised is None else len(raised) - MAX_ROWS,
         healing=None if healing is None else healing[:MAX_ROWS], ago=lambda ts: views.ago(ts, now),
+        loops=(cloud_health or {}).get("loops") or [],
     )  # fmt: skip
