@@ -221,6 +221,9 @@ def test_a_viewer_sees_every_page_and_no_action(page: Page, site: Site) -> None:
         assert expected in device, expected
     assert page.locator("svg[aria-label='pm: p99 latency, last hour'] rect").count() == 60
     _shot(page, "device")
+    page.click("text=show the last day")
+    page.wait_for_url("**/ui/devices/press-01?span=day")
+    assert "Last day" in page.inner_text("main") and "show the last hour" in page.inner_text("main")
 
     page.goto(f"{site.url}/ui/models")
     assert "v1 production" in page.inner_text("main") or "v1" in page.inner_text("main")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote, urlencode
@@ -187,7 +188,8 @@ def _device(request: Request, who: Principal) -> HTMLResponse:
     with cloud_of(request).session() as db:
         device = fleet.get_device(db, device_id)
     line = views.line(views.Brief.of(device), now, _stale_s(request))
-    wanted = [("", "backlog_records", "sync backlog, last hour", "")] + [
+    span = SPANS.get(request.query_params.get("span", "hour"), SPANS["hour"])
+    wanted = [("", "backlog_records", "sync backlog", "")] + [
         (m.name, metric, f"{m.name}: {title}", unit)
         for m in (device.status.models if device.status else [])
         for metric, title, unit in MODEL_CHARTS
@@ -195,46 +197,64 @@ def _device(request: Request, who: Principal) -> HTMLResponse:
     trends = [
         chart
         for model, metric, title, unit in wanted
-        if (chart := _trend(request, device_id, model, metric, title, unit)) is not None
+        if (chart := _trend(request, device_id, model, metric, title, unit, span)) is not None
     ]
     raised = anyio.from_thread.run(_api_get, request, "/api/v1/alerts")
     mine = [a for a in raised or [] if (a.get("subject") or {}).get("device_id") == device_id]
     return _render(
-        request, "device.html", who, device=device, line=line, trends=trends,
+        request, "device.html", who, device=device, line=line, trends=trends, span=span,
         alerts=mine[:MAX_ROWS], ago=lambda ts: views.ago(ts, now),
     )  # fmt: skip
 
 
-# The device page's last-hour charts per model, from the cloud's telemetry series.
+# The device page's charts per model, from the cloud's telemetry series.
 MODEL_CHARTS = (
-    ("latency_p99_ms", "p99 latency, last hour", " ms"),
-    ("escalation_rate", "escalation rate, last hour", ""),
+    ("latency_p99_ms", "p99 latency", " ms"),
+    ("escalation_rate", "escalation rate", ""),
 )
 MAX_ROWS = 100  # alerts and conditions shown on a page (the count says how many more)
 
 
-def _trend(request: Request, device_id: str, model: str, metric: str, title: str, unit: str) -> Any:
-    """A bar per minute of the last hour of one telemetry series; None without data.
+@dataclass(frozen=True)
+class Span:
+    """A chart's time span: ``bars`` bars over ``seconds``, read at ``step`` (0: raw points)."""
 
-    Raw points (one per report), averaged here per minute: the stored minute buckets lag
-    the newest reports by up to a compaction interval.
-    """
-    query = urlencode(
-        {"device": device_id, "metric": metric, "model": model, "since": "1h", "step": 0}
-    )
-    series = anyio.from_thread.run(_api_get, request, f"/api/v1/telemetry?{query}")
+    name: str
+    seconds: int
+    bars: int
+    step: int
+    since: str
+    label: str
+
+
+# The last hour from raw points (the stored minute buckets lag the newest reports by up to a
+# compaction interval); the last day from the minute buckets (raw points would be too many).
+SPANS = {
+    "hour": Span("hour", 3600, 60, 0, "1h", "1 h ago"),
+    "day": Span("day", 86400, 24, 60, "24h", "24 h ago"),
+}
+
+
+def _trend(
+    request: Request, device_id: str, model: str, metric: str, title: str, unit: str, span: Span
+) -> Any:
+    """One telemetry series as bars over ``span`` (each the mean of its points); None if empty."""
+    query = {"device": device_id, "metric": metric, "model": model, "since": span.since}
+    path = f"/api/v1/telemetry?{urlencode({**query, 'step': span.step})}"
+    series = anyio.from_thread.run(_api_get, request, path)
     points = series.get("points") if isinstance(series, dict) else None
     if not points:
         return None
     now = time.time()
-    sums, counts = [0.0] * 60, [0] * 60
+    width = span.seconds / span.bars
+    sums, counts = [0.0] * span.bars, [0] * span.bars
     for point in points:
-        slot = 59 - int((now - float(point["ts"])) // 60)
-        if 0 <= slot < 60:
+        slot = span.bars - 1 - int((now - float(point["ts"])) // width)
+        if 0 <= slot < span.bars:
             sums[slot] += float(point["mean"])
             counts[slot] += 1
     values = [round(t / n, 3) if n else 0.0 for t, n in zip(sums, counts, strict=True)]
-    return charts.bars(values, title, "1 h ago", "now", unit)
+    return charts.bars(values, f"{title}, last {span.name}", span.label, "now", unit)
 
 
 router.add_api_route("/fleet", _page("read", _fleet), methods=["GET"])
