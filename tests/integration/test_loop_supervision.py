@@ -104,6 +104,9 @@ def test_a_failing_rollout_tick_backs_off_restarts_and_shows_in_the_cloud_health
         assert {loop["name"] for loop in json.loads(calm.output)["loops"]} == {
             "rollout-ticker",
             "retraining-ticker",
+            "telemetry-compactor",
+            "alert-evaluator",
+            "alert-notifier",
         }
         assert _loop(api.get("/api/v1/health", headers=admin).json(), "retraining-ticker")[
             "state"

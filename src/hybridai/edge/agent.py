@@ -415,12 +415,13 @@ class EdgeAgent:
         estimates = self.backend.state.estimates()
         peer_port = self.settings.peer_port or self.settings.port + 1
         advertise = self.settings.advertise_url or f"https://{self.settings.host}:{peer_port}"
+        store = self._store_stats()  # once: it waits for the store while a writer holds it
         return StatusReport(
             device_id=self.device_id,
             agent_version=__version__,
             uptime_s=time.time() - self.started,
             models=self.reconciler.loaded(),
-            store=self._store_stats(),
+            store=store,
             inference=self.backend.stats.model_copy(),
             cloud_reachable=self.link.reachable(time.time()),
             clock_skew_s=self.clock.skew_s,
@@ -441,5 +442,5 @@ class EdgeAgent:
             stream_schemas=self.schemas.report(),
             settings=applied(self.config),
             settings_error=self.dataplane.error,
-            metrics=summarize(self.backend, self._store_stats()),
+            metrics=summarize(self.backend, store),
         )
