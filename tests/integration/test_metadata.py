@@ -50,6 +50,7 @@ TABLES = {
     "telemetry_points",
     "telemetry_compaction",
     "alerts",
+    "healing_actions",
 }
 
 

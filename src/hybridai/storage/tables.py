@@ -433,3 +433,30 @@ class AlertRow(Base):
     alert: Mapped[dict[str, Any]] = mapped_column(JSON)  # the Alert as the API shows it
     started_at: Mapped[float] = mapped_column(Double)
     updated_at: Mapped[float] = mapped_column(Double)
+
+
+class HealingActionRow(Base):
+    """A self-healing action (``protocol.alerts.HealingAction``) and its orders (0017).
+
+    ``orders`` is what the action changed for the device (placement, a reload, a settings
+    overlay, a renewal, an aborted rollout); while ``active``, desired state carries them.
+    """
+
+    __tablename__ = "healing_actions"
+    __table_args__ = (
+        Index("ix_healing_actions_alert", "alert_id"),
+        Index("ix_healing_actions_device_active", "device_id", "active"),
+        Index("ix_healing_actions_rule_subject", "rule", "subject_key"),
+    )
+
+    action_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    rule: Mapped[str] = mapped_column(String(63))
+    alert_id: Mapped[str] = mapped_column(String(32))
+    device_id: Mapped[str | None] = mapped_column(String(63), nullable=True)
+    subject_key: Mapped[str] = mapped_column(String(300))
+    state: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean)
+    orders: Mapped[dict[str, Any]] = mapped_column(JSON)
+    action: Mapped[dict[str, Any]] = mapped_column(JSON)  # the HealingAction as the API shows it
+    taken_at: Mapped[float] = mapped_column(Double)
+    updated_at: Mapped[float] = mapped_column(Double)
