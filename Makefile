@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/cascade.py
 	$(BIN)/python bench/operations.py
+	$(BIN)/python bench/serving.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/infer.py --quick
@@ -43,6 +44,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/lifecycle.py --quick
 	$(BIN)/python bench/cascade.py --quick
 	$(BIN)/python bench/operations.py --quick
+	$(BIN)/python bench/serving.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -4,7 +4,8 @@
   latency policy with a budget), microseconds per decision, p50 / p99;
 - sustained v2 requests/s at a real edge agent process (router, estimates, metrics, policy)
   against a bare FastAPI + onnxruntime endpoint serving the same ONNX model, both real uvicorn
-  processes on loopback under the same client load (4 client threads), in the same run.
+  processes on loopback under the same external load (``wrk``, 8 connections: a Python client
+  saturates near these servers' rate and would measure itself), in the same run.
 
 Usage: python bench/router.py [--quick]
 """
@@ -12,7 +13,7 @@ Usage: python bench/router.py [--quick]
 from __future__ import annotations
 
 import argparse
-import subprocess
+import json
 import sys
 import tempfile
 import time
@@ -23,11 +24,12 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
+import _wrk
 from _common import median, percentile, show, write
-from infer import demo_models, http_rps, infer_body, plant_records
+from infer import demo_models, infer_body, plant_records
+from serving import CONNECTIONS, serve_bare
 
 from hybridai.demo.fleet import LocalFleet, wait_for
-from hybridai.demo.launcher import free_port
 from hybridai.demo.simulator import FEATURES
 from hybridai.orchestrator import (
     Candidate,
@@ -39,37 +41,6 @@ from hybridai.orchestrator import (
     Tier,
     place,
 )
-
-BARE_APP = """
-import sys
-import numpy as np
-import onnxruntime as ort
-import uvicorn
-from fastapi import FastAPI, Request
-
-options = ort.SessionOptions()
-options.intra_op_num_threads = 1
-session = ort.InferenceSession(open(sys.argv[2], "rb").read(), options,
-                               providers=["CPUExecutionProvider"])
-names = [o.name for o in session.get_outputs()]
-app = FastAPI()
-
-@app.get("/v2/health/ready")
-def ready():
-    return {"ready": True}
-
-@app.post("/v2/models/{name}/infer")
-async def infer(name: str, request: Request):
-    body = await request.json()
-    tensor = body["inputs"][0]
-    x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
-    results = session.run(names, {tensor["name"]: x})
-    return {"model_name": name, "outputs": [
-        {"name": n, "shape": list(r.shape), "datatype": "FP32" if r.dtype == np.float32
-         else "INT64", "data": r.reshape(-1).tolist()} for n, r in zip(names, results)]}
-
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
-"""
 
 
 def decision_samples(n: int) -> list[float]:
@@ -117,21 +88,6 @@ def decision_samples(n: int) -> list[float]:
     return samples
 
 
-def serve_bare(model: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port), str(model)])
-    url = f"http://127.0.0.1:{port}"
-
-    def up() -> bool:
-        try:
-            return httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    wait_for("the bare endpoint", up, 30)
-    return process, url
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a smoke run, under a minute")
@@ -162,15 +118,26 @@ def main() -> None:
                 "PUT", "/api/v1/deployments/pm", json={"name": "pm", "version": info["version"]}
             )
             wait_for("the edge to load pm", lambda: fleet.serving("pm", info["version"]), 60)
-            for _ in range(50):  # warm both, and let the router learn its estimates
-                reply = httpx.post(f"{edge.url}/v2/models/pm/infer", json=body, timeout=10)
-                where = reply.json()["parameters"]["placement"]
-                placements[where] = placements.get(where, 0) + 1
-                httpx.post(f"{bare_url}/v2/models/pm/infer", json=body, timeout=10)
+            edge_url, auth = _wrk.split_credentials(edge.url)
+            with httpx.Client(headers=auth, timeout=10) as http:
+                for _ in range(50):  # warm both, and let the router learn its estimates
+                    reply = http.post(f"{edge_url}/v2/models/pm/infer", json=body)
+                    where = reply.json()["parameters"]["placement"]
+                    placements[where] = placements.get(where, 0) + 1
+                    http.post(f"{bare_url}/v2/models/pm/infer", json=body)
+            payload = json.dumps(body).encode()
+            headers = {"Content-Type": "application/json", **auth}
             edge_rps, bare_rps = [], []
             for _ in range(rounds):  # interleaved, so drifts in machine load hit both alike
-                edge_rps.append(http_rps(edge.url, body, rps_s))
-                bare_rps.append(http_rps(bare_url, body, rps_s))
+                for url, rates in ((edge_url, edge_rps), (bare_url, bare_rps)):
+                    run = _wrk.run(
+                        f"{url}/v2/models/pm/infer",
+                        body=payload,
+                        headers=headers,
+                        seconds=rps_s,
+                        connections=CONNECTIONS,
+                    )
+                    rates.append(run.rps)
         finally:
             bare.terminate()
             bare.wait(10)
@@ -187,7 +154,7 @@ def main() -> None:
         "rounds": rounds,
         "decisions": n_decisions,
         "candidates": "local + 2 site peers (one without the model) + cloud; latency policy",
-        "rps_clients": 4,
+        "load_generator": f"wrk -t1 -c{CONNECTIONS}",
         "rps_seconds_per_round": rps_s,
         "warm_up_placements": placements,
         "model": "demo pm edge variant (depth-4 tree, ONNX), 8 rows per request",

@@ -1,0 +1,305 @@
+"""The edge's serving faces against bare ones, under an external load generator (``wrk``).
+
+- v2 inference: a real edge agent (enrolled, site key, router, metrics, health gates, the demo's
+  pm edge model) against a bare FastAPI + onnxruntime endpoint serving the same ONNX file (one
+  uvicorn process, same onnxruntime thread settings), both plain HTTP on loopback, 8 rows per
+  request, 8 connections, rounds alternated, medians; latency from wrk's distribution. The bare
+  endpoint is also driven by a Python httpx client (4 threads) to show that wrk saturates it;
+- the edge's idle RSS with the demo models loaded;
+- record ingest: ``POST /api/v1/streams/{stream}/records`` with 1,000-record bodies (JSON and
+  Arrow IPC, every record new) by wrk, over raw SQLite ``executemany`` of the same records with
+  the edge store's durability (WAL, synchronous=FULL, one transaction per batch), same run;
+- what the other serving modules measure (binary tensors, gRPC, batching, a remote tier),
+  merged in when they are present.
+
+Usage: python bench/serving.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _wrk
+from _common import median, show, sqlite_rate, write
+from infer import demo_models, http_rps, infer_body, plant_records, rss_mb
+
+from hybridai.demo.fleet import LocalFleet, wait_for
+from hybridai.demo.launcher import free_port
+from hybridai.demo.simulator import FEATURES, Plant
+from hybridai.edge.ingest.formats import ARROW, JSON, encode_arrow
+
+CONNECTIONS = 8
+INGEST_BATCH = 1000
+OTHER_MODULES = ("serving_binary", "serving_grpc", "serving_batching", "serving_remote")
+TARGETS = {
+    "edge_vs_bare_rps_ratio": ">= 0.9",
+    "edge_p50_ms": "<= bare_p50_ms + 0.3",
+    "client_saturates_bare": "true",
+    "edge_rss_mb": "<= 150",
+    "http_ingest_json_ratio": ">= 1",
+    "http_ingest_arrow_ratio": ">= 2",
+}
+
+BARE_APP = """
+import sys
+import numpy as np
+import onnxruntime as ort
+import uvicorn
+from fastapi import FastAPI, Request
+
+options = ort.SessionOptions()
+options.intra_op_num_threads = 1
+options.inter_op_num_threads = 1
+session = ort.InferenceSession(open(sys.argv[2], "rb").read(), options,
+                               providers=["CPUExecutionProvider"])
+names = [o.name for o in session.get_outputs()]
+app = FastAPI()
+
+@app.get("/v2/health/ready")
+def ready():
+    return {"ready": True}
+
+@app.post("/v2/models/{name}/infer")
+async def infer(name: str, request: Request):
+    body = await request.json()
+    tensor = body["inputs"][0]
+    x = np.asarray(tensor["data"], dtype=np.float32).reshape(tensor["shape"])
+    results = session.run(names, {tensor["name"]: x})
+    return {"model_name": name, "outputs": [
+        {"name": n, "shape": list(r.shape), "datatype": "FP32" if r.dtype == np.float32
+         else "INT64", "data": r.reshape(-1).tolist()} for n, r in zip(names, results)]}
+
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
+            access_log=False, timeout_keep_alive=75)
+"""
+
+
+def serve_bare(model: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """The bare endpoint: FastAPI + onnxruntime, nothing else, as its own uvicorn process."""
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port), str(model)])
+    url = f"http://127.0.0.1:{port}"
+
+    def up() -> bool:
+        try:
+            return httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_for("the bare endpoint", up, 30)
+    return process, url
+
+
+def start_edge(work: Path, models: dict[str, bytes]) -> tuple[LocalFleet, Any]:
+    """A cloud and one enrolled edge serving the demo's pm model (edge variant)."""
+    fleet = LocalFleet(work)
+    fleet.start_cloud()
+    edge = fleet.start_edge("edge-1", "plant-a")
+    fleet.wait_enrolled(1)
+    files = {v: (f"{v}.onnx", data, "application/octet-stream") for v, data in models.items()}
+    info = fleet.call("POST", "/api/v1/models/pm/versions", files=files)
+    fleet.call("PUT", "/api/v1/deployments/pm", json={"name": "pm", "version": info["version"]})
+    wait_for("the edge to load pm", lambda: fleet.serving("pm", info["version"]), 90)
+    return fleet, edge
+
+
+def base_records() -> list[dict[str, Any]]:
+    plant = Plant([f"m{i:02d}" for i in range(8)], seed=3, start_ts=1.7e9)
+    records: list[dict[str, Any]] = []
+    while len(records) < INGEST_BATCH:
+        records += plant.step()[0]
+    return records[:INGEST_BATCH]
+
+
+def ingest_bodies(work: Path, name: str, first: int, count: int) -> list[Path]:
+    """``count`` files of 1,000-record bodies, every record new (shifted times)."""
+    base = base_records()
+    paths = []
+    for n in range(first, first + count):
+        batch = [{**rec, "ts": rec["ts"] + n * 1e5} for rec in base]
+        path = work / f"ingest-{name}-{n}.body"
+        path.write_bytes(
+            json.dumps({"records": batch}).encode() if name == "json" else encode_arrow(batch)
+        )
+        paths.append(path)
+    return paths
+
+
+def sqlite_floor(work: Path, body_files: list[Path], round_no: int) -> float:
+    """Raw SQLite executemany of the same records, the edge store's durability."""
+    batches = [json.loads(p.read_bytes())["records"] for p in body_files]
+    return sqlite_rate(work / f"raw-{round_no}.db", batches)
+
+
+def ingest_rate(url: str, headers: dict[str, str], files: list[Path], seconds: float) -> float:
+    """Records/s the edge stored (its own answers' ``accepted``), 1,000-record bodies."""
+    run = _wrk.run(
+        f"{url}/api/v1/streams/bench/records",
+        bodies=files,
+        headers=headers,
+        seconds=seconds,
+        connections=2,
+        count_accepted=True,
+    )
+    if run.requests > len(files):
+        raise RuntimeError(f"wrk sent {run.requests} bodies, only {len(files)} are new")
+    return run.accepted / run.seconds
+
+
+def others(quick: bool) -> tuple[dict[str, Any], dict[str, str]]:
+    """Metrics of the other serving benches' ``measure(quick)``, when their modules exist."""
+    merged: dict[str, Any] = {}
+    status: dict[str, str] = {}
+    for module in OTHER_MODULES:
+        try:
+            measure = importlib.import_module(module).measure
+        except ImportError:
+            status[module] = "absent"
+            continue
+        try:
+            merged.update(measure(quick))
+            status[module] = "ok"
+        except Exception as exc:  # one failing part must not hide the others' figures
+            status[module] = f"failed: {type(exc).__name__}: {exc}"
+    return merged, status
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run, under a minute")
+    args = parser.parse_args()
+    rounds, seconds, ingest_s, n_bodies = (1, 3.0, 2.0, 500) if args.quick else (5, 8.0, 3.0, 800)
+
+    edge_runs: list[_wrk.WrkRun] = []
+    bare_runs: list[_wrk.WrkRun] = []
+    python_bare: list[float] = []
+    json_rates: list[float] = []
+    arrow_rates: list[float] = []
+    raw_rates: list[float] = []
+    placements: dict[str, int] = {}
+    with tempfile.TemporaryDirectory(prefix="hybridai-bench-") as tmp:
+        work = Path(tmp)
+        models = demo_models(work)
+        (work / "edge.onnx").write_bytes(models["edge"])
+        one_tick = plant_records(1)[0]
+        rows = np.asarray([[r[f] for f in FEATURES] for r in one_tick], dtype=np.float32)
+        body: dict[str, Any] = infer_body(rows)
+        body.pop("parameters")  # the full placement path: no hint, the model's policy decides
+        payload = json.dumps(body).encode()
+        bare, bare_url = serve_bare(work / "edge.onnx")
+        fleet, edge = start_edge(work, models)
+        try:
+            edge_url, auth = _wrk.split_credentials(edge.url)
+            with httpx.Client(headers=auth, timeout=10) as http:
+                for _ in range(200):  # warm both; the router learns its estimates
+                    reply = http.post(f"{edge_url}/v2/models/pm/infer", content=payload)
+                    reply.raise_for_status()
+                    where = reply.json()["parameters"]["placement"]
+                    placements[where] = placements.get(where, 0) + 1
+                    http.post(f"{bare_url}/v2/models/pm/infer", content=payload)
+            time.sleep(1.0)
+            idle_rss = rss_mb(edge.process.pid)
+            headers = {"Content-Type": "application/json", **auth}
+            for _ in range(rounds):  # alternated: drifts in machine load hit both alike
+                edge_runs.append(
+                    _wrk.run(
+                        f"{edge_url}/v2/models/pm/infer",
+                        body=payload,
+                        headers=headers,
+                        seconds=seconds,
+                        connections=CONNECTIONS,
+                    )
+                )
+                bare_runs.append(
+                    _wrk.run(
+                        f"{bare_url}/v2/models/pm/infer",
+                        body=payload,
+                        headers=headers,
+                        seconds=seconds,
+                        connections=CONNECTIONS,
+                    )
+                )
+                python_bare.append(http_rps(bare_url, body, min(seconds, 3.0)))
+            bare.terminate()
+            first = 0
+            for r in range(rounds):
+                for name, media, rates in (
+                    ("json", JSON, json_rates),
+                    ("arrow", ARROW, arrow_rates),
+                ):
+                    files = ingest_bodies(work, name, first, n_bodies)
+                    first += n_bodies
+                    rates.append(
+                        ingest_rate(edge_url, {"Content-Type": media, **auth}, files, ingest_s)
+                    )
+                    if name == "json":
+                        raw_rates.append(sqlite_floor(work, files[:50], r))
+                    for path in files:
+                        path.unlink()
+        finally:
+            bare.terminate()
+            bare.wait(10)
+            fleet.close()
+        other_metrics, other_status = others(args.quick)
+
+    edge_rps = median([r.rps for r in edge_runs])
+    bare_rps = median([r.rps for r in bare_runs])
+    edge_p50 = median([r.p50_ms for r in edge_runs])
+    bare_p50 = median([r.p50_ms for r in bare_runs])
+    floor = median(raw_rates)
+    metrics: dict[str, Any] = {
+        "edge_rps": round(edge_rps, 1),
+        "bare_rps": round(bare_rps, 1),
+        "edge_vs_bare_rps_ratio": round(edge_rps / bare_rps, 3),
+        "edge_p50_ms": round(edge_p50, 3),
+        "bare_p50_ms": round(bare_p50, 3),
+        "edge_p99_ms": round(median([r.p99_ms for r in edge_runs]), 3),
+        "bare_p99_ms": round(median([r.p99_ms for r in bare_runs]), 3),
+        "python_client_bare_rps": round(median(python_bare), 1),
+        "client_saturates_bare": bool(bare_rps > median(python_bare)),
+        "edge_rss_mb": round(idle_rss, 1),
+        "http_ingest_json_records_per_s": round(median(json_rates), 0),
+        "http_ingest_arrow_records_per_s": round(median(arrow_rates), 0),
+        "sqlite_raw_records_per_s": round(floor, 0),
+        "http_ingest_json_ratio": round(median(json_rates) / floor, 3),
+        "http_ingest_arrow_ratio": round(median(arrow_rates) / floor, 3),
+        **other_metrics,
+    }
+    notes = {
+        "rounds": rounds,
+        "seconds_per_run": seconds,
+        "load_generator": "wrk -t1 -c8 (infer), -t1 -c2 (ingest), lua body and done hook",
+        "python_client": "httpx, 4 threads, against the bare endpoint",
+        "model": "demo pm edge variant (ONNX), 8 rows per request, no placement hint",
+        "edge": "enrolled edge agent, plain HTTP LAN port, site key (basic auth)",
+        "warm_up_placements": placements,
+        "edge_rps_rounds": [round(r.rps, 1) for r in edge_runs],
+        "bare_rps_rounds": [round(r.rps, 1) for r in bare_runs],
+        "ingest": "1,000-record bodies, every record new; raw SQLite: WAL, synchronous=FULL",
+        "ingest_json_rounds": [round(x) for x in json_rates],
+        "ingest_arrow_rounds": [round(x) for x in arrow_rates],
+        "sqlite_raw_rounds": [round(x) for x in raw_rates],
+        "targets": TARGETS,
+        "other_modules": other_status,
+    }
+    title = "bench/serving" + (" (quick)" if args.quick else "")
+    show(title, {k: v for k, v in metrics.items()})
+    for key, target in TARGETS.items():
+        print(f"  target {key}: {target}  (measured {metrics.get(key)})")
+    print(write("serving", args.quick, metrics, notes))
+
+
+if __name__ == "__main__":
+    main()
