@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from functools import cache
 from typing import Any
 
@@ -166,3 +167,40 @@ def slow_classifier_onnx(layers: int = 900, width: int = 512) -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", _OPSET)])
     model.ir_version = _IR_VERSION
     return bytes(model.SerializeToString())
+
+
+@cache
+def mlp_onnx(features: int = 16, width: int = 256, layers: int = 3, classes: int = 3) -> bytes:
+    """A small dense MLP with a dynamic batch dimension: where batching pays.
+
+    Input "input" FP32 [batch, features]; outputs "probabilities" FP32 [batch, classes] and
+    "label" INT64 [batch]. Weights are fixed by a seed, so answers are reproducible.
+    """
+    from onnx import numpy_helper
+
+    rng = np.random.default_rng(7)
+    sizes = [features] + [width] * layers + [classes]
+    inits, nodes, current = [], [], "input"
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        w = (rng.standard_normal((n_in, n_out)) / np.sqrt(n_in)).astype(np.float32)
+        inits.append(numpy_helper.from_array(w, f"w{i}"))
+        nodes.append(helper.make_node("MatMul", [current, f"w{i}"], [f"m{i}"]))
+        current = f"m{i}"
+        if i < len(sizes) - 2:
+            nodes.append(helper.make_node("Relu", [current], [f"h{i}"]))
+            current = f"h{i}"
+    nodes += [
+        helper.make_node("Softmax", [current], ["probabilities"], axis=1),
+        helper.make_node("ArgMax", ["probabilities"], ["label"], axis=1, keepdims=0),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "mlp",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", features])],
+        [
+            helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", classes]),
+            helper.make_tensor_value_info("label", TensorProto.INT64, ["batch"]),
+        ],
+        inits,
+    )
+    return _finish(graph)

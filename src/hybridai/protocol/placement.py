@@ -12,6 +12,7 @@ from enum import StrEnum
 
 from pydantic import BaseModel, Field
 
+from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.policy import STREAM_PATTERN
 
 
@@ -70,6 +71,11 @@ class PlacementPolicy(BaseModel):
         description="The stream whose records feed the model: its data policy applies to every "
         "request (a stream holding restricted data keeps the model on site, whatever a request "
         "says) and to the model's hard examples.",
+    )
+    batching: BatchingSpec | None = Field(
+        default=None,
+        description="Dynamic batching of concurrent requests, at the edge and in the cloud "
+        "(None: each request runs alone). Only for models with a dynamic batch dimension.",
     )
 
 

@@ -177,6 +177,25 @@ class OnnxModel:
 
     def run(self, request: InferenceRequest) -> InferenceResponse:
         """Serve one v2 request: check, decode, infer, encode."""
+        arrays, wanted = self.decode_request(request)
+        return self.respond(request, self.infer(arrays, wanted))
+
+    def batch_problem(self) -> str | None:
+        """Why requests cannot be concatenated along dimension 0 (None: they can)."""
+        for role, sigs in (("input", self._inputs), ("output", self._outputs)):
+            for sig in sigs.values():
+                if not sig.shape or sig.shape[0] != -1:
+                    return (
+                        f"model '{self.name}' version {self.version}: {role} {sig.describe()} "
+                        "has no dynamic first (batch) dimension; export the model with a "
+                        "dynamic batch dimension, or deploy it without batching"
+                    )
+        return None
+
+    def decode_request(
+        self, request: InferenceRequest
+    ) -> tuple[dict[str, Array], list[str] | None]:
+        """Check a v2 request against the signature and decode its tensors (``ApiError`` 400)."""
         seen: set[str] = set()
         for tensor in request.inputs:
             if tensor.name in seen:
@@ -188,6 +207,8 @@ class OnnxModel:
             seen.add(tensor.name)
         self._check_inputs({t.name: (t.datatype, tuple(t.shape)) for t in request.inputs})
         wanted = [o.name for o in request.outputs] if request.outputs else None
+        if wanted is not None:
+            self._check_outputs(wanted)
         arrays: dict[str, Array] = {}
         for tensor in request.inputs:
             try:
@@ -200,7 +221,10 @@ class OnnxModel:
                     f"input '{tensor.name}' holds a value out of range for {tensor.datatype}; "
                     "send values the datatype can hold or declare a wider datatype",
                 ) from None
-        results = self.infer(arrays, wanted)
+        return arrays, wanted
+
+    def respond(self, request: InferenceRequest, results: Mapping[str, Array]) -> InferenceResponse:
+        """Encode what ``infer`` returned as this request's v2 response."""
         return InferenceResponse(
             model_name=self.name,
             model_version=self.version,
