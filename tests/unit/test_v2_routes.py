@@ -15,6 +15,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 from _models import train_classifier_onnx
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata
+from hybridai.protocol.v2_stats import ModelStatistics, RepositoryModel
 from hybridai.serving import (
     InferenceBackend,
     ModelRepository,
@@ -22,6 +23,7 @@ from hybridai.serving import (
     install_error_handlers,
     v2_router,
 )
+from hybridai.serving.v2_stats import StatisticsBook
 
 with warnings.catch_warnings():
     # Starlette now prefers httpx2, which this environment lacks; httpx still works.
@@ -53,6 +55,7 @@ class RepositoryBackend:
         self.repository = repository
         self._metadata = ServerMetadata(name=server_name, version=server_version)
         self._ready = ready
+        self.book = StatisticsBook()
 
     def server_metadata(self) -> ServerMetadata:
         return self._metadata
@@ -72,7 +75,28 @@ class RepositoryBackend:
         self, name: str, version: str | None, request: InferenceRequest
     ) -> InferenceResponse:
         model = self.repository.get(name, version)  # pinned: a swap now does not affect us
-        return await anyio.to_thread.run_sync(model.run, request)
+        try:
+            response = await anyio.to_thread.run_sync(model.run, request)
+        except ApiError:
+            self.book.failed(name, model.version, 1)
+            raise
+        self.book.executed(name, model.version, 1, 1)
+        self.book.succeeded(name, model.version, 2)
+        return response
+
+    def model_statistics(self, name: str | None, version: str | None) -> list[ModelStatistics]:
+        known = [(n, v) for n in self.repository.names() for v in self.repository.versions(n)]
+        found = self.book.snapshot(name, version, known)
+        if name is not None and not found:
+            raise ApiError(404, ErrorCode.MODEL_NOT_FOUND, f"no model '{name}'")
+        return found
+
+    def repository_index(self, ready: bool) -> list[RepositoryModel]:
+        return [
+            RepositoryModel(name=n, version=v)
+            for n in self.repository.names()
+            for v in self.repository.versions(n)
+        ]
 
 
 def make_app(backend: InferenceBackend) -> FastAPI:
@@ -143,7 +167,11 @@ def test_server_metadata(client: TestClient) -> None:
     response = client.get("/v2")
 
     assert response.status_code == 200
-    assert response.json() == {"name": "hybridai-test", "version": "0.1.0", "extensions": []}
+    assert response.json() == {
+        "name": "hybridai-test",
+        "version": "0.1.0",
+        "extensions": ["binary_tensor_data", "statistics", "model_repository"],
+    }
 
 
 # --- model metadata and readiness ---

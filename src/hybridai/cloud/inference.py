@@ -23,8 +23,10 @@ from hybridai.cloud.models import registry
 from hybridai.governance.egress import data_class
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata
+from hybridai.protocol.v2_stats import ModelStatistics, RepositoryModel
 from hybridai.serving.onnx_runtime import OnnxModel
 from hybridai.serving.repository import ModelRepository
+from hybridai.serving.v2_stats import StatisticsBook
 
 
 class CloudBackend:
@@ -35,6 +37,7 @@ class CloudBackend:
         self._repository = ModelRepository()
         self._loading = threading.Lock()
         self._input_streams: dict[str, tuple[float, str | None]] = {}  # name -> (until, stream)
+        self.book = StatisticsBook()  # this replica's own counters (v2 statistics extension)
 
     def _version_for(self, name: str, version: str | None) -> str:
         if version is not None:
@@ -89,6 +92,24 @@ class CloudBackend:
         self._model(name, version)
         return True
 
+    def _registered(self) -> list[tuple[str, str]]:
+        with self._cloud.session() as session:
+            return [(m.name, v) for m in registry.list_models(session) for v in m.versions]
+
+    def model_statistics(self, name: str | None, version: str | None) -> list[ModelStatistics]:
+        found = self.book.snapshot(name, version, self._registered())
+        if name is not None and not found:
+            raise ApiError(
+                404,
+                ErrorCode.MODEL_NOT_FOUND,
+                f"model '{name}'{f' version {version!r}' if version else ''} is not in the "
+                "registry; list models with POST /v2/repository/index",
+            )
+        return found
+
+    def repository_index(self, ready: bool) -> list[RepositoryModel]:
+        return [RepositoryModel(name=n, version=v) for n, v in self._registered()]
+
     def _refuse_restricted(self, name: str) -> None:
         """403 for a model fed by a stream that holds restricted data (it stays on site).
 
@@ -129,7 +150,20 @@ class CloudBackend:
             self._refuse_restricted(name)
         model = await run_in_threadpool(self._model, name, version)
         started = time.perf_counter()
-        response = await run_in_threadpool(model.run, request)
+
+        def timed() -> tuple[InferenceResponse, float, float]:
+            begun = time.perf_counter()
+            return model.run(request), begun, time.perf_counter()
+
+        try:
+            response, begun, ended = await run_in_threadpool(timed)
+        except Exception:
+            self.book.failed(name, model.version, int((time.perf_counter() - started) * 1e9))
+            raise
+        self.book.executed(
+            name, model.version, int((begun - started) * 1e9), int((ended - begun) * 1e9)
+        )
+        self.book.succeeded(name, model.version, int((time.perf_counter() - started) * 1e9))
         service_ms = round((time.perf_counter() - started) * 1000, 3)
         parameters = dict(response.parameters or {})
         # service_ms lets a caller split its round trip into network and model time.

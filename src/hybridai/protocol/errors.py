@@ -43,6 +43,11 @@ class ErrorCode(StrEnum):
     PEER_NOT_ON_SITE = "peer_not_on_site"
     INVALID_NAME = "invalid_name"
     QUERY_LIMIT = "query_limit"
+    CIRCUIT_OPEN = "circuit_open"
+    UPSTREAM_TIMEOUT = "upstream_timeout"
+    BAD_UPSTREAM_RESPONSE = "bad_upstream_response"
+    BAD_HEADER_LENGTH = "bad_header_length"
+    BINARY_SIZE_MISMATCH = "binary_size_mismatch"
 
 
 class ErrorBody(BaseModel):

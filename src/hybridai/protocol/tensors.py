@@ -108,8 +108,17 @@ def decode(tensor: RequestInput) -> np.ndarray[Any, Any]:
             ErrorCode.SHAPE_MISMATCH,
             f"input '{tensor.name}' has shape {tensor.shape}; every dimension must be >= 0",
         )
-    flat = _flatten(tensor.data)
     expected = math.prod(tensor.shape)
+    if isinstance(tensor.data, np.ndarray):  # binary tensor data: typed and sized when decoded
+        if tensor.data.size != expected:
+            raise ApiError(
+                400,
+                ErrorCode.SHAPE_MISMATCH,
+                f"input '{tensor.name}' has shape {tensor.shape} ({expected} elements) "
+                f"but {tensor.data.size} data elements; make shape and data agree",
+            )
+        return tensor.data.reshape(tensor.shape)
+    flat = _flatten(tensor.data)
     if len(flat) != expected:
         raise ApiError(
             400,

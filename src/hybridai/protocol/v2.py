@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_serializer
 
 from hybridai.protocol.policy import DataClass
 
@@ -65,7 +65,14 @@ class RequestInput(BaseModel):
     shape: list[int]
     datatype: Datatype
     parameters: Parameters | None = None
+    # A list from JSON; a flat numpy array from the binary tensor extension (serving.v2_codec),
+    # written as a list when the request is forwarded as JSON.
     data: list[Any]
+
+    @field_serializer("data", when_used="json")
+    def _data_as_list(self, data: Any) -> Any:
+        tolist = getattr(data, "tolist", None)
+        return tolist() if tolist is not None else data
 
 
 class RequestOutput(BaseModel):

@@ -3,6 +3,8 @@
 The edge agent and the cloud mount the same router over different backends, so any v2 client
 (and any v2 server in the cloud's place) works against either. Health answers are in the status
 code, as the specification says; failures are ``ErrorBody`` JSON (see ``serving.errors``).
+Bodies may use the binary tensor data extension (``serving.v2_codec``); the statistics and
+repository index extensions read the backend's own counters and models.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from typing import Any, Protocol
 
 from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from hybridai.protocol.errors import ApiError, ErrorBody, ErrorCode
 from hybridai.protocol.names import InvalidName, check_name
@@ -21,7 +24,17 @@ from hybridai.protocol.v2 import (
     ModelReady,
     ServerMetadata,
 )
+from hybridai.protocol.v2_stats import (
+    ModelStatistics,
+    ModelStatisticsResponse,
+    RepositoryIndexRequest,
+    RepositoryModel,
+)
 from hybridai.serving.errors import validation_error
+from hybridai.serving.v2_codec import HEADER_LENGTH, decode_request, encode_response
+
+# What server metadata announces: the extensions this router serves for every backend.
+EXTENSIONS = ("binary_tensor_data", "statistics", "model_repository")
 
 
 class InferenceBackend(Protocol):
@@ -38,6 +51,14 @@ class InferenceBackend(Protocol):
     async def infer(
         self, name: str, version: str | None, request: InferenceRequest
     ) -> InferenceResponse: ...
+
+    def model_statistics(self, name: str | None, version: str | None) -> list[ModelStatistics]:
+        """Every model version's counters (``name`` None), or one model's; 404 when unknown."""
+        ...
+
+    def repository_index(self, ready: bool) -> list[RepositoryModel]:
+        """The model versions this server can serve (only the ready ones when ``ready``)."""
+        ...
 
 
 class ServerLive(BaseModel):
@@ -83,7 +104,15 @@ _INFER_OPENAPI: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": _inline_refs(InferenceRequest.model_json_schema())}
+            "application/json": {"schema": _inline_refs(InferenceRequest.model_json_schema())},
+            "application/octet-stream": {
+                "schema": {
+                    "type": "string",
+                    "format": "binary",
+                    "description": f"A JSON header of {HEADER_LENGTH} bytes, then the inputs' "
+                    "binary data (the binary tensor data extension)",
+                }
+            },
         },
     }
 }
@@ -119,7 +148,12 @@ def v2_router(backend: InferenceBackend) -> APIRouter:
 
     @router.get("/v2", response_model=ServerMetadata)
     def server_metadata() -> Response:
-        return _json(backend.server_metadata())
+        metadata = backend.server_metadata()
+        extensions = [
+            *metadata.extensions,
+            *(e for e in EXTENSIONS if e not in metadata.extensions),
+        ]
+        return _json(metadata.model_copy(update={"extensions": extensions}))
 
     def metadata(name: str, version: str | None) -> Response:
         _names(name, version)
@@ -135,11 +169,39 @@ def v2_router(backend: InferenceBackend) -> APIRouter:
     async def infer(request: Request, name: str, version: str | None) -> Response:
         _names(name, version)
         body = await request.body()
+        parsed, binary = decode_request(body, request.headers.get(HEADER_LENGTH))
+        content, headers = encode_response(await backend.infer(name, version, parsed), binary)
+        return Response(content, headers=headers)
+
+    def statistics(name: str | None, version: str | None) -> Response:
+        if name is not None:
+            _names(name, version)
+        return _json(ModelStatisticsResponse(model_stats=backend.model_statistics(name, version)))
+
+    @router.get("/v2/models/stats", response_model=ModelStatisticsResponse)
+    def all_statistics() -> Response:
+        return statistics(None, None)
+
+    @router.get("/v2/models/{name}/stats", response_model=ModelStatisticsResponse)
+    def model_statistics(name: str) -> Response:
+        return statistics(name, None)
+
+    @router.get(
+        "/v2/models/{name}/versions/{version}/stats", response_model=ModelStatisticsResponse
+    )
+    def model_version_statistics(name: str, version: str) -> Response:
+        return statistics(name, version)
+
+    @router.post("/v2/repository/index", response_model=list[RepositoryModel])
+    async def repository_index(request: Request) -> Response:
+        body = await request.body()
         try:
-            parsed = InferenceRequest.model_validate_json(body)
+            asked = RepositoryIndexRequest.model_validate_json(body or b"{}")
         except ValidationError as exc:
             raise validation_error(exc.errors(include_url=False)) from None
-        return _json(await backend.infer(name, version, parsed))
+        models = await run_in_threadpool(backend.repository_index, asked.ready)
+        content = b"[" + b",".join(m.model_dump_json().encode() for m in models) + b"]"
+        return Response(content, media_type="application/json")
 
     @router.get("/v2/models/{name}", response_model=ModelMetadata)
     def model_metadata(name: str) -> Response:

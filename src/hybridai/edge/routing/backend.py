@@ -51,6 +51,7 @@ from hybridai.protocol.v2 import (
     RoutingHints,
     ServerMetadata,
 )
+from hybridai.protocol.v2_stats import ModelStatistics, RepositoryModel
 from hybridai.serving.repository import ModelRepository
 
 __all__ = ["CloudLink", "EdgeBackend"]
@@ -136,6 +137,26 @@ class EdgeBackend:
     def model_ready(self, name: str, version: str | None) -> bool:
         self.repository.get(name, version)
         return True
+
+    def model_statistics(self, name: str | None, version: str | None) -> list[ModelStatistics]:
+        known = [(n, v) for n in self.repository.names() for v in self.repository.versions(n)]
+        found = self.health.book.snapshot(name, version, known)
+        if name is not None and not found:
+            raise ApiError(
+                404,
+                ErrorCode.MODEL_NOT_FOUND,
+                f"model '{name}'{f' version {version!r}' if version else ''} is neither "
+                "loaded on this edge nor served by it; list its models with POST "
+                "/v2/repository/index",
+            )
+        return found
+
+    def repository_index(self, ready: bool) -> list[RepositoryModel]:
+        return [
+            RepositoryModel(name=n, version=v)
+            for n in self.repository.names()
+            for v in self.repository.versions(n)
+        ]
 
     async def infer(
         self, name: str, version: str | None, request: InferenceRequest
@@ -235,6 +256,7 @@ class EdgeBackend:
         finally:
             state.inflight -= 1
         state.edge = state.edge.observe((ended - begun) * 1000, (begun - submitted) * 1000)
+        self.health.ran(name, model.version, begun - submitted, ended - begun)
         self.stats.requests_edge += 1
         if self.on_served is not None:  # drift windows (edge/drift.py): an append, no math
             self.on_served(name, model.version, run, response)

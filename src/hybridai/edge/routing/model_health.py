@@ -1,7 +1,8 @@
 """Per model version traffic health at the edge: what a rollout's health gates read.
 
 Counters are per (model, version) since the version served its first request here, so a new
-version is judged on its own traffic only; latency and confidence keep a recent window.
+version is judged on its own traffic only; latency and confidence keep a recent window. The
+same answers feed the v2 statistics extension's cumulative counters (``book``).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from hybridai.protocol.fleet import ModelHealth
 from hybridai.protocol.metrics import ModelVersionSummary
+from hybridai.serving.v2_stats import StatisticsBook
 
 WINDOW = 512  # recent requests kept per version for p99 and mean confidence
 
@@ -28,6 +30,7 @@ class _Counts:
 class ModelHealthTracker:
     def __init__(self) -> None:
         self._by_version: dict[tuple[str, str], _Counts] = {}
+        self.book = StatisticsBook()
 
     def _counts(self, name: str, version: str) -> _Counts:
         return self._by_version.setdefault((name, version), _Counts())
@@ -44,6 +47,7 @@ class ModelHealthTracker:
         counts.requests += 1
         counts.escalations += int(escalated)
         counts.latencies_ms.append(elapsed_ms)
+        self.book.succeeded(name, version, int(elapsed_ms * 1_000_000))
         if confidence is not None:
             counts.confidences.append(confidence)
 
@@ -51,6 +55,11 @@ class ModelHealthTracker:
         counts = self._counts(name, version or "?")
         counts.requests += 1
         counts.errors += 1
+        self.book.failed(name, version or "?")
+
+    def ran(self, name: str, version: str, queue_s: float, infer_s: float) -> None:
+        """One model run on this node: its wait for a worker thread and the run."""
+        self.book.executed(name, version, int(queue_s * 1e9), int(infer_s * 1e9))
 
     def snapshot(self) -> list[ModelHealth]:
         return [
