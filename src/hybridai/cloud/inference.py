@@ -21,9 +21,11 @@ from hybridai.cloud import policies
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.models import registry
 from hybridai.governance.egress import data_class
+from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata
 from hybridai.protocol.v2_stats import ModelStatistics, RepositoryModel
+from hybridai.serving.batching import Batchers, BatchMetrics, DynamicBatcher
 from hybridai.serving.onnx_runtime import OnnxModel
 from hybridai.serving.repository import ModelRepository
 from hybridai.serving.v2_stats import StatisticsBook
@@ -36,6 +38,8 @@ class CloudBackend:
         self._cloud = cloud
         self._repository = ModelRepository()
         self._loading = threading.Lock()
+        self._batching: dict[str, BatchingSpec | None] = {}  # by model: its deployment's
+        self.batchers = Batchers(BatchMetrics(cloud.metrics.registry, "hybridai_cloud"))
         self._input_streams: dict[str, tuple[float, str | None]] = {}  # name -> (until, stream)
         self.book = StatisticsBook()  # this replica's own counters (v2 statistics extension)
 
@@ -134,6 +138,9 @@ class CloudBackend:
             deployment = next(
                 (d for d in registry.get_deployments(session) if d.name == name), None
             )
+            self._batching[name] = (
+                deployment.policy.batching if deployment and deployment.policy else None
+            )
             stream = deployment.policy.input_stream if deployment and deployment.policy else None
             if stream is None:
                 return None
@@ -149,6 +156,9 @@ class CloudBackend:
         else:
             self._refuse_restricted(name)
         model = await run_in_threadpool(self._model, name, version)
+        batcher = self.batchers.get(model, self._batching.get(name))
+        if batcher is not None:
+            return await _batched(batcher, request)
         started = time.perf_counter()
 
         def timed() -> tuple[InferenceResponse, float, float]:
@@ -171,3 +181,21 @@ class CloudBackend:
             {"placement": "cloud", "reason": "served_by_cloud", "service_ms": service_ms}
         )
         return response.model_copy(update={"parameters": parameters})
+
+
+async def _batched(batcher: DynamicBatcher, request: InferenceRequest) -> InferenceResponse:
+    """Run in the model's batch; ``service_ms`` is what the request spent here, queue included."""
+    got = await batcher.run(request)
+    parameters = dict(got.response.parameters or {})
+    parameters.update(
+        {
+            "placement": "cloud",
+            "reason": "served_by_cloud",
+            "service_ms": round(got.queue_ms + got.service_ms, 3),
+            "queue_ms": round(got.queue_ms, 3),
+            "batch_rows": got.batch_rows,
+            "batch_requests": got.batch_requests,
+        }
+    )
+    got.response.parameters = parameters
+    return got.response

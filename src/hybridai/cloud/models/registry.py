@@ -304,6 +304,21 @@ def _resolved_policy(row: ModelVersionRow, policy: PlacementPolicy | None) -> di
     return policy.model_dump(mode="json")
 
 
+def _refuse_unbatchable(session: Session, row: ModelVersionRow) -> None:
+    """Batching concatenates requests along dimension 0: every tensor must have it dynamic."""
+    for art in _version_info(session, row).artifacts:
+        for role, tensors in (("input", art.inputs), ("output", art.outputs)):
+            for tensor in tensors:
+                shape = tensor.get("shape") or []
+                if not shape or shape[0] != -1:
+                    raise _invalid(
+                        f"model {row.name!r} v{row.version} cannot be batched: {role} "
+                        f"{tensor.get('name')!r} of its {art.variant} artifact has shape "
+                        f"{shape}, with no dynamic first (batch) dimension; deploy it without "
+                        "'batching', or export it with a dynamic batch dimension"
+                    )
+
+
 def set_deployment(
     session: Session,
     name: str,
@@ -318,6 +333,8 @@ def set_deployment(
     """
     row = _version_row(session, name, version)
     stored_policy = _resolved_policy(row, policy)
+    if policy is not None and policy.batching is not None:
+        _refuse_unbatchable(session, row)
     session.execute(
         update(ModelVersionRow)
         .where(

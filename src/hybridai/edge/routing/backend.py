@@ -52,6 +52,7 @@ from hybridai.protocol.v2 import (
     ServerMetadata,
 )
 from hybridai.protocol.v2_stats import ModelStatistics, RepositoryModel
+from hybridai.serving.batching import Batchers, BatchMetrics, DynamicBatcher
 from hybridai.serving.repository import ModelRepository
 
 __all__ = ["CloudLink", "EdgeBackend"]
@@ -107,6 +108,7 @@ class EdgeBackend:
         self.stats = InferenceStats()
         self.on_served: ServedHook | None = None
         self.metrics = RouterMetrics()
+        self.batchers = Batchers(BatchMetrics(self.metrics.registry, "hybridai_edge"))
         self.health = ModelHealthTracker()  # per version: what rollout health gates read
         self._peer_calls: PeerInference = peers if peers is not None else PeerCalls(device_id)
         self._last_cloud_sample = 0.0
@@ -116,6 +118,7 @@ class EdgeBackend:
         if self._probe is not None:
             self._probe.cancel()
         await self._peer_calls.aclose()
+        await self.batchers.aclose()
 
     # -- v2 backend -----------------------------------------------------------------------
 
@@ -232,16 +235,25 @@ class EdgeBackend:
 
     async def _run(self, target: str, call: Call, degraded: bool) -> Outcome:
         if target == self.device_id:
-            here = await self._here(call.name, call.version, call.request, call.all_outputs)
+            here = await self._here(
+                call.name, call.version, call.request, call.all_outputs, call.deadline
+            )
             return Outcome(here, "edge", degraded)
         if target == CLOUD_ID:
             return Outcome(await self._cloud(call), "cloud", degraded)
         return Outcome(await self._peer(target, call), "peer", degraded)
 
     async def _here(
-        self, name: str, version: str | None, request: InferenceRequest, all_outputs: bool = False
+        self,
+        name: str,
+        version: str | None,
+        request: InferenceRequest,
+        all_outputs: bool = False,
+        deadline: float | None = None,
     ) -> InferenceResponse:
         model = self.repository.get(name, version)
+        batcher = self.batchers.get(model, self.state.placing_for(name).batching)
+        batch: dict[str, Any] = {}
         state = self.state.model(name)
         run = request.model_copy(update={"outputs": None}) if all_outputs else request
 
@@ -252,7 +264,10 @@ class EdgeBackend:
         state.inflight += 1
         submitted = time.perf_counter()
         try:
-            response, begun, ended = await run_in_threadpool(timed)
+            if batcher is None:
+                response, begun, ended = await run_in_threadpool(timed)
+            else:
+                response, begun, ended, batch = await _batched(batcher, run, submitted, deadline)
         finally:
             state.inflight -= 1
         state.edge = state.edge.observe((ended - begun) * 1000, (begun - submitted) * 1000)
@@ -261,7 +276,7 @@ class EdgeBackend:
         if self.on_served is not None:  # drift windows (edge/drift.py): an append, no math
             self.on_served(name, model.version, run, response)
         # The response is ours (just built): annotate it in place rather than copy it.
-        response.parameters = {"edge_service_ms": round((ended - begun) * 1000, 3)}
+        response.parameters = {"edge_service_ms": round((ended - begun) * 1000, 3), **batch}
         return response
 
     def _timeout(self, deadline: float) -> float:
@@ -440,6 +455,20 @@ class EdgeBackend:
         )
         response.parameters = parameters  # every response reaching here is this call's own
         return response
+
+
+async def _batched(
+    batcher: DynamicBatcher, request: InferenceRequest, submitted: float, deadline: float | None
+) -> tuple[InferenceResponse, float, float, dict[str, Any]]:
+    """Run in the model's batch; its queue time counts as waiting, its run as service."""
+    got = await batcher.run(request, deadline)
+    begun = submitted + got.queue_ms / 1000
+    info = {
+        "queue_ms": round(got.queue_ms, 3),
+        "batch_rows": got.batch_rows,
+        "batch_requests": got.batch_requests,
+    }
+    return got.response, begun, begun + got.service_ms / 1000, info
 
 
 def _only_asked(response: InferenceResponse, request: InferenceRequest) -> InferenceResponse:

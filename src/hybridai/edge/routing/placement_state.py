@@ -24,6 +24,7 @@ from hybridai.orchestrator import (
     Requirements,
     Tier,
 )
+from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.fleet import DesiredState
 from hybridai.protocol.placement import PlacementPolicy, SitePeer
 
@@ -65,6 +66,7 @@ class Placing:
     policy: ModelPolicy = field(default_factory=ModelPolicy)
     output: str | None = None
     input_stream: str | None = None  # its data policy applies to every request
+    batching: BatchingSpec | None = None  # None: each request runs alone
 
 
 def to_placing(spec: PlacementPolicy | None) -> Placing:
@@ -79,7 +81,7 @@ def to_placing(spec: PlacementPolicy | None) -> Placing:
         output = c.output
     needs = Requirements(accelerator=spec.needs.accelerator, min_memory_mb=spec.needs.min_memory_mb)
     policy = ModelPolicy(PolicyKind(spec.kind), spec.latency_budget_ms, needs, cascade)
-    return Placing(policy, output, spec.input_stream)
+    return Placing(policy, output, spec.input_stream, spec.batching)
 
 
 @dataclass
