@@ -187,7 +187,7 @@ def test_model_metadata(client: TestClient, path: str) -> None:
     assert body["versions"] == ["1"]
     assert body["platform"] == "onnxruntime_onnx"
     assert body["inputs"] == [{"name": "input", "datatype": "FP32", "shape": [-1, 4]}]
-    assert "parameters" not in body
+    assert body["parameters"] == {"provider": "CPUExecutionProvider"}  # where it really runs
 
 
 def test_model_metadata_lists_every_known_version(

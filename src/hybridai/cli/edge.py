@@ -117,7 +117,10 @@ def status(
     table.add_column("what")
     table.add_column("value")
     for m in data["models"]:
-        table.add_row(f"model {m['name']}", f"v{m['version']} {m['state']} {m.get('error') or ''}")
+        on = f" on {m['provider']}" if m.get("provider") else ""
+        table.add_row(
+            f"model {m['name']}", f"v{m['version']} {m['state']}{on} {m.get('error') or ''}"
+        )
     store = dict(data["store"])
     streams = store.pop("streams", {})
     for key, value in {**store, **data["inference"]}.items():

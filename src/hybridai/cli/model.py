@@ -200,18 +200,33 @@ def deploy(
             "(restricted data keeps the model on site) and to its hard examples."
         ),
     ] = None,
+    runtime: Annotated[
+        str | None,
+        typer.Option(
+            help='ONNX Runtime options, JSON, e.g. \'{"execution_providers": '
+            '["CUDAExecutionProvider", "CPUExecutionProvider"], "intra_op_threads": 2}\' '
+            "(docs/execution-providers.md)."
+        ),
+    ] = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
 ) -> None:
     """Make VERSION the version every edge runs (edges pull it within seconds)."""
     body: dict[str, Any] = {"name": name, "version": version}
-    if any(x is not None for x in (policy, budget_ms, threshold, input_stream)):
+    if any(x is not None for x in (policy, budget_ms, threshold, input_stream, runtime)):
         kind = policy or (PolicyName.CASCADE if threshold is not None else PolicyName.LATENCY)
         body["policy"] = {"kind": kind.value, "latency_budget_ms": budget_ms}
         if threshold is not None:
             body["policy"]["cascade"] = {"threshold": threshold}
         if input_stream is not None:
             body["policy"]["input_stream"] = input_stream
+        if runtime is not None:
+            try:
+                body["policy"]["runtime"] = json.loads(runtime)
+            except ValueError as exc:
+                raise fail(
+                    f"--runtime is not valid JSON ({exc}); e.g. '{{\"intra_op_threads\": 2}}'"
+                ) from None
     deployed = call(cloud, token, "PUT", f"/api/v1/deployments/{name}", json=body)
     placed = deployed.get("policy") or {"kind": "latency"}
     cascade = placed.get("cascade") or {}

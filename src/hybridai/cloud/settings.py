@@ -10,6 +10,7 @@ from pydantic_settings import SettingsConfigDict
 
 from hybridai import config_file
 from hybridai.cloud.data.lake_storage import S3Options
+from hybridai.protocol.runtime import DEFAULT_PROVIDER_ORDER, ExecutionProvider
 
 
 class CloudSettings(config_file.FileSettings):
@@ -218,6 +219,14 @@ class CloudSettings(config_file.FileSettings):
         ge=1024,
         description="Most bytes one sync batch may decode to (Parquet is compressed: a small "
         "body can hold a huge table), checked before and while it is decoded (413 above).",
+    )
+    execution_providers: list[ExecutionProvider] = Field(
+        default=list(DEFAULT_PROVIDER_ORDER),
+        min_length=1,
+        description="ONNX Runtime execution providers the cloud runs models on, most preferred "
+        'first, JSON, e.g. ["CUDAExecutionProvider", "CPUExecutionProvider"]; those this '
+        "machine lacks are skipped and the CPU is always the last resort. A model's own "
+        "policy.runtime.execution_providers wins (docs/execution-providers.md).",
     )
     max_infer_json_bytes: int = Field(
         default=2 * 1024 * 1024,

@@ -56,6 +56,7 @@ from hybridai.protocol.fleet import (
 )
 from hybridai.protocol.policy import DataPolicy
 from hybridai.protocol.site_access import SiteAccess
+from hybridai.serving import model_info
 from hybridai.serving.repository import ModelRepository
 
 if TYPE_CHECKING:
@@ -140,12 +141,14 @@ class EdgeAgent:
             settings.data_dir / "models",
             settings.threads,
             trust=trusted_key(settings),
+            execution_providers=settings.execution_providers,
         )
         self.data_policy = EdgeDataPolicy(settings, self.store, lambda: self.policies)
         self.dataplane = DataPlane(settings, self.store)
         self.backend.metrics.registry.register(StoreCollector(self._store_stats))
         self.backend.metrics.registry.register(ClockCollector(self.clock))
         self.backend.metrics.registry.register(CertificateCollector(self.identity))
+        model_info.watch(self.backend.metrics.registry, "hybridai_edge", self.repository)
         if self.mqtt is not None:
             self.backend.metrics.registry.register(MqttCollector(self.mqtt.stats))
         self.schemas = DeclaredSchemas(  # stream schemas the cloud declares

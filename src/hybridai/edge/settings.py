@@ -11,6 +11,7 @@ from pydantic_settings import SettingsConfigDict
 from hybridai import config_file
 from hybridai.edge.ingest.schemas import StreamSchema
 from hybridai.protocol.fleet import DeviceKind, Tags
+from hybridai.protocol.runtime import DEFAULT_PROVIDER_ORDER, ExecutionProvider
 
 
 class EdgeSettings(config_file.FileSettings):
@@ -110,6 +111,14 @@ class EdgeSettings(config_file.FileSettings):
     )
     batch_max_records: int = Field(default=5000, ge=1, description="Records per sync batch.")
     threads: int = Field(default=1, ge=1, description="ONNX Runtime intra-op threads per model.")
+    execution_providers: list[ExecutionProvider] = Field(
+        default=list(DEFAULT_PROVIDER_ORDER),
+        min_length=1,
+        description="ONNX Runtime execution providers to run models on, most preferred first, "
+        'JSON, e.g. ["CUDAExecutionProvider", "CPUExecutionProvider"]; those this machine '
+        "lacks are skipped and the CPU is always the last resort. A model's own "
+        "policy.runtime.execution_providers wins (docs/execution-providers.md).",
+    )
     signing_key_file: Path | None = Field(
         default=None,
         description="Public key model signatures must verify under; default: pin the key the "

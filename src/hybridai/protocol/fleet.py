@@ -147,6 +147,8 @@ class LoadedModel(BaseModel):
     state: Literal["loading", "ready", "failed"]
     error: str | None = None
     failed_version: str | None = None  # a version it refused (digest, signature) or could not load
+    # The ONNX Runtime execution provider the serving version runs on (None: none serving)
+    provider: str | None = None
 
 
 class StreamStats(BaseModel):

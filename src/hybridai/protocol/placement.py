@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 
 from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.policy import STREAM_PATTERN
+from hybridai.protocol.runtime import RuntimeOptions
 
 
 class PolicyKind(StrEnum):
@@ -59,7 +60,10 @@ class PlacementNeeds(BaseModel):
 
 
 class PlacementPolicy(BaseModel):
-    """How a model's requests are placed; absent: ``latency`` with no default budget."""
+    """How a model's requests are placed, and how a place runs it (``runtime``).
+
+    Absent: ``latency`` with no default budget, each place's own runtime settings.
+    """
 
     kind: PolicyKind = PolicyKind.LATENCY
     latency_budget_ms: float | None = Field(default=None, gt=0.0)
@@ -71,6 +75,11 @@ class PlacementPolicy(BaseModel):
         description="The stream whose records feed the model: its data policy applies to every "
         "request (a stream holding restricted data keeps the model on site, whatever a request "
         "says) and to the model's hard examples.",
+    )
+    runtime: RuntimeOptions | None = Field(
+        default=None,
+        description="How each place runs the model in ONNX Runtime: execution providers in "
+        "order, their options, threads (None: each place's own settings).",
     )
     batching: BatchingSpec | None = Field(
         default=None,

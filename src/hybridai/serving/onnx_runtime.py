@@ -17,6 +17,7 @@ import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_state
 
 from hybridai.protocol.errors import ApiError, ErrorCode
+from hybridai.protocol.runtime import CPU_PROVIDER, RuntimeOptions
 from hybridai.protocol.tensors import (
     ONNX_ELEMENT_TO_V2,
     decode,
@@ -30,6 +31,7 @@ from hybridai.protocol.v2 import (
     ModelMetadata,
     TensorMetadata,
 )
+from hybridai.serving.providers import ORT_ERRORS, create_session
 
 PLATFORM = "onnxruntime_onnx"
 
@@ -98,31 +100,49 @@ class OnnxModel:
         self._session = session
         self._inputs = {s.name: s for s in inputs}
         self._outputs = {s.name: s for s in outputs}
+        self.provider = CPU_PROVIDER  # the ONNX Runtime execution provider it runs on
 
     @classmethod
-    def load(cls, name: str, version: str, artifact: bytes, *, threads: int = 1) -> OnnxModel:
-        """Parse the artifact into a CPU session; raises ``ModelLoadError`` if it cannot serve."""
+    def load(
+        cls,
+        name: str,
+        version: str,
+        artifact: bytes,
+        *,
+        threads: int = 1,
+        runtime: RuntimeOptions | None = None,
+        needed_provider: str | None = None,
+        providers: Sequence[str] = (CPU_PROVIDER,),
+    ) -> OnnxModel:
+        """Parse the artifact into a session; raises ``ModelLoadError`` if it cannot serve.
+
+        ``providers`` is the server's order of execution providers, ``runtime`` the model's own
+        options and ``needed_provider`` one it must have: ``serving.providers`` picks from them.
+        """
         if threads < 1:
             raise ValueError(f"threads must be >= 1, got {threads}")
         sha256 = hashlib.sha256(artifact).hexdigest()
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.log_severity_level = 4  # errors reach callers as exceptions; no stderr noise
         try:
-            session = ort.InferenceSession(
-                artifact, sess_options=options, providers=["CPUExecutionProvider"]
+            made = create_session(
+                artifact,
+                label=f"model '{name}' version {version}",
+                runtime=runtime,
+                needed=needed_provider,
+                configured=providers,
+                threads=threads,
             )
-        except _ORT_ERRORS as exc:
+        except ORT_ERRORS as exc:
             raise ModelLoadError(
                 f"model '{name}' version {version}: the artifact ({len(artifact)} bytes, "
                 f"sha256 {sha256[:12]}) is not a loadable ONNX model ({exc}); re-export it "
                 "to ONNX, check it with onnx.checker.check_model and upload it again"
             ) from exc
+        session = made.session
         inputs = [_signature(a, "input", name) for a in session.get_inputs()]
         outputs = [_signature(a, "output", name) for a in session.get_outputs()]
-        return cls(name, version, sha256, session, inputs, outputs)
+        model = cls(name, version, sha256, session, inputs, outputs)
+        model.provider = made.provider
+        return model
 
     def metadata(self) -> ModelMetadata:
         return ModelMetadata(
@@ -131,6 +151,7 @@ class OnnxModel:
             platform=PLATFORM,
             inputs=[s.metadata() for s in self._inputs.values()],
             outputs=[s.metadata() for s in self._outputs.values()],
+            parameters={"provider": self.provider},
         )
 
     def warm_up(self) -> None:

@@ -49,6 +49,15 @@ class ModelRepository:
         with self._lock:
             return sorted(self._models.get(name, {}), key=_version_key)
 
+    def loaded(self) -> list[OnnxModel]:
+        """Every loaded version of every model, by name then version."""
+        with self._lock:
+            return [
+                versions[v]
+                for _, versions in sorted(self._models.items())
+                for v in sorted(versions, key=_version_key)
+            ]
+
     def retain(self, name: str, keep: set[str]) -> None:
         """Drop every version of ``name`` outside ``keep``; the current version always stays."""
         with self._lock:

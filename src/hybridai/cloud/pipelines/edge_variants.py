@@ -23,6 +23,7 @@ import onnx
 import onnxruntime as ort
 
 from hybridai.protocol.registry import EdgeBudget
+from hybridai.serving.providers import create_session
 
 Array = np.ndarray[Any, Any]
 QUANTIZABLE_OPS = ("MatMul", "Gemm")
@@ -162,10 +163,7 @@ def latency_p50_ms(
     artifact: bytes, input_name: str, row: Array, runs: int = _LATENCY_RUNS
 ) -> float:
     """Median in-process latency of one single-row call, one thread, after a warm-up."""
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(artifact, options, providers=["CPUExecutionProvider"])
+    session = create_session(artifact, label="edge variant latency").session  # 1 CPU thread
     feed = {input_name: np.ascontiguousarray(row.reshape(1, -1), dtype=np.float32)}
     for _ in range(10):
         session.run(None, feed)

@@ -13,11 +13,11 @@ Lineage records the table versions the query read, so the exact rows can be read
 from __future__ import annotations
 
 import hashlib
+import os
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-import onnxruntime as ort
 import pyarrow as pa
 import sklearn
 from skl2onnx import convert_sklearn
@@ -43,6 +43,7 @@ from hybridai.cloud.data.lake import Lake, LakeQueryError
 from hybridai.cloud.pipelines import edge_variants
 from hybridai.cloud.pipelines.lineage import code_version, reference
 from hybridai.protocol.registry import TrainingSpec
+from hybridai.serving.providers import create_session
 
 MIN_ROWS = 50
 INPUT_NAME = "input"
@@ -119,7 +120,9 @@ def _to_onnx(model: ClassifierMixin, n_features: int) -> bytes:
 
 
 def run_onnx(artifact: bytes, x: Array) -> tuple[Array, Array]:
-    session = ort.InferenceSession(artifact, providers=["CPUExecutionProvider"])
+    # On the CPU: the registry's metrics must not depend on the machine that trained the model.
+    threads = os.cpu_count() or 1
+    session = create_session(artifact, label="training evaluation", threads=threads).session
     label, probabilities = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
     return np.asarray(label), np.asarray(probabilities)
 

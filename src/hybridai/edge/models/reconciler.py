@@ -14,16 +14,25 @@ import asyncio
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
 from hybridai.link.signing import SignatureInvalid, TrustedKey, key_id, verify_artifact
 from hybridai.protocol.fleet import DesiredState, LoadedModel, ModelAssignment
 from hybridai.protocol.names import check_name
+from hybridai.protocol.runtime import DEFAULT_PROVIDER_ORDER, RuntimeOptions
 from hybridai.serving.onnx_runtime import ModelLoadError, OnnxModel
 from hybridai.serving.repository import ModelRepository
 
 log = logging.getLogger(__name__)
+
+
+def _session_settings(a: ModelAssignment) -> tuple[RuntimeOptions | None, str | None]:
+    """The model's runtime options and the provider it needs, from its placement policy."""
+    if a.policy is None:
+        return None, None
+    return a.policy.runtime, a.policy.needs.execution_provider
 
 
 class ArtifactSource(Protocol):
@@ -42,12 +51,17 @@ class Reconciler:
         cache_dir: Path,
         threads: int = 1,
         trust: TrustedKey | None = None,
+        execution_providers: Sequence[str] = DEFAULT_PROVIDER_ORDER,
     ) -> None:
         self.repository = repository
         self._source = source
         self._cache = cache_dir
         self._cache.mkdir(parents=True, exist_ok=True)
         self._threads = threads
+        self._providers = tuple(execution_providers)
+        # name -> the session settings its current version was loaded with: a redeploy that
+        # changes them reloads the same version
+        self._sessions: dict[str, tuple[RuntimeOptions | None, str | None]] = {}
         self.trust = trust or TrustedKey(cache_dir / "trusted-signing-key.pub")
         self._offered_key: str | None = None
         self.models: dict[str, LoadedModel] = {}
@@ -122,12 +136,22 @@ class Reconciler:
             raise ArtifactRefused(f"signature check failed: {exc}") from None
 
     def _load(self, a: ModelAssignment, data: bytes) -> OnnxModel:
-        model = OnnxModel.load(a.name, a.version, data, threads=self._threads)
+        runtime, needed = _session_settings(a)
+        model = OnnxModel.load(
+            a.name,
+            a.version,
+            data,
+            threads=self._threads,
+            runtime=runtime,
+            needed_provider=needed,
+            providers=self._providers,
+        )
         model.warm_up()
         return model
 
     async def _apply_one(self, a: ModelAssignment) -> None:
-        if self.repository.current_version(a.name) == a.version:
+        same_session = self._sessions.get(a.name) == _session_settings(a)
+        if self.repository.current_version(a.name) == a.version and same_session:
             known = self.models.get(a.name)
             if known is not None and known.error:  # back on it (a rollback): the error is past
                 self.models[a.name] = known.model_copy(
@@ -151,10 +175,15 @@ class Reconciler:
         previous = self.repository.current_version(a.name)
         self.repository.put(model)  # the atomic swap
         self.repository.retain(a.name, {a.version} | ({previous} if previous else set()))
+        self._sessions[a.name] = _session_settings(a)
         self.models[a.name] = LoadedModel(
-            name=a.name, version=a.version, variant=a.variant, state="ready"
+            name=a.name,
+            version=a.version,
+            variant=a.variant,
+            state="ready",
+            provider=model.provider,
         )
-        log.info("serving %s v%s (was %s)", a.name, a.version, previous)
+        log.info("serving %s v%s on %s (was %s)", a.name, a.version, model.provider, previous)
 
     def _mark_failed(self, a: ModelAssignment, error: str, refused: bool = False) -> None:
         current = self.repository.current_version(a.name)
@@ -165,6 +194,7 @@ class Reconciler:
             state="ready" if current else "failed",
             error=f"v{a.version} {error}",
             failed_version=a.version if refused else None,
+            provider=self.repository.get(a.name).provider if current else None,
         )
 
     async def apply(self, desired: DesiredState) -> None:
