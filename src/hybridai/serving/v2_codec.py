@@ -191,6 +191,14 @@ def _strings(tensor: RequestInput, body: bytes, offset: int, size: int) -> np.nd
     return array
 
 
+def _no_header_length(which: str) -> ApiError:
+    return _fail(
+        ErrorCode.BAD_HEADER_LENGTH,
+        f"{which} declares {_SIZE} but the request has no {HEADER_LENGTH} header; send it "
+        "with the JSON header's length in bytes",
+    )
+
+
 def _parse(text: bytes, schema: type[InferenceRequest]) -> InferenceRequest:
     try:
         return schema.model_validate_json(text)
@@ -207,14 +215,15 @@ def decode_request(
     whole body is JSON). Raises ``ApiError`` 400 with a stable code on anything malformed.
     """
     if header_length is None:
-        request = _parse(body, InferenceRequest)
+        try:
+            request = _parse(body, InferenceRequest)
+        except ApiError:
+            if _SIZE.encode() in body:  # binary inputs (without data) sent without the header
+                raise _no_header_length("an input") from None
+            raise
         for tensor in request.inputs:
             if tensor.parameters and _SIZE in tensor.parameters:
-                raise _fail(
-                    ErrorCode.BAD_HEADER_LENGTH,
-                    f"input '{tensor.name}' declares {_SIZE} but the request has no "
-                    f"{HEADER_LENGTH} header; send it with the JSON header's length",
-                )
+                raise _no_header_length(f"input '{tensor.name}'")
         return request, _outputs_wanted(request)
     length = _header_length(header_length.strip(), len(body))
     request = _parse(body[:length], _BinaryHeader)
