@@ -26,6 +26,7 @@ from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata
 from hybridai.protocol.v2_stats import ModelStatistics, RepositoryModel
 from hybridai.serving.batching import Batchers, BatchMetrics, DynamicBatcher
+from hybridai.serving import model_info
 from hybridai.serving.onnx_runtime import OnnxModel
 from hybridai.serving.repository import ModelRepository
 from hybridai.serving.v2_stats import StatisticsBook
@@ -37,6 +38,7 @@ class CloudBackend:
     def __init__(self, cloud: Cloud) -> None:
         self._cloud = cloud
         self._repository = ModelRepository()
+        model_info.watch(cloud.metrics.registry, "hybridai_cloud", self._repository)
         self._loading = threading.Lock()
         self._batching: dict[str, BatchingSpec | None] = {}  # by model: its deployment's
         self.batchers = Batchers(BatchMetrics(cloud.metrics.registry, "hybridai_cloud"))
@@ -73,7 +75,18 @@ class CloudBackend:
                 artifact = registry.read_artifact(
                     session, self._cloud.blobs, name, resolved, variant
                 )
-            model = OnnxModel.load(name, resolved, artifact, threads=2)
+                policy = next(
+                    (d.policy for d in registry.get_deployments(session) if d.name == name), None
+                )
+            model = OnnxModel.load(
+                name,
+                resolved,
+                artifact,
+                threads=2,
+                runtime=policy.runtime if policy else None,
+                needed_provider=policy.needs.execution_provider if policy else None,
+                providers=self._cloud.settings.execution_providers,
+            )
             model.warm_up()
             self._repository.put(model, make_current=False)
             return model
