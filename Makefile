@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/cascade.py
 	$(BIN)/python bench/operations.py
 	$(BIN)/python bench/serving.py
+	$(BIN)/python bench/serving_binary.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/infer.py --quick
@@ -45,6 +46,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/cascade.py --quick
 	$(BIN)/python bench/operations.py --quick
 	$(BIN)/python bench/serving.py --quick
+	$(BIN)/python bench/serving_binary.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
