@@ -12,6 +12,7 @@ from hybridai import __version__
 from hybridai.cloud.api import ROUTERS, health, metrics, sync
 from hybridai.cloud.auth import principal, require_user_or_device
 from hybridai.cloud.context import Cloud
+from hybridai.cloud.grpc_access import token_admit
 from hybridai.cloud.inference import CloudBackend
 from hybridai.cloud.models.rollout_ticker import rollout_step
 from hybridai.cloud.operations.loops import alert_step, compact_step
@@ -20,11 +21,13 @@ from hybridai.cloud.people.auditing import AuditMiddleware
 from hybridai.cloud.pipelines.retraining import retraining_step
 from hybridai.cloud.settings import CloudSettings
 from hybridai.dashboard import mount as dashboard
+from hybridai.link.tls import ServerTls
 from hybridai.observability.requests import RequestLogMiddleware
 from hybridai.observability.supervisor import Supervisor
 from hybridai.protocol.errors import ErrorCode
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.serving.errors import error_response, install_error_handlers
+from hybridai.serving.grpc_server import GrpcInferenceServer
 from hybridai.serving.v2_routes import v2_router
 from hybridai.storage.blobs import BlobStorageError
 
@@ -69,9 +72,29 @@ async def _blob_store_failed(request: Request, exc: Exception) -> JSONResponse:
     return error_response(503, ErrorCode.UPSTREAM_UNAVAILABLE, f"{exc}; try again once it is fixed")
 
 
+async def _start_grpc(cloud: Cloud, backend: CloudBackend) -> GrpcInferenceServer | None:
+    """The v2 gRPC service on ``grpc_port`` (off when unset): the API's certificate, tokens."""
+    settings = cloud.settings
+    if settings.grpc_port is None:
+        return None
+    pki_dir = settings.pki_dir
+    server = GrpcInferenceServer(
+        backend,
+        settings.host,
+        settings.grpc_port,
+        admit=token_admit(cloud),
+        max_message_bytes=settings.max_infer_json_bytes,
+        tls=ServerTls(pki_dir / "server.crt", pki_dir / "server.key", pki_dir / "ca.crt"),
+    )
+    await server.start()
+    return server
+
+
 def create_app(cloud: Cloud) -> FastAPI:
     loops = Supervisor()  # the background loops; their health is GET /api/v1/health
     notifier = Notifier(cloud.settings.alert_webhooks)  # alerts, by log and webhook
+
+    backend = CloudBackend(cloud)  # REST and gRPC: one backend
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -86,7 +109,10 @@ def create_app(cloud: Cloud) -> FastAPI:
         loops.spawn("alert-notifier", notifier.step)
         compact = settings.telemetry_compact_s
         loops.spawn("telemetry-compactor", lambda: compact_step(cloud), first_pause_s=compact)
+        grpc = await _start_grpc(cloud, backend)
         yield
+        if grpc is not None:
+            await grpc.stop()
         await loops.stop()
         await notifier.stop()
         cloud.close()
@@ -113,6 +139,6 @@ def create_app(cloud: Cloud) -> FastAPI:
     app.add_exception_handler(BlobStorageError, _blob_store_failed)
     for router in (*ROUTERS, health.router, metrics.router):
         app.include_router(router)
-    app.include_router(v2_router(CloudBackend(cloud)), dependencies=[Depends(_v2_access)])
+    app.include_router(v2_router(backend), dependencies=[Depends(_v2_access)])
     dashboard.install(app)  # /ui, /docs, /redoc
     return app

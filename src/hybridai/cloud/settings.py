@@ -88,6 +88,14 @@ class CloudSettings(config_file.FileSettings):
     )
     host: str = Field(default="127.0.0.1", description="Address the cloud API listens on.")
     port: int = Field(default=8400, description="Port the cloud API listens on.")
+    grpc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the Open Inference Protocol gRPC service (GRPCInferenceService, "
+        "e.g. for tritonclient.grpc) on HOST, over TLS with the API's certificate; callers "
+        "send 'authorization: Bearer TOKEN' metadata as for the v2 REST routes. Unset: no gRPC.",
+    )
     sync_interval_s: float = Field(
         default=2.0, gt=0, description="How often edges drain their backlog (sent to edges)."
     )

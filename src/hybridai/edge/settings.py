@@ -73,6 +73,14 @@ class EdgeSettings(config_file.FileSettings):
         "certificate, for site peers (and LAN clients that want TLS); default PORT + 1. It "
         "opens once the device holds a certificate.",
     )
+    grpc_port: int | None = Field(
+        default=None,
+        ge=1,
+        le=65535,
+        description="Port of the Open Inference Protocol gRPC service (GRPCInferenceService, "
+        "e.g. for tritonclient.grpc) on HOST, same placement and site-key auth as the v2 REST "
+        "routes (metadata 'authorization: Bearer KEY'); plaintext like PORT. Unset: no gRPC.",
+    )
     lan_auth: Literal["keys", "open"] = Field(
         default="keys",
         description="How the LAN API admits clients: keys (a site key from `hybridai site key "
