@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import warnings
 from collections.abc import Callable, Iterator
@@ -7,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import anyio.to_thread
+import numpy as np
 import pytest
 from fastapi import FastAPI
 from httpx import Response
@@ -278,6 +280,78 @@ def test_infer_unknown_version_is_404(client: TestClient) -> None:
     response = client.post("/v2/models/failure/versions/3/infer", json=BODY)
 
     assert_error(response, 404, "version_not_found")
+
+
+def binary_body(rows: list[list[float]], **parameters: Any) -> tuple[bytes, dict[str, str]]:
+    raw = np.asarray(rows, dtype="<f4").tobytes()
+    tensor = {"name": "input", "shape": [len(rows), 4], "datatype": "FP32"}
+    header = json.dumps(
+        {"inputs": [{**tensor, "parameters": {"binary_data_size": len(raw)}}], **parameters}
+    ).encode()
+    return header + raw, {"Inference-Header-Content-Length": str(len(header))}
+
+
+def test_infer_with_binary_tensors(client: TestClient) -> None:
+    body, headers = binary_body(
+        ROWS, outputs=[{"name": "probabilities", "parameters": {"binary_data": True}}]
+    )
+
+    response = client.post("/v2/models/failure/infer", content=body, headers=headers)
+
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/octet-stream"
+    length = int(response.headers["inference-header-content-length"])
+    header = json.loads(response.content[:length])
+    [output] = header["outputs"]
+    assert output["parameters"] == {"binary_data_size": 16}
+    probabilities = np.frombuffer(response.content[length:], dtype="<f4").reshape(2, 2)
+    assert np.allclose(probabilities.sum(axis=1), 1.0)
+
+
+def test_infer_with_binary_tensors_refuses_sizes_that_do_not_add_up(client: TestClient) -> None:
+    body, headers = binary_body(ROWS)
+
+    short = client.post("/v2/models/failure/infer", content=body[:-4], headers=headers)
+    long = client.post(
+        "/v2/models/failure/infer", content=body, headers={"Inference-Header-Content-Length": "x"}
+    )
+
+    assert "add up" in assert_error(short, 400, "binary_size_mismatch")
+    assert assert_error(long, 400, "bad_header_length")
+
+
+def test_statistics_count_successes_and_failures(client: TestClient) -> None:
+    client.post("/v2/models/failure/infer", json=BODY)
+    client.post("/v2/models/failure/infer", json=with_input(shape=[3, 4]))
+
+    every = client.get("/v2/models/stats")
+    one = client.get("/v2/models/failure/versions/1/stats")
+
+    assert every.status_code == 200 and one.status_code == 200
+    assert every.json() == one.json()
+    [stats] = one.json()["model_stats"]
+    assert (stats["name"], stats["version"]) == ("failure", "1")
+    assert stats["inference_count"] == 1
+    assert stats["execution_count"] == 1
+    assert stats["inference_stats"]["success"] == {"count": 1, "ns": 2}
+    assert stats["inference_stats"]["fail"] == {"count": 1, "ns": 1}
+    assert stats["batch_stats"] == []
+
+
+def test_statistics_of_an_unknown_model_is_404(client: TestClient) -> None:
+    response = client.get("/v2/models/pump/stats")
+
+    assert_error(response, 404, "model_not_found")
+
+
+def test_repository_index(client: TestClient) -> None:
+    response = client.post("/v2/repository/index")
+    ready = client.post("/v2/repository/index", json={"ready": True})
+    bad = client.post("/v2/repository/index", json={"ready": "sometimes"})
+
+    assert response.json() == [{"name": "failure", "version": "1", "state": "READY", "reason": ""}]
+    assert ready.json() == response.json()
+    assert_error(bad, 400, "bad_request")
 
 
 def with_input(**changes: Any) -> dict[str, Any]:
