@@ -107,6 +107,7 @@ def test_a_failing_rollout_tick_backs_off_restarts_and_shows_in_the_cloud_health
             "telemetry-compactor",
             "alert-evaluator",
             "alert-notifier",
+            "remote-tiers",
         }
         assert _loop(api.get("/api/v1/health", headers=admin).json(), "retraining-ticker")[
             "state"

@@ -51,6 +51,7 @@ TABLES = {
     "telemetry_compaction",
     "alerts",
     "healing_actions",
+    "remote_tiers",
 }
 
 

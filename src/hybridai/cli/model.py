@@ -24,8 +24,10 @@ from hybridai.cli._api import (
     print_json,
 )
 from hybridai.cli._calibration import by_split, print_calibration
+from hybridai.cli.model_remote import app as remote_app
 
 app = typer.Typer(help="Train, register and deploy models.", no_args_is_help=True)
+app.add_typer(remote_app, name="remote")  # serve a model from another v2 server
 
 
 def wait_for_run(cloud: str, token: str | None, run_id: str, timeout_s: float) -> dict[str, Any]:

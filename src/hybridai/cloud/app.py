@@ -19,6 +19,7 @@ from hybridai.cloud.operations.loops import alert_step, compact_step
 from hybridai.cloud.operations.notify import Notifier
 from hybridai.cloud.people.auditing import AuditMiddleware
 from hybridai.cloud.pipelines.retraining import retraining_step
+from hybridai.cloud.remote_tier import RemoteTiers, remote_tier_step
 from hybridai.cloud.settings import CloudSettings
 from hybridai.dashboard import mount as dashboard
 from hybridai.link.tls import ServerTls
@@ -93,8 +94,8 @@ async def _start_grpc(cloud: Cloud, backend: CloudBackend) -> GrpcInferenceServe
 def create_app(cloud: Cloud) -> FastAPI:
     loops = Supervisor()  # the background loops; their health is GET /api/v1/health
     notifier = Notifier(cloud.settings.alert_webhooks)  # alerts, by log and webhook
-
-    backend = CloudBackend(cloud)  # REST and gRPC: one backend
+    remote = RemoteTiers(cloud.metrics)  # models another v2 server serves (cloud.remote_tier)
+    backend = CloudBackend(cloud, remote)  # REST and gRPC: one backend
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -110,10 +111,13 @@ def create_app(cloud: Cloud) -> FastAPI:
         compact = settings.telemetry_compact_s
         loops.spawn("telemetry-compactor", lambda: compact_step(cloud), first_pause_s=compact)
         grpc = await _start_grpc(cloud, backend)
+        # remote tiers (issue 13.5): their configurations and readiness
+        loops.spawn("remote-tiers", lambda: remote_tier_step(cloud, remote))
         yield
         if grpc is not None:
             await grpc.stop()
         await loops.stop()
+        await remote.close()
         await notifier.stop()
         cloud.close()
 
@@ -130,6 +134,7 @@ def create_app(cloud: Cloud) -> FastAPI:
     app.state.cloud = cloud
     app.state.loops = loops
     app.state.notifier = notifier
+    app.state.remote_tiers = remote
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(cloud.settings))
     app.add_middleware(AuditMiddleware, sessions=cloud.sessions)  # outside: sees 413s too
     # outermost: traces, logs and counts every request, the refused ones too (GET /metrics)

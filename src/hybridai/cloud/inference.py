@@ -4,6 +4,8 @@ Unversioned requests go to the deployed version (or the latest one when none is 
 the ``cloud`` variant is preferred, the ``edge`` variant serves when it is the only one.
 Loaded sessions are cached; a version is loaded, verified and warmed up on first use.
 
+A model with a remote tier (``cloud.remote_tier``) is forwarded to that v2 server instead.
+
 A model whose deployment names an input stream holding restricted data is not served here:
 such data never leaves the site, so its edges keep the model on site (``governance.egress``)
 and a request that reaches the cloud anyway is refused (403) before it is run.
@@ -20,13 +22,14 @@ from hybridai import __version__
 from hybridai.cloud import policies
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.models import registry
+from hybridai.cloud.remote_tier import RemoteTiers
 from hybridai.governance.egress import data_class
 from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata
 from hybridai.protocol.v2_stats import ModelStatistics, RepositoryModel
-from hybridai.serving.batching import Batchers, BatchMetrics, DynamicBatcher
 from hybridai.serving import model_info
+from hybridai.serving.batching import Batchers, BatchMetrics, DynamicBatcher
 from hybridai.serving.onnx_runtime import OnnxModel
 from hybridai.serving.repository import ModelRepository
 from hybridai.serving.v2_stats import StatisticsBook
@@ -35,8 +38,9 @@ from hybridai.serving.v2_stats import StatisticsBook
 class CloudBackend:
     """An ``InferenceBackend`` over the model registry."""
 
-    def __init__(self, cloud: Cloud) -> None:
+    def __init__(self, cloud: Cloud, remote: RemoteTiers | None = None) -> None:
         self._cloud = cloud
+        self.remote = remote if remote is not None else RemoteTiers(cloud.metrics)
         self._repository = ModelRepository()
         model_info.watch(cloud.metrics.registry, "hybridai_cloud", self._repository)
         self._loading = threading.Lock()
@@ -106,6 +110,9 @@ class CloudBackend:
         return metadata.model_copy(update={"versions": versions})
 
     def model_ready(self, name: str, version: str | None) -> bool:
+        target = self.remote.target(name)
+        if target is not None:  # ready while its health check passes and its breaker allows
+            return target.healthy is not False and target.breaker.allows(time.monotonic())
         self._model(name, version)
         return True
 
@@ -168,6 +175,9 @@ class CloudBackend:
             await run_in_threadpool(self._refuse_restricted, name)
         else:
             self._refuse_restricted(name)
+        target = self.remote.target(name)
+        if target is not None:
+            return await target.infer(version, request)
         model = await run_in_threadpool(self._model, name, version)
         batcher = self.batchers.get(model, self._batching.get(name))
         if batcher is not None:

@@ -10,17 +10,19 @@ units (``_seconds``, ``_bytes``).
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from typing import Any, get_args
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from hybridai.observability.supervisor import Supervisor
+from hybridai.orchestrator.breaker import BreakerState
 from hybridai.orchestrator.rollout import Status
 from hybridai.protocol.loops import LoopState
 from hybridai.protocol.sync import BatchAck
@@ -86,6 +88,40 @@ class CloudMetrics:
             buckets=(1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0),
             registry=r,
         )
+
+        # remote tiers (cloud.remote_tier): models another v2 server serves for the cloud
+        self.remote_latency = Histogram(
+            "hybridai_cloud_remote_infer_duration_seconds",
+            "Time of requests forwarded to a remote tier, retries included, by model and "
+            "outcome (ok, unreachable, unavailable, timeout, bad_response, server_error, "
+            "refused).",
+            ["model", "outcome"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.remote_errors = Counter(
+            "hybridai_cloud_remote_errors",
+            "Failures of remote tiers, by model and kind (the outcomes above, health, and "
+            "circuit_open for requests refused while the breaker is open).",
+            ["model", "kind"],
+            registry=r,
+        )
+        self.remote_breaker = Gauge(
+            "hybridai_cloud_remote_breaker_state",
+            "1 for the state each remote tier's circuit breaker is in, 0 for the others.",
+            ["model", "state"],
+            registry=r,
+        )
+
+    def remote_breaker_state(self, model: str, state: BreakerState) -> None:
+        for name in BreakerState:
+            self.remote_breaker.labels(model, name.value).set(1.0 if name is state else 0.0)
+
+    def remote_forget(self, model: str) -> None:
+        """A model's remote tier is gone: its breaker series go too."""
+        for name in BreakerState:
+            with contextlib.suppress(KeyError):
+                self.remote_breaker.remove(model, name.value)
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         self.http_requests.labels(method, route, str(status)).inc()

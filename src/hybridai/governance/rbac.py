@@ -50,7 +50,8 @@ ACTIONS: tuple[Action, ...] = (
         "device; set and unset edge settings for the fleet, a site, a tag or a device "
         "(`fleet config`); declare data policies and stream schemas, apply lake retention, "
         "optimize and "
-        "vacuum the lake; issue and revoke site keys (`site key`); the edge's admin routes "
+        "vacuum the lake; issue and revoke site keys (`site key`); set and unset the remote v2 "
+        "server that serves a model for the cloud (`model remote`); the edge's admin routes "
         "(drain now, read config)",
     ),
     Action(

@@ -460,3 +460,17 @@ class HealingActionRow(Base):
     action: Mapped[dict[str, Any]] = mapped_column(JSON)  # the HealingAction as the API shows it
     taken_at: Mapped[float] = mapped_column(Double)
     updated_at: Mapped[float] = mapped_column(Double)
+
+
+class RemoteTierRow(Base):
+    """A model served by a remote v2 server instead of the cloud's runtime (0018).
+
+    ``config`` is ``protocol.remote.RemoteTier``: its secret is a reference, never the value.
+    """
+
+    __tablename__ = "remote_tiers"
+
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    config: Mapped[dict[str, Any]] = mapped_column(JSON)
+    updated_at: Mapped[float] = mapped_column(Double)
+    updated_by: Mapped[str] = mapped_column(String(200))

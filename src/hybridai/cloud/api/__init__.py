@@ -13,6 +13,7 @@ from hybridai.cloud.api import (
     models,
     operations,
     policies,
+    remote_tiers,
     rollouts,
     site_keys,
     streams,
@@ -28,6 +29,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     site_keys.router,  # API keys of a site's LAN clients
     sync.router,
     models.router,
+    remote_tiers.router,  # models another v2 server serves for the cloud
     training.router,
     lifecycle.router,  # retraining policies, bundles, training rows
     rollouts.router,
