@@ -371,3 +371,35 @@ def test_tritonclient_reads_back_what_encode_writes(
                 dtype=object,
             ).reshape(back.shape)
         assert same(array, back), name
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["FP32", "INT8", "BOOL", "BYTES", "UINT64"]),
+    st.lists(st.integers(-3, 2**40), max_size=3),
+    st.integers(-5, 2**62),
+    st.binary(max_size=64),
+    st.integers(-2, 8),
+)
+def test_any_body_decodes_or_is_a_400(
+    datatype: str, shape: list[int], size: int, data: bytes, skew: int
+) -> None:
+    header = {
+        "inputs": [
+            {
+                "name": "x",
+                "shape": shape,
+                "datatype": datatype,
+                "parameters": {"binary_data_size": size},
+            }
+        ]
+    }
+    body, length = raw_body(header, data)
+
+    try:
+        request, _ = decode_request(body, str(int(length) + skew))
+    except ApiError as exc:
+        assert exc.status == 400
+    else:
+        assert len(data) == size
+        assert decode(request.inputs[0]).shape == tuple(shape)

@@ -320,6 +320,14 @@ def test_infer_with_binary_tensors_refuses_sizes_that_do_not_add_up(client: Test
     assert assert_error(long, 400, "bad_header_length")
 
 
+def test_compressed_bodies_are_415(client: TestClient) -> None:
+    response = client.post(
+        "/v2/models/failure/infer", content=b"\x1f\x8b", headers={"Content-Encoding": "gzip"}
+    )
+
+    assert "uncompressed" in assert_error(response, 415, "unsupported_media_type")
+
+
 def test_statistics_count_successes_and_failures(client: TestClient) -> None:
     client.post("/v2/models/failure/infer", json=BODY)
     client.post("/v2/models/failure/infer", json=with_input(shape=[3, 4]))

@@ -168,6 +168,14 @@ def v2_router(backend: InferenceBackend) -> APIRouter:
 
     async def infer(request: Request, name: str, version: str | None) -> Response:
         _names(name, version)
+        encoding = request.headers.get("content-encoding", "identity")
+        if encoding.lower() != "identity":  # tritonclient's optional gzip/deflate bodies
+            raise ApiError(
+                415,
+                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+                f"request bodies with Content-Encoding '{encoding[:32]}' are not accepted; send "
+                "the body uncompressed (tritonclient: no request_compression_algorithm)",
+            )
         body = await request.body()
         parsed, binary = decode_request(body, request.headers.get(HEADER_LENGTH))
         content, headers = encode_response(await backend.infer(name, version, parsed), binary)
