@@ -14,9 +14,11 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
 from _fleet import PATIENT_EDGE, error_of, local_fleet
 from _models import identity_all_types_onnx, mlp_onnx
+from hybridai.cli.main import app as cli
 from hybridai.demo.fleet import LocalFleet, wait_for
 from hybridai.protocol.v2 import InferenceRequest
 from hybridai.serving.onnx_runtime import OnnxModel
@@ -136,3 +138,9 @@ def test_batching_is_refused_for_a_model_without_a_batch_dimension(fleet: LocalF
     )
     assert unknown.status_code in (400, 422), unknown.text
     assert "max_batch" in unknown.text
+
+
+def test_the_cli_sends_batching_and_refuses_bad_json() -> None:
+    result = CliRunner().invoke(cli, ["model", "deploy", "mlp", "1", "--batching", "{max"])
+    assert result.exit_code != 0
+    assert "--batching is not valid JSON" in result.output

@@ -210,12 +210,19 @@ def deploy(
             "(docs/execution-providers.md)."
         ),
     ] = None,
+    batching: Annotated[
+        str | None,
+        typer.Option(
+            help='Dynamic batching at edge and cloud, JSON, e.g. \'{"max_batch_size": 32, '
+            '"max_queue_delay_ms": 2}\' (docs/models.md).'
+        ),
+    ] = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
 ) -> None:
     """Make VERSION the version every edge runs (edges pull it within seconds)."""
     body: dict[str, Any] = {"name": name, "version": version}
-    if any(x is not None for x in (policy, budget_ms, threshold, input_stream, runtime)):
+    if any(x is not None for x in (policy, budget_ms, threshold, input_stream, runtime, batching)):
         kind = policy or (PolicyName.CASCADE if threshold is not None else PolicyName.LATENCY)
         body["policy"] = {"kind": kind.value, "latency_budget_ms": budget_ms}
         if threshold is not None:
@@ -228,6 +235,13 @@ def deploy(
             except ValueError as exc:
                 raise fail(
                     f"--runtime is not valid JSON ({exc}); e.g. '{{\"intra_op_threads\": 2}}'"
+                ) from None
+        if batching is not None:
+            try:
+                body["policy"]["batching"] = json.loads(batching)
+            except ValueError as exc:
+                raise fail(
+                    f"--batching is not valid JSON ({exc}); e.g. '{{\"max_batch_size\": 32}}'"
                 ) from None
     deployed = call(cloud, token, "PUT", f"/api/v1/deployments/{name}", json=body)
     placed = deployed.get("policy") or {"kind": "latency"}
