@@ -61,6 +61,9 @@ class BinaryOutputs:
         return self.default or any(self.named.values())
 
 
+_JSON_ONLY = BinaryOutputs()
+
+
 class _BinaryInput(RequestInput):
     data: list[Any] = Field(default_factory=list)  # absent when the tensor is in the binary part
 
@@ -103,16 +106,22 @@ def _flag(parameters: dict[str, Any] | None, key: str, where: str) -> bool | Non
 
 
 def _outputs_wanted(request: InferenceRequest) -> BinaryOutputs:
-    default = _flag(request.parameters, "binary_data_output", "the request's")
+    parameters = request.parameters
+    default = None
+    if parameters and "binary_data_output" in parameters:
+        default = _flag(parameters, "binary_data_output", "the request's")
+        if not parameters:
+            request.parameters = None
     named: dict[str, bool] = {}
     for output in request.outputs or ():
-        wanted = _flag(output.parameters, "binary_data", f"output '{output.name}'")
-        if wanted is not None:
-            named[output.name] = wanted
-        if output.parameters == {}:
-            output.parameters = None
-    if request.parameters == {}:
-        request.parameters = None
+        if output.parameters and "binary_data" in output.parameters:
+            named[output.name] = bool(
+                _flag(output.parameters, "binary_data", f"output '{output.name}'")
+            )
+            if not output.parameters:
+                output.parameters = None
+    if default is None and not named:
+        return _JSON_ONLY  # the common case: no allocation
     return BinaryOutputs(bool(default), named)
 
 
