@@ -181,7 +181,7 @@ class CloudBackend:
         model = await run_in_threadpool(self._model, name, version)
         batcher = self.batchers.get(model, self._batching.get(name))
         if batcher is not None:
-            return await _batched(batcher, request)
+            return await self._batched(batcher, name, request)
         started = time.perf_counter()
 
         def timed() -> tuple[InferenceResponse, float, float]:
@@ -205,20 +205,29 @@ class CloudBackend:
         )
         return response.model_copy(update={"parameters": parameters})
 
-
-async def _batched(batcher: DynamicBatcher, request: InferenceRequest) -> InferenceResponse:
-    """Run in the model's batch; ``service_ms`` is what the request spent here, queue included."""
-    got = await batcher.run(request)
-    parameters = dict(got.response.parameters or {})
-    parameters.update(
-        {
-            "placement": "cloud",
-            "reason": "served_by_cloud",
-            "service_ms": round(got.queue_ms + got.service_ms, 3),
-            "queue_ms": round(got.queue_ms, 3),
-            "batch_rows": got.batch_rows,
-            "batch_requests": got.batch_requests,
-        }
-    )
-    got.response.parameters = parameters
-    return got.response
+    async def _batched(
+        self, batcher: DynamicBatcher, name: str, request: InferenceRequest
+    ) -> InferenceResponse:
+        """Run in the model's batch; ``service_ms`` is its time here, queue included."""
+        started = time.perf_counter()
+        version = batcher.model.version
+        try:
+            got = await batcher.run(request)
+        except Exception:
+            self.book.failed(name, version, int((time.perf_counter() - started) * 1e9))
+            raise
+        self.book.executed(name, version, int(got.queue_ms * 1e6), int(got.service_ms * 1e6))
+        self.book.succeeded(name, version, int((time.perf_counter() - started) * 1e9))
+        parameters = dict(got.response.parameters or {})
+        parameters.update(
+            {
+                "placement": "cloud",
+                "reason": "served_by_cloud",
+                "service_ms": round((time.perf_counter() - started) * 1000, 3),
+                "queue_ms": round(got.queue_ms, 3),
+                "batch_rows": got.batch_rows,
+                "batch_requests": got.batch_requests,
+            }
+        )
+        got.response.parameters = parameters
+        return got.response
