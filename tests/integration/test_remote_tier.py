@@ -22,9 +22,11 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner, Result
 
 from _fleet import MODEL, assert_probabilities, error_of, infer, local_fleet, upload_and_deploy
 from _models import train_classifier_onnx
+from hybridai.cli.main import app as cli_app
 from hybridai.demo.fleet import LocalFleet, wait_for
 from hybridai.demo.launcher import free_port
 
@@ -121,6 +123,28 @@ def _remote(fleet: LocalFleet, **config: Any) -> httpx.Response:
     return fleet.api.put(f"/api/v1/models/{MODEL}/remote", json=config)
 
 
+def _cli(fleet: LocalFleet, *args: str) -> Result:
+    assert fleet.cloud is not None
+    env = {
+        "HYBRIDAI_CLOUD_URL": fleet.cloud.url,
+        "HYBRIDAI_TOKEN": (fleet.workspace / "cloud" / "admin.token").read_text().strip(),
+        "HYBRIDAI_CA_FILE": str(fleet.ca_file),
+        "COLUMNS": "200",
+    }
+    return CliRunner().invoke(cli_app, list(args), env=env)
+
+
+def _viewer(fleet: LocalFleet) -> dict[str, str]:
+    """A viewer's bearer header: one who may read a remote tier, not change it."""
+    assert fleet.api is not None
+    password = "correct horse battery staple 42"
+    user = {"name": "vera", "role": "viewer", "password": password}
+    assert fleet.api.post("/api/v1/users", json=user).status_code == 201
+    login = fleet.api.post("/api/v1/auth/login", json={"username": "vera", "password": password})
+    assert login.status_code == 200, login.text
+    return {"Authorization": f"Bearer {login.json()['access_token']}"}
+
+
 def _timed_infer(fleet: LocalFleet) -> tuple[httpx.Response, float]:
     assert fleet.api is not None
     started = time.monotonic()
@@ -173,9 +197,23 @@ def _forwarding(fleet: LocalFleet, kserve: KServe, odd_server: str) -> None:
         "breaker_failures": 2,
         "breaker_cooldown_s": 2,
     }
-    answer = _remote(fleet, **config)
-    assert answer.status_code == 200, answer.text
-    assert answer.json()["config"]["secret"] == "env:KSERVE_TOKEN"
+    viewer = _viewer(fleet)
+    forbidden = fleet.api.put(f"/api/v1/models/{MODEL}/remote", json=config, headers=viewer)
+    assert error_of(forbidden) == (403, "forbidden")
+    args = ["--url", kserve.url, "--auth", "bearer", "--secret", "env:KSERVE_TOKEN"]
+    args += ["--timeout", "3", "--retries", "1", "--breaker-failures", "2"]
+    made = _cli(fleet, "model", "remote", "set", MODEL, *args, "--breaker-cooldown", "2")
+    assert made.exit_code == 0 and f"served by {kserve.url}" in made.output, made.output
+    shown_cli = _cli(fleet, "model", "remote", "show", MODEL)
+    assert shown_cli.exit_code == 0 and "env:KSERVE_TOKEN" in shown_cli.output
+    assert TOKEN not in shown_cli.output
+    listed = _cli(fleet, "model", "remote", "show", "--json")
+    assert listed.exit_code == 0 and json.loads(listed.output)[0]["config"] == {
+        **json.loads(listed.output)[0]["config"],
+        **config,
+    }
+    read = fleet.api.get(f"/api/v1/models/{MODEL}/remote", headers=viewer)
+    assert read.status_code == 200 and read.json()["updated_by"] == "bootstrap-admin"
 
     remote = infer(fleet.api)
     parameters = assert_probabilities(remote)
@@ -236,7 +274,8 @@ def _forwarding(fleet: LocalFleet, kserve: KServe, odd_server: str) -> None:
     assert seconds < 4.0, f"a 1.5 s budget answered after {seconds:.2f} s"
 
     # Unset: the cloud's own runtime serves again.
-    assert fleet.api.delete(f"/api/v1/models/{MODEL}/remote").status_code == 204
+    removed = _cli(fleet, "model", "remote", "unset", MODEL)
+    assert removed.exit_code == 0 and "own runtime" in removed.output, removed.output
     again = assert_probabilities(infer(fleet.api))
     assert "tier" not in again
     gone = fleet.api.get(f"/api/v1/models/{MODEL}/remote")
