@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from tritonclient.http._utils import _get_inference_request
 
@@ -328,7 +328,7 @@ def tensors(draw: st.DrawFn) -> np.ndarray[Any, Any]:
 
 def same(a: np.ndarray[Any, Any], b: np.ndarray[Any, Any]) -> bool:
     if a.dtype.kind == "f":
-        return a.shape == b.shape and a.tobytes() == b.astype(a.dtype).tobytes()
+        return a.shape == b.shape and np.array_equal(a, b.astype(a.dtype), equal_nan=True)
     return a.shape == b.shape and a.tolist() == b.tolist()
 
 
@@ -356,6 +356,8 @@ def test_decode_of_what_tritonclient_encodes_round_trips(
 def test_tritonclient_reads_back_what_encode_writes(
     arrays: dict[str, np.ndarray[Any, Any]], binary: bool
 ) -> None:
+    if not binary:  # JSON has no inf or nan (they are written as null): binary carries them
+        assume(all(a.dtype.kind != "f" or np.isfinite(a).all() for a in arrays.values()))
     content, headers = encode_response(response_of(arrays), BinaryOutputs(default=binary))
     length = headers.get("inference-header-content-length")
 
