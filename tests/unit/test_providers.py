@@ -70,6 +70,24 @@ def test_every_provider_onnxruntime_knows_is_a_known_name() -> None:
         # a provider the model needs goes first
         ([OPENVINO], None, CUDA, [CUDA, OPENVINO, CPU_PROVIDER], (CUDA, OPENVINO), ()),
         ([CPU_PROVIDER], None, CUDA, [CPU_PROVIDER], (), (CUDA,)),
+        (
+            DEFAULT_PROVIDER_ORDER,
+            None,
+            OPENVINO,
+            [CUDA, OPENVINO, CPU_PROVIDER],
+            (OPENVINO, CUDA),
+            (),
+        ),
+        # ... unless the model's own list names it: that order stands as written
+        (
+            [CPU_PROVIDER],
+            [OPENVINO, CUDA],
+            CUDA,
+            [CUDA, OPENVINO, CPU_PROVIDER],
+            (OPENVINO, CUDA),
+            (),
+        ),
+        ([CPU_PROVIDER], [OPENVINO], CUDA, [CUDA, OPENVINO, CPU_PROVIDER], (CUDA, OPENVINO), ()),
     ],
 )
 def test_plan_orders_filters_and_ends_on_the_cpu(

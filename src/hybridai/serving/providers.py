@@ -70,16 +70,16 @@ def plan(
     needed: str | None,
     available: Sequence[str],
 ) -> ProviderPlan:
-    """Order the providers: the model's list (else ``configured``), ``needed`` first, CPU last.
+    """Order the providers: the model's list (else ``configured`` with ``needed`` first), CPU last.
 
     ``missing`` names only what the model itself asked for (its list or ``needed``): the
     server's configured order is a preference over hardware it may not have, and is not news.
     """
     asked = list(runtime.execution_providers) if runtime and runtime.execution_providers else []
-    order = asked or list(configured)
-    if needed is not None and needed not in order:
-        order.insert(0, needed)
-        asked.insert(0, needed)
+    order = list(asked or configured)
+    if needed is not None and needed not in asked:  # the model's own order stands as written
+        order = [needed, *(p for p in order if p != needed)]
+        asked = [needed, *asked]
     offered = set(available)
     # The CPU runs every operator: providers listed after it would never get any.
     order = order[: order.index(CPU_PROVIDER)] if CPU_PROVIDER in order else order
