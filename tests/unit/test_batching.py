@@ -267,3 +267,46 @@ def test_the_batching_spec_refuses_unknown_fields_and_impossible_sizes() -> None
     assert spec(preferred_batch_sizes=[8, 2, 8]).preferred_batch_sizes == [2, 8]
     policy = PlacementPolicy.model_validate({"batching": {"max_batch_size": 16}})
     assert policy.batching is not None and policy.batching.max_queue_delay_ms == 0.0
+
+
+def test_closing_answers_what_is_queued(mlp: OnnxModel) -> None:
+    async def scenario(drain: bool) -> tuple[list[Any], float]:
+        batcher = DynamicBatcher(mlp, spec(max_queue_delay_ms=500))
+        tasks = [asyncio.create_task(batcher.run(request(1, i))) for i in range(3)]
+        await asyncio.sleep(0.02)
+        began = time.perf_counter()
+        await batcher.aclose(drain=drain)
+        done = await asyncio.gather(*tasks, return_exceptions=True)
+        return done, time.perf_counter() - began
+
+    drained, waited_s = asyncio.run(scenario(drain=True))
+    assert all(isinstance(d, Batched) and d.batch_requests == 3 for d in drained)
+    assert waited_s < 0.4  # the delay is not waited out on the way down
+    refused, _ = asyncio.run(scenario(drain=False))
+    assert all(isinstance(r, ApiError) and r.status == 503 for r in refused)
+
+    async def after_close() -> None:
+        batcher = DynamicBatcher(mlp, spec())
+        await batcher.aclose()
+        await batcher.run(request(1, 1))
+
+    with pytest.raises(ApiError, match="being unloaded"):
+        asyncio.run(after_close())
+
+
+def test_a_new_spec_lets_the_old_batcher_answer_what_it_holds(mlp: OnnxModel) -> None:
+    async def scenario() -> Batched:
+        batchers = Batchers()
+        old = batchers.get(mlp, spec(max_queue_delay_ms=100))
+        assert old is not None
+        waiting = asyncio.create_task(old.run(request(1, 1)))
+        await asyncio.sleep(0.01)
+        new = batchers.get(mlp, spec(max_queue_delay_ms=0))
+        assert new is not None and new is not old
+        fresh = await new.run(request(1, 2))
+        assert fresh.batch_requests == 1
+        answer = await waiting
+        await batchers.aclose()
+        return answer
+
+    assert asyncio.run(scenario()).response.outputs[0].shape == [1, 3]

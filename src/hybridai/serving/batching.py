@@ -145,14 +145,17 @@ class DynamicBatcher:
             self._task = asyncio.get_running_loop().create_task(self._collect())
         return await pending.future  # a cancelled caller cancels the future: it leaves
 
-    async def aclose(self) -> None:
-        """Stop taking requests; those queued are answered 503, a running batch finishes."""
+    async def aclose(self, *, drain: bool = False) -> None:
+        """Stop taking requests; queued ones run (``drain``) or are answered 503.
+
+        A batch already running always finishes and answers its requests.
+        """
         self._closed = True
+        if not drain:
+            self._fail_queued()
+        self._arrived.set()  # a collector waiting out a delay looks again now
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        self._fail_queued()
+            await self._task
 
     # -- forming batches ------------------------------------------------------------------
 
@@ -178,7 +181,8 @@ class DynamicBatcher:
                 return []
             cut, rows, preferred = self._cut()
             waited = time.perf_counter() - self._queue[0].queued
-            if rows >= self.spec.max_batch_size or preferred or waited >= delay_s:
+            full = rows >= self.spec.max_batch_size
+            if full or preferred or waited >= delay_s or self._closed:
                 return [self._queue.popleft() for _ in range(cut)]
             self._arrived.clear()
             with contextlib.suppress(TimeoutError):
@@ -379,13 +383,7 @@ class Batchers:
 
     def _retire(self, batcher: DynamicBatcher) -> None:
         """Let an old batcher answer what it holds, then stop."""
-
-        async def drain() -> None:
-            while batcher._queue:
-                await asyncio.sleep(0.01)
-            await batcher.aclose()
-
-        task = asyncio.get_running_loop().create_task(drain())
+        task = asyncio.get_running_loop().create_task(batcher.aclose(drain=True))
         self._retired.add(task)
         task.add_done_callback(self._retired.discard)
 
@@ -394,4 +392,4 @@ class Batchers:
             await batcher.aclose()
         self._batchers.clear()
         for task in list(self._retired):
-            task.cancel()
+            await task
