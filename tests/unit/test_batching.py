@@ -252,6 +252,9 @@ def test_batchers_batch_only_models_with_a_batch_dimension(mlp: OnnxModel) -> No
         assert first is not None and batchers.get(mlp, spec()) is first
         second = batchers.get(mlp, spec(max_batch_size=8))
         assert second is not None and second is not first and second.spec.max_batch_size == 8
+        newer = OnnxModel.load("mlp", "2", mlp_onnx(features=FEATURES))
+        assert batchers.get(newer, spec()) is not None
+        assert [b.model.version for b in batchers._batchers.values()] == ["2"]  # v1 was idle
         await batchers.aclose()
 
     asyncio.run(scenario())

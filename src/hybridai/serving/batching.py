@@ -145,6 +145,10 @@ class DynamicBatcher:
             self._task = asyncio.get_running_loop().create_task(self._collect())
         return await pending.future  # a cancelled caller cancels the future: it leaves
 
+    def idle(self) -> bool:
+        """Nothing queued and no batch running."""
+        return not self._queue and (self._task is None or self._task.done())
+
     async def aclose(self, *, drain: bool = False) -> None:
         """Stop taking requests; queued ones run (``drain``) or are answered 503.
 
@@ -352,7 +356,9 @@ class Batchers:
     """The batchers of one server, one per model version, made when a spec first asks for one.
 
     A new spec for a version replaces its batcher (the old one finishes what it holds); a
-    model without a batch dimension is served unbatched, with one warning.
+    model without a batch dimension is served unbatched, with one warning. Making a batcher
+    forgets the idle ones of the model's other versions, so a version the server dropped is
+    not kept alive by its batcher (one is cheap to make again).
     """
 
     def __init__(self, metrics: BatchMetrics | None = None) -> None:
@@ -378,6 +384,8 @@ class Batchers:
                 self._warned.add(key)
                 log.warning("batching is off: %s", problem)
             return None
+        for other in [k for k, b in self._batchers.items() if k[0] == key[0] and b.idle()]:
+            del self._batchers[other]
         batcher = self._batchers[key] = DynamicBatcher(model, spec, self._metrics)
         return batcher
 
