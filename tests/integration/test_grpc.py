@@ -32,7 +32,8 @@ ROWS = 8
 @dataclass
 class GrpcFleet:
     fleet: LocalFleet
-    edge: str  # host:port of the edge's gRPC service
+    edge: str  # host:port of the edge's gRPC service (plaintext, as its LAN port)
+    edge_tls: str  # another edge's, over TLS with its device certificate
     cloud: str  # host:port of the cloud's
     site_key: str
     admin_token: str
@@ -43,11 +44,20 @@ class GrpcFleet:
 def grpc_fleet(
     tmp_path_factory: pytest.TempPathFactory, classifier_onnx: bytes
 ) -> Iterator[GrpcFleet]:
-    cloud_port, edge_port = free_port(), free_port()
+    cloud_port, edge_port, tls_port = free_port(), free_port(), free_port()
     workspace = tmp_path_factory.mktemp("grpc")
     with local_fleet(workspace, {"HYBRIDAI_CLOUD_GRPC_PORT": str(cloud_port)}) as fleet:
         fleet.start_edge(
             "edge-g", "site-g", env={**PATIENT_EDGE, "HYBRIDAI_EDGE_GRPC_PORT": str(edge_port)}
+        )
+        fleet.start_edge(
+            "edge-t",
+            "site-g",
+            env={
+                **PATIENT_EDGE,
+                "HYBRIDAI_EDGE_GRPC_PORT": str(tls_port),
+                "HYBRIDAI_EDGE_GRPC_TLS": "true",
+            },
         )
         version = upload_and_deploy(fleet, classifier_onnx)
         wait_for("the edge to serve pm", lambda: fleet.serving(MODEL, version), 60)
@@ -55,6 +65,7 @@ def grpc_fleet(
         yield GrpcFleet(
             fleet,
             f"127.0.0.1:{edge_port}",
+            f"127.0.0.1:{tls_port}",
             f"127.0.0.1:{cloud_port}",
             fleet.site_keys["site-g"],
             token,
@@ -244,3 +255,23 @@ def test_cloud_over_tls_with_a_token(grpc_fleet: GrpcFleet) -> None:
     with triton.InferenceServerClient(grpc_fleet.cloud) as plain:
         refused = _refused(lambda: plain.is_server_live(client_timeout=5))
     assert refused.status() in {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"}
+
+
+def test_edge_over_tls_with_its_device_certificate(grpc_fleet: GrpcFleet) -> None:
+    key = _bearer(grpc_fleet.site_key)
+    # The device certificate names the device, not a host: the client checks that name.
+    secure = triton.InferenceServerClient(
+        grpc_fleet.edge_tls,
+        ssl=True,
+        root_certificates=str(grpc_fleet.ca_file),
+        channel_args=[("grpc.ssl_target_name_override", "edge-t")],
+    )
+    with secure as client:
+        result = client.infer(MODEL, [_input()], headers=key)
+        _assert_probabilities(result)
+        assert _parameters(result)["device_id"] == "edge-t"
+        refused = _refused(lambda: client.infer(MODEL, [_input()]))
+        assert refused.status() == "StatusCode.UNAUTHENTICATED"
+    with triton.InferenceServerClient(grpc_fleet.edge_tls) as plain:
+        failed = _refused(lambda: plain.is_server_live(client_timeout=5))
+    assert failed.status() in {"StatusCode.UNAVAILABLE", "StatusCode.DEADLINE_EXCEEDED"}

@@ -58,7 +58,7 @@ def _check(cloud: Cloud, authorization: str | None) -> None:
 
 
 def token_admit(cloud: Cloud) -> Admit:
-    async def admit(need: Need, metadata: Mapping[str, str], cert: str | None) -> None:
+    async def admit(need: Need, metadata: Mapping[str, str]) -> None:
         await run_in_threadpool(_check, cloud, metadata.get("authorization"))
 
     return admit

@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from hybridai import __version__
 from hybridai.edge.admin import admin_router
 from hybridai.edge.agent import EdgeAgent
-from hybridai.edge.grpc_access import lan_admit
+from hybridai.edge.grpc_listener import GrpcListener
 from hybridai.edge.ingest import formats
 from hybridai.edge.ingest.schemas import SchemaViolation
 from hybridai.edge.lan_auth import LanAuthMiddleware, LanGuard
@@ -33,7 +33,6 @@ from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import StatusReport
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.serving.errors import install_error_handlers
-from hybridai.serving.grpc_server import GrpcInferenceServer
 from hybridai.serving.path_names import checked_path_names
 from hybridai.serving.v2_routes import v2_router
 
@@ -70,35 +69,19 @@ def _body_limits(settings: EdgeSettings) -> LimitFor:
     return limit
 
 
-async def _start_grpc(agent: EdgeAgent, guard: LanGuard) -> GrpcInferenceServer | None:
-    """The v2 gRPC service on ``grpc_port`` (off when unset): same backend, same site keys."""
-    settings = agent.settings
-    if settings.grpc_port is None:
-        return None
-    server = GrpcInferenceServer(
-        agent.backend,
-        settings.host,
-        settings.grpc_port,
-        admit=lan_admit(guard),
-        max_message_bytes=settings.max_infer_json_bytes,
-    )
-    await server.start()
-    return server
-
-
 def create_app(agent: EdgeAgent) -> FastAPI:
     settings = agent.settings
     peers = PeerListener(agent.identity, settings.host, settings.peer_port or settings.port + 1)
     guard = LanGuard(settings.lan_auth, agent.site_access)
+    grpc = GrpcListener(agent, guard)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await agent.start()
         peers.start(app, agent.enrolled)
-        grpc = await _start_grpc(agent, guard)
+        await grpc.start()  # the v2 gRPC service, when a port is set
         yield
-        if grpc is not None:
-            await grpc.stop()
+        await grpc.stop()
         await peers.stop()
         await agent.stop()
 

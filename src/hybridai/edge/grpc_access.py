@@ -3,6 +3,7 @@
 A gRPC call is judged as the REST request it stands for: inference needs a site key with the
 ``infer`` role, metadata and readiness of a model need ``read``; the key travels as the
 ``authorization`` metadata entry (``Bearer KEY``, or HTTP basic), exactly as the HTTP header.
+Site peers hand inferences over REST on the peer listener: gRPC asks for no certificate.
 """
 
 from __future__ import annotations
@@ -22,14 +23,12 @@ _ROUTE: dict[Need, tuple[str, str]] = {
 
 
 def lan_admit(guard: LanGuard) -> Admit:
-    async def admit(need: Need, metadata: Mapping[str, str], cert: str | None) -> None:
+    async def admit(need: Need, metadata: Mapping[str, str]) -> None:
         method, path = _ROUTE[need]
         headers = []
         if "authorization" in metadata:
             headers.append((b"authorization", metadata["authorization"].encode("latin-1")))
         scope: Scope = {"type": "http", "method": method, "path": path, "headers": headers}
-        if cert is not None:
-            scope["extensions"] = {"tls": {"client_cert_chain": [cert]}}
         guard.admit(scope)
 
     return admit

@@ -79,7 +79,14 @@ class EdgeSettings(config_file.FileSettings):
         le=65535,
         description="Port of the Open Inference Protocol gRPC service (GRPCInferenceService, "
         "e.g. for tritonclient.grpc) on HOST, same placement and site-key auth as the v2 REST "
-        "routes (metadata 'authorization: Bearer KEY'); plaintext like PORT. Unset: no gRPC.",
+        "routes (metadata 'authorization: Bearer KEY'); plaintext like PORT unless GRPC_TLS. "
+        "Unset: no gRPC.",
+    )
+    grpc_tls: bool = Field(
+        default=False,
+        description="Serve GRPC_PORT over TLS with the device certificate: clients verify it "
+        "against the platform CA and the device id as the TLS name (gRPC's "
+        "ssl_target_name_override); it then opens once the device holds a certificate.",
     )
     lan_auth: Literal["keys", "open"] = Field(
         default="keys",

@@ -7,10 +7,12 @@ loop. ``grpc`` and the generated modules are imported only when a server starts:
 with no gRPC port pays nothing for it (the edge's idle memory budget).
 
 Who may call is the caller's business (``Admit``): it reads the request's metadata (an
-``authorization`` entry, as the HTTP header) and the client certificate the TLS handshake
-verified. Health probes stay open, as over REST. Failures map to gRPC status codes (404 ->
-NOT_FOUND, 400 -> INVALID_ARGUMENT, 401 -> UNAUTHENTICATED, ...) with the same message as
-the REST error body; the stable code rides in the trailing metadata ``hybridai-error-code``.
+``authorization`` entry, as the HTTP header). With TLS the server presents its certificate
+(a renewed one from the next connection on) but asks for none: grpcio cannot ask for a client
+certificate without requiring one. Health probes stay open, as over REST. Failures map to
+gRPC status codes (404 -> NOT_FOUND, 400 -> INVALID_ARGUMENT, 401 -> UNAUTHENTICATED, ...)
+with the same message as the REST error body; the stable code rides in the trailing metadata
+``hybridai-error-code``.
 """
 
 from __future__ import annotations
@@ -32,9 +34,9 @@ from hybridai.serving.v2_routes import InferenceBackend
 log = logging.getLogger(__name__)
 
 Need = Literal["infer", "read"]
-# (what the call needs, the request's metadata, the verified client certificate's PEM or None)
-# -> None to admit; raises ApiError (401, 403, 503) to refuse.
-Admit = Callable[[Need, Mapping[str, str], str | None], Awaitable[None]]
+# (what the call needs, the request's metadata) -> None to admit; raises ApiError (401, 403,
+# 503) to refuse.
+Admit = Callable[[Need, Mapping[str, str]], Awaitable[None]]
 ERROR_CODE_KEY = "hybridai-error-code"
 _STATUS_NAMES: dict[int, str] = {
     400: "INVALID_ARGUMENT",
@@ -56,7 +58,7 @@ def status_name(http_status: int) -> str:
     return "INVALID_ARGUMENT" if 400 <= http_status < 500 else "INTERNAL"
 
 
-async def admit_anyone(need: Need, metadata: Mapping[str, str], cert: str | None) -> None:
+async def admit_anyone(need: Need, metadata: Mapping[str, str]) -> None:
     """For lab benches and tests: no credentials asked."""
 
 
@@ -89,9 +91,7 @@ class _Servicer:
         try:
             if need is not None:
                 metadata = {str(k).lower(): str(v) for k, v in context.invocation_metadata()}
-                certs = context.auth_context().get("x509_pem_cert") or []
-                cert = certs[0].decode() if certs else None
-                await self.admit(need, metadata, cert)
+                await self.admit(need, metadata)
             return await work()
         except ApiError as exc:
             failure: ApiError = exc
@@ -163,6 +163,29 @@ class _Servicer:
         return await self._call(context, "infer", work)
 
 
+def _reloading_credentials(tls: ServerTls) -> Any:
+    """TLS that picks up a renewed certificate for new connections, without a restart."""
+    import grpc
+
+    def configuration() -> Any:
+        pair = (tls.key_file.read_bytes(), tls.cert_file.read_bytes())
+        return grpc.ssl_server_certificate_configuration([pair], tls.ca_file.read_bytes())
+
+    seen = [tls.cert_file.stat().st_mtime_ns]
+
+    def fetch() -> Any:  # called before each new connection's handshake
+        try:
+            now = tls.cert_file.stat().st_mtime_ns
+            if now == seen[0]:
+                return None
+            seen[0] = now
+            return configuration()
+        except OSError:
+            return None  # mid-rotation: keep the current certificate
+
+    return grpc.dynamic_ssl_server_credentials(configuration(), fetch)
+
+
 class GrpcInferenceServer:
     """One grpc.aio server for a backend: ``await start()`` in the app's lifespan, ``stop()``."""
 
@@ -203,12 +226,7 @@ class GrpcInferenceServer:
         pb2_grpc.add_GRPCInferenceServiceServicer_to_server(servicer, server)
         address = f"{self.host}:{self.port}"
         if self.tls is not None:
-            credentials = grpc.ssl_server_credentials(
-                [(self.tls.key_file.read_bytes(), self.tls.cert_file.read_bytes())],
-                root_certificates=self.tls.ca_file.read_bytes(),
-                require_client_auth=False,
-            )
-            bound = server.add_secure_port(address, credentials)
+            bound = server.add_secure_port(address, _reloading_credentials(self.tls))
         else:
             bound = server.add_insecure_port(address)
         if not bound:
