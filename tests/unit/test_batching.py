@@ -13,6 +13,8 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from _models import identity_all_types_onnx, mlp_onnx
+from hybridai.edge.routing.placement_state import PlacementState, to_placing
+from hybridai.orchestrator import EdgeEstimate
 from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.placement import PlacementPolicy
@@ -313,3 +315,19 @@ def test_a_new_spec_lets_the_old_batcher_answer_what_it_holds(mlp: OnnxModel) ->
         return answer
 
     assert asyncio.run(scenario()).response.outputs[0].shape == [1, 3]
+
+
+def test_the_edge_counts_a_batched_models_queue_in_batches() -> None:
+    def local(policy: PlacementPolicy) -> Any:
+        state = PlacementState("edge-1")
+        state.placing["mlp"] = to_placing(policy)
+        model = state.model("mlp")
+        model.inflight = 32
+        model.edge = EdgeEstimate().observe(5.0)  # one run, alone or batched
+        return state.candidates("mlp", None, True, 512, 0.0)[0]
+
+    alone = local(PlacementPolicy())
+    batched = local(PlacementPolicy.model_validate({"batching": {"max_batch_size": 16}}))
+
+    assert (alone.queue_depth, alone.predicted_ms) == (32, 165.0)
+    assert (batched.queue_depth, batched.predicted_ms) == (2, 15.0)

@@ -149,8 +149,14 @@ class PlacementState:
     def candidates(
         self, name: str, version: str | None, local_ready: bool, n_bytes: int, now: float
     ) -> list[Candidate]:
-        """Where the request could run (here, site peers, cloud), as ``place`` sees it now."""
+        """Where the request could run (here, site peers, cloud), as ``place`` sees it now.
+
+        A batched model runs up to ``max_batch_size`` queued requests at once: its queue is
+        counted in batches, each taking the batch run time it measured.
+        """
         state = self.model(name)
+        batching = self.placing_for(name).batching
+        per_run = batching.max_batch_size if batching is not None else 1
         found = [
             Candidate(
                 id=self.device_id,
@@ -159,9 +165,9 @@ class PlacementState:
                 loaded=local_ready,
                 memory_free_mb=self.memory_mb,
                 accelerator=self.accelerator,
-                queue_depth=state.inflight,
+                queue_depth=-(-state.inflight // per_run),
                 queue_budget=self.queue_budget,
-                predicted_ms=state.edge.predict_ms(state.inflight),
+                predicted_ms=state.edge.predict_ms(state.inflight, workers=per_run),
             )
         ]
         for peer in self.peers.values():
