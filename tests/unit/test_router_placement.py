@@ -7,6 +7,7 @@ peer is a real edge router mounted as an ASGI app.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -297,3 +298,38 @@ def test_metrics_count_decisions_by_reason() -> None:
     assert 'hybridai_edge_decisions_total{model="pm",placement="edge",' in text
     assert 'reason="no_cloud_estimate_yet"} 1.0' in text
     assert "hybridai_edge_request_seconds_bucket" in text
+
+
+def test_a_quick_model_runs_on_the_event_loop_and_a_slow_one_in_a_worker_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    edge = backend(FakeCloud())
+    model = edge.repository.get("pm")
+    ran_on: list[int] = []
+    real_run = model.run
+    delay_s = [0.0]
+
+    def run(req: InferenceRequest) -> InferenceResponse:
+        time.sleep(delay_s[0])
+        ran_on.append(threading.get_ident())
+        return real_run(req)
+
+    monkeypatch.setattr(model, "run", run)
+
+    async def go() -> int:
+        loop_thread = threading.get_ident()
+        try:
+            for _ in range(20):  # unmeasured, then quick: the first in a worker, then inline
+                await edge.infer("pm", None, request(placement="edge"))
+            delay_s[0] = 0.02  # the model turns slow: its mean passes the limit, back to threads
+            for _ in range(12):
+                await edge.infer("pm", None, request(placement="edge"))
+        finally:
+            await edge.aclose()
+        return loop_thread
+
+    loop_thread = asyncio.run(go())
+
+    assert ran_on[0] != loop_thread  # nothing measured yet: a worker thread
+    assert loop_thread in ran_on[1:20]  # (all of them on a quiet machine)
+    assert ran_on[-1] != loop_thread

@@ -25,6 +25,7 @@ from hybridai.serving import (
     install_error_handlers,
     v2_router,
 )
+from hybridai.serving.v2_fast import FastInferApp
 from hybridai.serving.v2_stats import StatisticsBook
 
 with warnings.catch_warnings():
@@ -101,10 +102,13 @@ class RepositoryBackend:
         ]
 
 
-def make_app(backend: InferenceBackend) -> FastAPI:
-    app = FastAPI()
+def make_app(backend: InferenceBackend, kind: type[FastAPI] = FastAPI) -> FastAPI:
+    """The routes alone, or (``FastInferApp``) with infer on the hot path outside the framework."""
+    app = kind()
     app.include_router(v2_router(backend))
     install_error_handlers(app)
+    if isinstance(app, FastInferApp):
+        app.serve_infer_from(backend)
     return app
 
 
@@ -131,9 +135,16 @@ def repository() -> ModelRepository:
     return repo
 
 
+@pytest.fixture(params=[FastAPI, FastInferApp], ids=["routes", "fast-path"])
+def app_kind(request: pytest.FixtureRequest) -> type[FastAPI]:
+    kind: type[FastAPI] = request.param
+    return kind
+
+
 @pytest.fixture
-def client(repository: ModelRepository) -> Iterator[TestClient]:
-    with TestClient(make_app(RepositoryBackend(repository, "hybridai-test", "0.1.0"))) as c:
+def client(repository: ModelRepository, app_kind: type[FastAPI]) -> Iterator[TestClient]:
+    backend = RepositoryBackend(repository, "hybridai-test", "0.1.0")
+    with TestClient(make_app(backend, app_kind)) as c:
         yield c
 
 
@@ -476,10 +487,10 @@ class BrokenBackend(RepositoryBackend):
 
 
 def test_unexpected_error_is_a_logged_500(
-    repository: ModelRepository, caplog: pytest.LogCaptureFixture
+    repository: ModelRepository, app_kind: type[FastAPI], caplog: pytest.LogCaptureFixture
 ) -> None:
     with (
-        TestClient(make_app(BrokenBackend(repository, "s", "1"))) as client,
+        TestClient(make_app(BrokenBackend(repository, "s", "1"), app_kind)) as client,
         caplog.at_level(logging.ERROR, logger="hybridai.serving"),
     ):
         response = client.post("/v2/models/failure/infer", json=BODY)

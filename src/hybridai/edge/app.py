@@ -34,6 +34,7 @@ from hybridai.protocol.fleet import StatusReport
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.serving.errors import install_error_handlers
 from hybridai.serving.path_names import checked_path_names
+from hybridai.serving.v2_fast import FastInferApp
 from hybridai.serving.v2_routes import v2_router
 
 STREAM = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
@@ -85,7 +86,7 @@ def create_app(agent: EdgeAgent) -> FastAPI:
         await peers.stop()
         await agent.stop()
 
-    app = FastAPI(
+    app = FastInferApp(
         title=f"hybridai edge {agent.device_id}",
         version=__version__,
         description="Edge agent: Open Inference Protocol v2 (placed at edge or cloud per "
@@ -94,6 +95,7 @@ def create_app(agent: EdgeAgent) -> FastAPI:
         dependencies=[Depends(checked_path_names)],  # names in paths: protocol.names
     )
     app.state.agent = agent
+    app.serve_infer_from(agent.backend)  # v2 infer: this app's middleware, then the backend
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(agent.settings))
     install_error_handlers(app)
     # Outermost: a request without the site's credentials is refused before anything reads it.

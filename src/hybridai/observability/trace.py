@@ -10,8 +10,9 @@ device and model of the work ride along for the logs.
 from __future__ import annotations
 
 import contextvars
+import os
+import random
 import re
-import secrets
 from dataclasses import dataclass
 
 HEADER = "traceparent"
@@ -26,6 +27,16 @@ class Span:
     @property
     def traceparent(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-01"
+
+
+# Ids name requests, they guard nothing: a PRNG seeded from the OS is unique enough and far
+# cheaper per request than the OS's random bytes.
+_ids = random.Random()
+os.register_at_fork(after_in_child=_ids.seed)  # a forked child must not repeat its parent's
+
+
+def _hex_id(bits: int) -> str:
+    return f"{_ids.getrandbits(bits) or 1:0{bits // 4}x}"  # all zeros is an invalid id
 
 
 _span: contextvars.ContextVar[Span | None] = contextvars.ContextVar("hybridai_span", default=None)
@@ -45,8 +56,8 @@ def parse(header: str | None) -> str | None:
 
 def begin(header: str | None = None) -> Span:
     """Continue the caller's trace (a valid ``traceparent``) or start one; a new span either way."""
-    trace_id = parse(header) or secrets.token_hex(16)
-    span = Span(trace_id, secrets.token_hex(8))
+    trace_id = parse(header) or _hex_id(128)
+    span = Span(trace_id, _hex_id(64))
     _span.set(span)
     return span
 

@@ -9,6 +9,7 @@ repository index extensions read the backend's own counters and models.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from fastapi import APIRouter, Request, Response
@@ -128,6 +129,30 @@ def _names(name: str, version: str | None) -> None:
         raise ApiError(400, ErrorCode.INVALID_NAME, str(exc)) from None
 
 
+async def answer_infer(
+    backend: InferenceBackend,
+    name: str,
+    version: str | None,
+    header: Callable[[str], str | None],
+    body: Callable[[], Awaitable[bytes]],
+) -> tuple[bytes, dict[str, str]]:
+    """One v2 infer, from the request's path, headers and body to the answer's body and headers.
+
+    The routes below and ``serving.v2_fast`` (the hot path outside the framework) both call it.
+    """
+    _names(name, version)
+    encoding = header("content-encoding") or "identity"
+    if encoding.lower() != "identity":  # tritonclient's optional gzip/deflate bodies
+        raise ApiError(
+            415,
+            ErrorCode.UNSUPPORTED_MEDIA_TYPE,
+            f"request bodies with Content-Encoding '{encoding[:32]}' are not accepted; send "
+            "the body uncompressed (tritonclient: no request_compression_algorithm)",
+        )
+    parsed, binary = decode_request(await body(), header(HEADER_LENGTH))
+    return encode_response(await backend.infer(name, version, parsed), binary)
+
+
 def v2_router(backend: InferenceBackend) -> APIRouter:
     """Build the v2 routes; mount with ``app.include_router`` plus ``install_error_handlers``."""
     router = APIRouter(tags=["Open Inference Protocol v2"], responses=_ERRORS)
@@ -167,18 +192,9 @@ def v2_router(backend: InferenceBackend) -> APIRouter:
         return _json(ModelReady(name=name, ready=True))
 
     async def infer(request: Request, name: str, version: str | None) -> Response:
-        _names(name, version)
-        encoding = request.headers.get("content-encoding", "identity")
-        if encoding.lower() != "identity":  # tritonclient's optional gzip/deflate bodies
-            raise ApiError(
-                415,
-                ErrorCode.UNSUPPORTED_MEDIA_TYPE,
-                f"request bodies with Content-Encoding '{encoding[:32]}' are not accepted; send "
-                "the body uncompressed (tritonclient: no request_compression_algorithm)",
-            )
-        body = await request.body()
-        parsed, binary = decode_request(body, request.headers.get(HEADER_LENGTH))
-        content, headers = encode_response(await backend.infer(name, version, parsed), binary)
+        content, headers = await answer_infer(
+            backend, name, version, request.headers.get, request.body
+        )
         return Response(content, headers=headers)
 
     def statistics(name: str | None, version: str | None) -> Response:

@@ -1,8 +1,9 @@
 """Drift at the edge: what each model served, over a window, against its training reference.
 
-The router hands every locally served request to ``observe`` (a cheap append, no math on the
-request path); ``report`` bins the window with the reference's cut points, computes per-feature
-PSI and the shift of mean confidence (``orchestrator.drift``) and goes out with the heartbeat.
+The router hands every locally served request to ``observe`` (an append of references, no
+conversion or math on the request path); ``report`` converts them, bins the window with the
+reference's cut points, computes per-feature PSI and the shift of mean confidence
+(``orchestrator.drift``) and goes out with the heartbeat.
 A new version of a model starts a new window: drift is always against the reference of the
 version being served.
 """
@@ -29,8 +30,23 @@ class _Window:
     version: str
     rows: deque[Array]
     confidences: deque[float]
+    # Served (inputs, shape, probabilities, shape) not yet folded into rows: the request path
+    # only appends references; ``report`` converts them (a request has at least one row).
+    pending: deque[tuple[Any, list[int], Any, list[int] | None]]
     hard_examples: int = 0
     seen: int = field(default=0)
+
+    def fold(self) -> None:
+        while self.pending:
+            data, shape, probabilities, probabilities_shape = self.pending.popleft()
+            try:
+                rows = np.asarray(data, dtype=np.float64).reshape(shape[0], -1)
+            except (TypeError, ValueError):
+                continue  # not a numeric matrix: nothing drift can measure
+            self.rows.extend(rows)
+            if probabilities is not None and probabilities_shape is not None:
+                matrix = np.asarray(probabilities, dtype=np.float64).reshape(probabilities_shape)
+                self.confidences.extend(matrix.max(axis=1).tolist())
 
 
 def _counts(edges: list[float], values: Array) -> list[int]:
@@ -53,7 +69,8 @@ class DriftMonitor:
     def _window(self, name: str, version: str) -> _Window:
         current = self._windows.get(name)
         if current is None or current.version != version:
-            current = _Window(version, deque(maxlen=self._size), deque(maxlen=self._size))
+            size = self._size
+            current = _Window(version, deque(maxlen=size), deque(maxlen=size), deque(maxlen=size))
             self._windows[name] = current
         return current
 
@@ -64,17 +81,21 @@ class DriftMonitor:
         if not request.inputs:
             return
         tensor = request.inputs[0]
-        try:
-            rows = np.asarray(tensor.data, dtype=np.float64).reshape(tensor.shape[0], -1)
-        except (TypeError, ValueError):
-            return  # not a numeric matrix: nothing drift can measure
+        if not tensor.shape:
+            return
         window = self._window(name, version)
-        window.rows.extend(rows)
-        window.seen += len(rows)
-        for output in response.outputs:
-            if output.name == "probabilities" and len(output.shape) == 2:
-                probabilities = np.asarray(output.data, dtype=np.float64).reshape(output.shape)
-                window.confidences.extend(probabilities.max(axis=1).tolist())
+        window.seen += tensor.shape[0]
+        probabilities = next(
+            (o for o in response.outputs if o.name == "probabilities" and len(o.shape) == 2), None
+        )
+        window.pending.append(
+            (
+                tensor.data,
+                tensor.shape,
+                None if probabilities is None else probabilities.data,
+                None if probabilities is None else probabilities.shape,
+            )
+        )
 
     def hard_example(self, name: str, version: str) -> None:
         self._window(name, version).hard_examples += 1
@@ -85,6 +106,8 @@ class DriftMonitor:
         for assignment in self._assignments():
             window = self._windows.get(assignment.name)
             reference = assignment.reference
+            if window is not None:
+                window.fold()
             if window is None or window.version != assignment.version or not reference:
                 continue
             features: dict[str, Any] = reference.get("features") or {}

@@ -35,6 +35,7 @@ from hybridai.governance.egress import strictest
 from hybridai.observability import trace
 from hybridai.orchestrator import (
     Decision,
+    EdgeEstimate,
     Placement,
     Reason,
     RequestFacts,
@@ -59,11 +60,19 @@ __all__ = ["CloudLink", "EdgeBackend"]
 
 ServedHook = Callable[[str, str, InferenceRequest, InferenceResponse], None]
 MIN_UPSTREAM_TIMEOUT_S = 0.02
+# A model that answers within this (mean, recent) runs on the event loop: handing it to a worker
+# thread and back costs more than the run, and the loop is blocked no longer than a parse takes.
+INLINE_RUN_MAX_MS = 1.0
 
 
 def _request_bytes(request: InferenceRequest) -> int:
     """Roughly what the request weighs on the wire (JSON numbers, a few bytes each)."""
     return 256 + sum(8 * len(t.data) for t in request.inputs)
+
+
+def _inline(estimate: EdgeEstimate) -> bool:
+    service = estimate.service_ms.value()
+    return service is not None and service < INLINE_RUN_MAX_MS
 
 
 def _output(response: InferenceResponse, name: str | None) -> Any:
@@ -264,7 +273,9 @@ class EdgeBackend:
         state.inflight += 1
         submitted = time.perf_counter()
         try:
-            if batcher is None:
+            if batcher is None and _inline(state.edge):
+                response, begun, ended = timed()  # quicker than the hop to a thread
+            elif batcher is None:
                 response, begun, ended = await run_in_threadpool(timed)
             else:
                 response, begun, ended, batch = await _batched(batcher, run, submitted, deadline)
