@@ -38,6 +38,23 @@ class OnnxModel(Model):
         self.token = token
         self.ready = True
 
+    def _types(self, args: list[Any]) -> list[dict[str, Any]]:
+        datatypes = {"tensor(float)": "FP32", "tensor(int64)": "INT64", "tensor(double)": "FP64"}
+        return [
+            {
+                "name": a.name,
+                "datatype": datatypes.get(a.type, "FP32"),
+                "shape": [d if isinstance(d, int) else -1 for d in a.shape],
+            }
+            for a in args
+        ]
+
+    def get_input_types(self) -> list[dict[str, Any]]:
+        return self._types(self.session.get_inputs())
+
+    def get_output_types(self) -> list[dict[str, Any]]:
+        return self._types(self.session.get_outputs())
+
     async def predict(
         self,
         payload: dict[str, Any] | InferRequest,

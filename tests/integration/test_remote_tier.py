@@ -225,6 +225,9 @@ def _forwarding(fleet: LocalFleet, kserve: KServe, odd_server: str) -> None:
     assert by_name["label"] == local_by_name["label"]
     assert by_name["probabilities"] == pytest.approx(local_by_name["probabilities"], abs=1e-6)
 
+    metadata = fleet.call("GET", f"/v2/models/{MODEL}")  # KServe's, under the cloud's name
+    assert metadata["name"] == MODEL and metadata["inputs"][0]["name"] == "input"
+    assert fleet.api.get(f"/v2/models/{MODEL}/ready").status_code == 200
     shown = fleet.call("GET", f"/api/v1/models/{MODEL}/remote")
     assert shown["state"]["breaker"] == "closed" and TOKEN not in json.dumps(shown)
     audit = fleet.api.get("/api/v1/audit", params={"limit": 1000})

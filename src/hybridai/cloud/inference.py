@@ -102,6 +102,9 @@ class CloudBackend:
         return True
 
     def model_metadata(self, name: str, version: str | None) -> ModelMetadata:
+        target = self.remote.target(name)
+        if target is not None:  # the remote's tensors, under the cloud's name
+            return target.metadata(version)
         metadata = self._model(name, version).metadata()
         with self._cloud.session() as session:
             versions = next(

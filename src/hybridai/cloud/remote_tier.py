@@ -34,7 +34,7 @@ from hybridai.orchestrator.breaker import Breaker, BreakerState
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.names import v2_model_path
 from hybridai.protocol.remote import RemoteTier, RemoteTierInfo, RemoteTierState
-from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, RoutingHints
+from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata, RoutingHints
 
 log = logging.getLogger(__name__)
 MAX_RESPONSE_BYTES = 64 * 1024 * 1024  # a remote's answer is decoded only below this size
@@ -301,6 +301,45 @@ class RemoteTarget:
                 "Inference Protocol v2 server",
             )
             raise _Failed(error, "bad_response", retry=False) from None
+
+    # -- metadata -----------------------------------------------------------------------------
+
+    def metadata(self, version: str | None) -> ModelMetadata:
+        """The remote model's v2 metadata, named as the cloud serves it (blocking: a sync route).
+
+        A short-lived client of its own: the pooled one belongs to the event loop. Not counted
+        against the breaker, which only the loop's requests and health checks move.
+        """
+        model = self.config.remote_model or self.name
+        path = v2_model_path(model, self.config.remote_version or version)
+        where = f"the remote tier of model '{self.name}' ({self.server})"
+        try:
+            with httpx.Client(
+                base_url=self.config.url,
+                verify=_tls(self.config),
+                timeout=min(HEALTH_TIMEOUT_S * 2, self.config.timeout_s),
+            ) as client:
+                answer = client.get(path, headers=self._headers())
+        except httpx.TimeoutException:
+            raise self._timeout(where) from None
+        except httpx.TransportError as exc:
+            raise ApiError(
+                503,
+                ErrorCode.UPSTREAM_UNAVAILABLE,
+                f"{where} cannot be reached ({type(exc).__name__}); check that the server runs",
+            ) from None
+        if answer.status_code >= 300:
+            raise self._status_failure(where, answer.status_code, answer.content).error
+        try:  # absent and null are the same to v2 servers (KServe sends "versions": null)
+            parsed = json.loads(answer.content)
+            found = ModelMetadata.model_validate({k: v for k, v in parsed.items() if v is not None})
+        except (ValueError, AttributeError):  # ValidationError is a ValueError
+            raise ApiError(
+                502,
+                ErrorCode.BAD_UPSTREAM_RESPONSE,
+                f"{where} answered metadata that is not v2 model metadata",
+            ) from None
+        return found.model_copy(update={"name": self.name})
 
     # -- health -------------------------------------------------------------------------------
 
