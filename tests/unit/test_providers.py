@@ -315,3 +315,22 @@ def test_model_info_lists_each_loaded_version_with_its_provider() -> None:
         f'hybridai_edge_model_info{{model="pm",provider="{CPU_PROVIDER}",version="{v}"}} 1.0'
         for v in ("1", "2")
     ]
+
+
+def test_doctor_edge_names_where_models_will_run() -> None:
+    from hybridai.cli._doctor_edge import execution_providers
+    from hybridai.edge.settings import EdgeSettings
+
+    default = execution_providers(EdgeSettings(), [CPU_PROVIDER, AZURE])
+    assert (default.verdict, default.detail) == (
+        "pass",
+        f"onnxruntime offers {CPU_PROVIDER}, {AZURE}; models run on {CPU_PROVIDER}",
+    )
+    on_gpu = execution_providers(EdgeSettings(), [CUDA, CPU_PROVIDER])
+    assert (on_gpu.verdict, on_gpu.detail.rsplit("; ", 1)[1]) == ("pass", f"models run on {CUDA}")
+    # an order the operator set names hardware they expect: missing, it is a warning
+    expected = EdgeSettings(execution_providers=[CUDA, CPU_PROVIDER])
+    missing = execution_providers(expected, [CPU_PROVIDER])
+    assert missing.verdict == "warn"
+    assert missing.detail.endswith(f"models run on {CPU_PROVIDER}, not on {CUDA}")
+    assert "onnxruntime-gpu" in missing.fix

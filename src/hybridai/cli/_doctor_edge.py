@@ -36,6 +36,8 @@ from hybridai.edge.link_problems import diagnose, explain_time_error, probe
 from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.startup_checks import cloud_url_problem
 from hybridai.link import pki
+from hybridai.protocol.runtime import CPU_PROVIDER
+from hybridai.serving.providers import plan
 
 TIMEOUT_S = 5.0
 CA_WARN_S = 30 * 86400
@@ -330,6 +332,29 @@ def mqtt(settings: EdgeSettings) -> list[Check]:
     return [passed("mqtt broker", f"{where} accepted an MQTT connection")]
 
 
+def execution_providers(settings: EdgeSettings, available: list[str] | None = None) -> Check:
+    """Which ONNX Runtime providers models will run on; a configured one missing is a warning.
+
+    The default order names hardware a machine may lack (that is its point); an order the
+    operator set names what they expect to be there.
+    """
+    if available is None:
+        import onnxruntime
+
+        available = list(onnxruntime.get_available_providers())
+    chosen = plan(settings.execution_providers, None, None, available).providers
+    detail = f"onnxruntime offers {', '.join(available)}; models run on {chosen[0]}"
+    missing = [p for p in settings.execution_providers if p not in available and p != CPU_PROVIDER]
+    if missing and "execution_providers" in settings.model_fields_set:
+        return warned(
+            "execution providers",
+            f"{detail}, not on {', '.join(missing)}",
+            "install the onnxruntime package that has it (e.g. onnxruntime-gpu for CUDA, "
+            "docs/execution-providers.md) or drop it from HYBRIDAI_EDGE_EXECUTION_PROVIDERS",
+        )
+    return passed("execution providers", detail)
+
+
 def edge_checks(settings: EdgeSettings, now: float | None = None) -> list[Check]:
     """Every check of an edge install, in the order a person would fix them."""
     at = time.time() if now is None else now
@@ -341,4 +366,5 @@ def edge_checks(settings: EdgeSettings, now: float | None = None) -> list[Check]
         enrollment(settings, identity, at),
         *cloud(settings, identity, at),
         *mqtt(settings),
+        execution_providers(settings),
     ]
