@@ -230,6 +230,12 @@ def test_edge_answers_not_found_and_invalid_argument(grpc_fleet: GrpcFleet) -> N
         bad_name = _refused(lambda: client.infer("../etc", [_input()], headers=key))
         assert bad_name.status() == "StatusCode.INVALID_ARGUMENT"
 
+        # Bounded like the REST body: HYBRIDAI_EDGE_MAX_INFER_JSON_BYTES (2 MiB by default).
+        big = triton.InferInput("input", [150_000, 4], "FP32")  # 2.4 MB
+        big.set_data_from_numpy(np.zeros((150_000, 4), dtype=np.float32))
+        too_big = _refused(lambda: client.infer(MODEL, [big], headers=key))
+        assert too_big.status() == "StatusCode.RESOURCE_EXHAUSTED"
+
 
 def test_cloud_over_tls_with_a_token(grpc_fleet: GrpcFleet) -> None:
     token = _bearer(grpc_fleet.admin_token)
