@@ -21,13 +21,13 @@ from pydantic import ValidationError
 
 from _servers import serving_in_thread
 from hybridai.cloud.models.remote_tiers import check_usable
-from hybridai.cloud.remote_tier import RemoteTarget
+from hybridai.cloud.remote_tier import RemoteTarget, RemoteTiers
 from hybridai.demo.launcher import free_port
 from hybridai.link import pki
 from hybridai.link.tls import ServerTls, server_context
 from hybridai.link.transport import server_config
 from hybridai.protocol.errors import ApiError
-from hybridai.protocol.remote import RemoteTier
+from hybridai.protocol.remote import RemoteTier, RemoteTierInfo
 from hybridai.protocol.v2 import InferenceRequest
 
 REQUEST = InferenceRequest.model_validate(
@@ -269,3 +269,39 @@ def test_a_secret_or_tls_file_the_cloud_lacks_is_refused(tmp_path: Path) -> None
     with pytest.raises(ApiError) as no_ca:
         check_usable(RemoteTier(url="https://h", ca_file=str(tmp_path / "ca.pem")))
     assert "ca_file" in no_ca.value.message
+
+
+def test_reloads_follow_the_store_but_not_over_a_newer_change_of_this_process(
+    plain_url: str,
+) -> None:
+    def info(name: str, **config: Any) -> RemoteTierInfo:
+        tier = RemoteTier(url=plain_url, **config)
+        return RemoteTierInfo(name=name, config=tier, updated_at=0.0, updated_by="test")
+
+    async def run() -> None:
+        tiers = RemoteTiers()
+        before = time.monotonic()
+        tiers.load([info("a"), info("b")], before)
+        a, b = tiers.target("a"), tiers.target("b")
+        assert a is not None and b is not None
+        for target in (a, b):
+            assert (await target.infer(None, REQUEST)).outputs[0].data == [3.0]
+        client_a, client_b = a._client, b._client
+        assert client_a is not None and client_b is not None
+
+        tiers.load([info("a"), info("b", timeout_s=3)], time.monotonic())
+        assert tiers.target("a") is a  # unchanged: same client, same breaker
+        assert tiers.target("b") is not b and tiers.target("b").config.timeout_s == 3  # type: ignore[union-attr]
+        assert not client_b.is_closed  # replaced: closed once its requests are over, not now
+
+        stale = time.monotonic()  # a reload that read the store before this process's change
+        tiers.put(info("c", retries=0))
+        tiers.drop("a")
+        tiers.load([info("a"), info("b", timeout_s=3)], stale)
+        assert tiers.target("a") is None and tiers.target("c") is not None
+        tiers.load([info("b", timeout_s=3)], time.monotonic())  # the store caught up
+        assert tiers.target("c") is None and [t.name for t in tiers.targets()] == ["b"]
+        await tiers.close()
+        assert client_a.is_closed and client_b.is_closed
+
+    asyncio.run(run())

@@ -378,11 +378,18 @@ def _remote_error(body: bytes) -> str:
 
 
 class RemoteTiers:
-    """The targets of this process, one per model with a remote tier, rebuilt on a change."""
+    """The targets of this process, one per model with a remote tier, rebuilt on a change.
+
+    A replaced target's client is closed once its requests in flight are over (its timeout),
+    not under them. A change made through this process's API wins over a reload that read the
+    store before it.
+    """
 
     def __init__(self, metrics: CloudMetrics | None = None) -> None:
         self.metrics = metrics
         self._targets: dict[str, RemoteTarget] = {}
+        self._changed_at: dict[str, float] = {}  # name -> when this process's API changed it
+        self._retiring: dict[asyncio.Task[None], RemoteTarget] = {}
 
     def target(self, name: str) -> RemoteTarget | None:
         return self._targets.get(name)
@@ -390,43 +397,50 @@ class RemoteTiers:
     def targets(self) -> list[RemoteTarget]:
         return list(self._targets.values())
 
-    async def load(self, infos: list[RemoteTierInfo]) -> None:
-        """Make the targets match ``infos`` (all of them): keep unchanged ones, close the rest."""
-        wanted = {info.name: info.config for info in infos}
-        stale = [
-            target for name, target in self._targets.items() if wanted.get(name) != target.config
-        ]
-        for target in stale:
-            del self._targets[target.name]
+    def _retire(self, target: RemoteTarget) -> None:
+        async def close_later() -> None:
+            await asyncio.sleep(target.config.timeout_s + 1.0)
             await target.close()
-        for name, config in wanted.items():
-            if name not in self._targets:
-                self._targets[name] = RemoteTarget(name, config, self.metrics)
-        if self.metrics is not None:
-            for target in stale:
-                if target.name not in self._targets:
-                    self.metrics.remote_forget(target.name)
 
-    async def put(self, info: RemoteTierInfo) -> None:
-        """One model's new configuration, set through this process's API."""
-        old = self._targets.get(info.name)
-        if old is not None and old.config == info.config:
+        task = asyncio.create_task(close_later(), name=f"retire:{target.name}")
+        self._retiring[task] = target
+        task.add_done_callback(lambda done: self._retiring.pop(done, None))
+
+    def _set(self, name: str, config: RemoteTier | None) -> None:
+        old = self._targets.get(name)
+        if old is not None and old.config == config:
             return
         if old is not None:
-            await old.close()
-        self._targets[info.name] = RemoteTarget(info.name, info.config, self.metrics)
-
-    async def drop(self, name: str) -> None:
-        old = self._targets.pop(name, None)
-        if old is not None:
-            await old.close()
-        if self.metrics is not None:
+            del self._targets[name]
+            self._retire(old)
+        if config is not None:
+            self._targets[name] = RemoteTarget(name, config, self.metrics)
+        elif self.metrics is not None:
             self.metrics.remote_forget(name)
+
+    def load(self, infos: list[RemoteTierInfo], read_at: float) -> None:
+        """Make the targets match ``infos``, all the tiers in the store as read at ``read_at``."""
+        wanted = {info.name: info.config for info in infos}
+        for name in {*wanted, *self._targets}:
+            if self._changed_at.get(name, -1.0) < read_at:
+                self._set(name, wanted.get(name))
+
+    def put(self, info: RemoteTierInfo) -> None:
+        """One model's new configuration, set through this process's API."""
+        self._changed_at[info.name] = time.monotonic()
+        self._set(info.name, info.config)
+
+    def drop(self, name: str) -> None:
+        self._changed_at[name] = time.monotonic()
+        self._set(name, None)
 
     async def check_all(self) -> None:
         await asyncio.gather(*(target.check() for target in self.targets()))
 
     async def close(self) -> None:
+        for task, retired in list(self._retiring.items()):
+            task.cancel()
+            await retired.close()
         for target in self.targets():
             await target.close()
         self._targets.clear()
@@ -439,6 +453,7 @@ def _configured(cloud: Cloud) -> list[RemoteTierInfo]:
 
 async def remote_tier_step(cloud: Cloud, tiers: RemoteTiers) -> float:
     """Reload the remote tiers from the store, then check each one's readiness (a loop step)."""
-    await tiers.load(await asyncio.to_thread(_configured, cloud))
+    read_at = time.monotonic()
+    tiers.load(await asyncio.to_thread(_configured, cloud), read_at)
     await tiers.check_all()
     return HEALTH_PERIOD_S

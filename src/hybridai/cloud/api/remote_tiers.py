@@ -61,7 +61,7 @@ async def set_tier(name: str, body: RemoteTier, request: Request) -> RemoteTierI
             return remote_tiers.set_remote_tier(session, checked, body, who.name, time.time())
 
     info = await asyncio.to_thread(store)  # reads the secret and TLS files: off the loop
-    await _tiers(request).put(info)
+    _tiers(request).put(info)
     return _with_state(request, info)
 
 
@@ -76,5 +76,5 @@ async def unset_tier(name: str, request: Request) -> Response:
             remote_tiers.unset_remote_tier(session, checked)
 
     await asyncio.to_thread(remove)
-    await _tiers(request).drop(checked)
+    _tiers(request).drop(checked)
     return Response(status_code=204)
