@@ -144,3 +144,45 @@ def test_the_cli_sends_batching_and_refuses_bad_json() -> None:
     result = CliRunner().invoke(cli, ["model", "deploy", "mlp", "1", "--batching", "{max"])
     assert result.exit_code != 0
     assert "--batching is not valid JSON" in result.output
+
+
+def test_promoting_an_unbatchable_version_keeps_the_policy_and_serves_it_alone(
+    fleet: LocalFleet,
+) -> None:
+    first = register(fleet, "mix", mlp_onnx(features=FEATURES))
+    policy = {"kind": "cloud-only", "batching": BATCHING}
+    fleet.call(
+        "PUT", "/api/v1/deployments/mix", json={"name": "mix", "version": first, "policy": policy}
+    )
+    second = register(fleet, "mix", identity_all_types_onnx())
+
+    fleet.call("POST", f"/api/v1/models/mix/versions/{second}/stage", json={"stage": "production"})
+
+    deployed = {d["name"]: d for d in fleet.call("GET", "/api/v1/deployments")}["mix"]
+    assert deployed["version"] == second
+    assert deployed["policy"]["batching"]["max_batch_size"] == BATCHING["max_batch_size"]
+    tensor = {"name": "in_FP32", "shape": [1, 2], "datatype": "FP32", "data": [1.0, 2.0]}
+    fixed = {"name": "fixed", "shape": [2, 3], "datatype": "FP32", "data": [0.0] * 6}
+    others = [
+        {"name": f"in_{t}", "shape": [1, 2], "datatype": t, "data": v}
+        for t, v in (
+            ("BOOL", [True, False]),
+            ("UINT8", [1, 2]),
+            ("UINT16", [1, 2]),
+            ("UINT32", [1, 2]),
+            ("UINT64", [1, 2]),
+            ("INT8", [1, 2]),
+            ("INT16", [1, 2]),
+            ("INT32", [1, 2]),
+            ("INT64", [1, 2]),
+            ("FP16", [1.0, 2.0]),
+            ("FP64", [1.0, 2.0]),
+            ("BYTES", ["a", "b"]),
+        )
+    ]
+    body = {"inputs": [tensor, fixed, *others], "outputs": [{"name": "out_FP32"}]}
+    answer = httpx.post(f"{fleet.edges['e1'].url}/v2/models/mix/infer", json=body, timeout=30)
+    assert answer.status_code == 200, answer.text
+    parameters = answer.json()["parameters"]
+    assert parameters["placement"] == "cloud" and "batch_rows" not in parameters
+    assert answer.json()["outputs"][0]["data"] == [1.0, 2.0]

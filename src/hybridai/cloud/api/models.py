@@ -103,6 +103,8 @@ def deploy(name: str, body: Deployment, request: Request) -> Deployment:
     if body.name != name:
         raise ApiError(400, ErrorCode.BAD_REQUEST, "the body's name must match the URL's")
     with cloud_of(request).session() as session:
+        if body.policy is not None and body.policy.batching is not None:
+            registry.refuse_unbatchable(session, name, body.version)
         return registry.set_deployment(
             session, name, body.version, who.name, time.time(), policy=body.policy
         )

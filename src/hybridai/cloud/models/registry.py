@@ -304,8 +304,14 @@ def _resolved_policy(row: ModelVersionRow, policy: PlacementPolicy | None) -> di
     return policy.model_dump(mode="json")
 
 
-def _refuse_unbatchable(session: Session, row: ModelVersionRow) -> None:
-    """Batching concatenates requests along dimension 0: every tensor must have it dynamic."""
+def refuse_unbatchable(session: Session, name: str, version: str | int) -> None:
+    """400 unless every tensor of the version has a dynamic first (batch) dimension.
+
+    Batching concatenates requests along it. Checked when an operator deploys with
+    ``batching``; a version promoted later under the same policy is not held up: edges and the
+    cloud serve it unbatched and log why.
+    """
+    row = _version_row(session, name, version)
     for art in _version_info(session, row).artifacts:
         for role, tensors in (("input", art.inputs), ("output", art.outputs)):
             for tensor in tensors:
@@ -333,8 +339,6 @@ def set_deployment(
     """
     row = _version_row(session, name, version)
     stored_policy = _resolved_policy(row, policy)
-    if policy is not None and policy.batching is not None:
-        _refuse_unbatchable(session, row)
     session.execute(
         update(ModelVersionRow)
         .where(
