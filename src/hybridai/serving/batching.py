@@ -38,7 +38,7 @@ SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 4096)
 
 
 class BatchModel(Protocol):
-    """What a batcher runs: ``OnnxModel`` (or any model with the same three methods)."""
+    """What a batcher runs: ``OnnxModel``, or any model with the same methods."""
 
     name: str
     version: str
