@@ -70,7 +70,8 @@ def test_typed_contents_by_datatype() -> None:
     request.inputs[1].contents.fp64_contents.append(0.25)
     request.inputs[2].contents.bytes_contents.append(b"text")
     parsed = request_from(request, LIMIT)
-    assert [t.data for t in parsed.inputs] == [[-3, 7], [0.25], ["text"]]
+    assert [list(t.data) for t in parsed.inputs] == [[-3, 7], [0.25], ["text"]]
+    assert [np.asarray(t.data).dtype for t in parsed.inputs[:2]] == [np.int8, np.float64]
 
 
 def test_refusals_name_the_tensor_and_the_fix() -> None:
@@ -94,6 +95,10 @@ def test_refusals_name_the_tensor_and_the_fix() -> None:
     overflow = _request(("x", "UINT8", [1]))
     overflow.inputs[0].contents.uint_contents.append(300)
     assert "out of range" in _refusal(overflow).message
+
+    not_bool = _request(("x", "BOOL", [2]))
+    not_bool.raw_input_contents.append(b"\x01\x02")
+    assert "0 or 1" in _refusal(not_bool).message
 
     half = _request(("x", "FP16", [1]))
     half.inputs[0].contents.fp32_contents.append(1.0)

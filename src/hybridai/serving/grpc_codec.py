@@ -32,6 +32,7 @@ from hybridai.protocol.v2 import (
     RequestOutput,
 )
 
+Data = list[Any] | np.ndarray[Any, Any]  # a request tensor's flat elements
 _LENGTH = struct.Struct("<I")
 _DOUBLE = struct.Struct("<d")
 _TRITON_DOUBLE, _TRITON_UINT64 = 4, 5  # Triton's InferParameter fields beyond the protocol's
@@ -148,7 +149,8 @@ def _text(name: str, value: bytes) -> str:
         ) from None
 
 
-def _from_raw(name: str, datatype: str, shape: list[int], count: int, raw: bytes) -> list[Any]:
+def _from_raw(name: str, datatype: str, shape: list[int], count: int, raw: bytes) -> Data:
+    """A flat array over the message's bytes (no copy), as the binary extension gives one."""
     if datatype == "BYTES":
         return list(_strings(name, raw, count))
     dtype = numpy_dtype(datatype).newbyteorder("<")
@@ -160,16 +162,15 @@ def _from_raw(name: str, datatype: str, shape: list[int], count: int, raw: bytes
             f"{expected} bytes ({count} x {dtype.itemsize}), not {len(raw)}; make shape, "
             "datatype and data agree",
         )
-    array = np.frombuffer(raw, dtype=dtype)
-    if datatype == "FP16":  # JSON-side tensors carry FP16 as floats
-        array = array.astype(np.float32)
-    values: list[Any] = array.tolist()
-    return values
+    if datatype == "BOOL" and count and np.frombuffer(raw, dtype=np.uint8).max() > 1:
+        raise _invalid(
+            ErrorCode.DATATYPE_MISMATCH,
+            f"input '{name}' is BOOL: each raw element must be one byte, 0 or 1",
+        )
+    return np.frombuffer(raw, dtype=dtype)
 
 
-def _from_contents(
-    name: str, datatype: str, shape: list[int], count: int, contents: Any
-) -> list[Any]:
+def _from_contents(name: str, datatype: str, shape: list[int], count: int, contents: Any) -> Data:
     field = CONTENTS_FIELD.get(datatype)
     if field is None:
         raise _invalid(
@@ -185,15 +186,15 @@ def _from_contents(
         )
     if datatype == "BYTES":
         return [_text(name, bytes(v)) for v in given]
-    values = list(given)
-    if datatype in ("INT8", "INT16", "UINT8", "UINT16") and values:
-        info = np.iinfo(numpy_dtype(datatype))
-        if min(values) < info.min or max(values) > info.max:
+    dtype = numpy_dtype(datatype)
+    if datatype in ("INT8", "INT16", "UINT8", "UINT16") and count:
+        info = np.iinfo(dtype)
+        if min(given) < info.min or max(given) > info.max:
             raise _invalid(
                 ErrorCode.DATATYPE_MISMATCH,
                 f"input '{name}' holds a value out of range for {datatype}",
             )
-    return values
+    return np.asarray(given, dtype=dtype)
 
 
 def request_from(message: Any, max_elements: int) -> InferenceRequest:
