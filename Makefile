@@ -35,6 +35,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/operations.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/serving_binary.py
+	$(BIN)/python bench/serving_batching.py
 	$(BIN)/python bench/serving_remote.py
 
 bench-quick: $(STAMP)
@@ -48,6 +49,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/operations.py --quick
 	$(BIN)/python bench/serving.py --quick
 	$(BIN)/python bench/serving_binary.py --quick
+	$(BIN)/python bench/serving_batching.py --quick
 	$(BIN)/python bench/serving_remote.py --quick
 
 lint: $(STAMP)
