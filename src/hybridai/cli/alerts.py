@@ -1,4 +1,4 @@
-"""``hybridai alerts``: what the cloud's detectors found, and acknowledging it."""
+"""``hybridai alerts``: what the cloud's detectors found, acknowledging it, and self-healing."""
 
 from __future__ import annotations
 
@@ -88,6 +88,10 @@ def show(
         out.print(f"    {key}: {value}")
     if data.get("acked_at"):
         out.print(f"  acknowledged by {data['acked_by']} at {_when(data['acked_at'])} UTC")
+    actions = call(cloud, token, "GET", "/api/v1/healing", params={"alert": data["alert_id"]})
+    for action in actions:
+        out.print(f"  healing {action['rule']}: {action['action']} {action['state']}: "
+                  f"{action['detail']}")  # fmt: skip
 
 
 @app.command()
@@ -103,3 +107,87 @@ def ack(
         print_json(data)
     else:
         out.print(f"acknowledged {data['alert_id']} ({data['kind']} on {_subject(data)})")
+
+
+@app.command()
+def actions(
+    alert: Annotated[str | None, typer.Option(help="Only those of this alert (full id).")] = None,
+    device: Annotated[str | None, typer.Option(help="Only those on this device.")] = None,
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Self-healing actions, newest first: what each rule did, on which alert, in force or not."""
+    params = {k: v for k, v in (("alert", alert), ("device", device)) if v}
+    data = call(cloud, token, "GET", "/api/v1/healing", params=params)
+    if as_json:
+        print_json(data)
+        return
+    if not data:
+        out.print("no self-healing actions")
+        return
+    table = Table(title="self-healing actions")
+    for column in ("id", "taken", "rule", "action", "state", "in force", "alert", "subject",
+                   "detail"):  # fmt: skip
+        table.add_column(column)
+    for action in data:
+        table.add_row(
+            action["action_id"][:12],
+            _when(action["taken_at"]),
+            action["rule"],
+            action["action"],
+            action["state"],
+            "yes" if action["active"] else "no",
+            action["alert_id"][:12],
+            _subject(action),
+            action["detail"],
+        )
+    out.print(table)
+
+
+@app.command()
+def revert(
+    action_id: Annotated[str, typer.Argument(help="The action's full id (`actions --json`).")],
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Undo a self-healing action: lift its orders (a rollback: start the rollout again)."""
+    if len(action_id) < 32:
+        ids = [a["action_id"] for a in call(cloud, token, "GET", "/api/v1/healing")]
+        matches = [i for i in ids if i.startswith(action_id)]
+        action_id = matches[0] if len(matches) == 1 else action_id
+    data = call(cloud, token, "POST", f"/api/v1/healing/{action_id}/revert")
+    if as_json:
+        print_json(data)
+    else:
+        out.print(f"reverted {data['action_id']} ({data['rule']}: {data['detail']})")
+
+
+@app.command()
+def rules(
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The self-healing rules in force."""
+    data = call(cloud, token, "GET", "/api/v1/healing/rules")
+    if as_json:
+        print_json(data)
+        return
+    out.print(f"at most {data['max_actions_per_hour']} actions an hour, fleet-wide")
+    table = Table(title="self-healing rules")
+    for column in ("rule", "when", "action", "min severity", "revert", "limit", "dry run"):
+        table.add_column(column)
+    for rule in data["rules"]:
+        limit = rule["limit"]
+        table.add_row(
+            rule["name"],
+            ", ".join(rule["when"]),
+            rule["action"],
+            rule["min_severity"],
+            rule["revert"],
+            f"{limit['max_actions']} / {limit['window_s']:g} s",
+            "yes" if rule["dry_run"] else "no",
+        )
+    out.print(table)

@@ -21,6 +21,7 @@ from hybridai.cloud.people import bootstrap
 from hybridai.cloud.settings import CloudSettings
 from hybridai.link.pki import init_cloud_pki
 from hybridai.link.signing import load_or_create_key
+from hybridai.observability.healing import HealingRules, default_rules, load_rules
 from hybridai.storage.blobs import BlobStore, open_blob_store
 from hybridai.storage.metadata import create_engine_for, migrate, session_factory
 
@@ -37,6 +38,7 @@ class Cloud:
     signing_key: Ed25519PrivateKey | None = None  # signs model artifacts at registration
     authority: DeviceAuthority | None = None  # the platform CA: signs device certificates
     metrics: CloudMetrics = field(default_factory=CloudMetrics)  # GET /metrics
+    healing_rules: HealingRules = field(default_factory=default_rules)  # alert -> action
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -65,6 +67,7 @@ class Cloud:
 
 def open_cloud(settings: CloudSettings) -> Cloud:
     """Open (and migrate) every store; create the PKI and a first admin token if missing."""
+    rules = load_rules(settings.healing_rules_file)  # a bad rules file stops the start early
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     init_cloud_pki(settings.pki_dir, settings.tls_names, time.time(), settings.passphrase())
     engine = create_engine_for(settings.resolved_database_url())
@@ -79,6 +82,7 @@ def open_cloud(settings: CloudSettings) -> Cloud:
         authority=DeviceAuthority.load(
             settings.pki_dir, settings.passphrase(), settings.device_cert_lifetime_s
         ),
+        healing_rules=rules,
     )
     bootstrap_admin_token(cloud)
     return cloud

@@ -166,6 +166,17 @@ class CloudSettings(config_file.FileSettings):
         description="Alert when less than this share of a device certificate's lifetime is "
         "left (edges renew when a third is left: below it, renewal has been failing).",
     )
+    alert_sync_stalled_s: float = Field(
+        default=3600.0,
+        gt=0,
+        description="Alert (sync stopped) when a device's oldest unsynced record is older than "
+        "this; raise it above the longest closed period of a sync window.",
+    )
+    healing_rules_file: Path | None = Field(
+        default=None,
+        description="YAML file of self-healing rules (alert kind -> action); unset: the "
+        "built-in rules (docs/alerts.md shows them). Checked at start.",
+    )
     alert_webhooks: list[str] = Field(
         default=[],
         description="URLs that receive each alert as JSON (POST) when it fires and resolves, "

@@ -8,6 +8,7 @@ offline serves its cached models and buffers data until the cloud answers.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import platform
@@ -43,6 +44,7 @@ from hybridai.edge.settings import EdgeSettings
 from hybridai.edge.store.edge_store import EdgeStore
 from hybridai.edge.store.metrics import StoreCollector
 from hybridai.edge.sync.uploader import SyncError, Uploader
+from hybridai.link import pki
 from hybridai.link.retry import Backoff
 from hybridai.observability.supervisor import Classify, Failure, Supervisor, describe
 from hybridai.protocol.edge_settings import Merged
@@ -162,6 +164,7 @@ class EdgeAgent:
         self.uploader: Uploader | None = None
         self.started = time.time()
         self.enrolled = asyncio.Event()
+        self._renew_wake = asyncio.Event()
         self._stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._rng = random.Random()
@@ -307,15 +310,28 @@ class EdgeAgent:
                 return 2.0  # the first answer from the cloud tells its clock: wait for it
             now = self.clock.cloud_time(time.time())  # a skewed clock never churns certificates
             renew_at = self.identity.renew_at()
-            if now >= renew_at:
+            if now >= renew_at or self._renewal_ordered():
                 response = await self.cloud.renew(self.identity.csr())
                 self.identity.store(response.certificate, response.ca_certificate)
                 self.identity.present(self.tls)
                 log.info("renewed the device certificate")
                 renew_at = self.identity.renew_at()
-            return min(max(renew_at - now, 1.0), RENEW_CHECK_MAX_S)
+            self._renew_wake.clear()  # a self-healing order wakes it early
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(
+                    self._renew_wake.wait(), min(max(renew_at - now, 1.0), RENEW_CHECK_MAX_S)
+                )
+            return 0.0
 
         await self._loop("renew", step)
+
+    def _renewal_ordered(self) -> bool:
+        """A self-healing order asks for a renewal while the certificate ends before a time."""
+        healing = self.desired.current.settings.healing if self.desired.current else None
+        cert = self.identity.certificate()
+        if healing is None or healing.renew_before is None or cert is None:
+            return False
+        return pki.not_after(cert) < healing.renew_before
 
     async def _desired_loop(self) -> None:
         async def step() -> float:
@@ -341,6 +357,8 @@ class EdgeAgent:
         self.desired.receive(desired)
         self.policies = {p.stream: p for p in desired.policies}
         self.token_public_key = desired.settings.token_public_key
+        if desired.settings.healing is not None and desired.settings.healing.renew_before:
+            self._renew_wake.set()
         self.config = effective(self.local_config, desired.settings)
         if self.uploader is not None:
             self.uploader.max_records = self._batch_max_records()

@@ -47,7 +47,9 @@ class Policy:
     detectors: EnsembleConfig = field(default_factory=lambda: EnsembleConfig(window=30))
 
 
-def rules(clock_skew_s: float, disk_ratio: float, drift_psi: float) -> list[Rule]:
+def rules(
+    clock_skew_s: float, disk_ratio: float, drift_psi: float, sync_stalled_s: float = 3600.0
+) -> list[Rule]:
     """The rules over report telemetry (silence and certificates are checked by the store)."""
     return [
         Rule("latency", "latency_p99_ms", "warning", min_delta=20.0, what="p99 latency (ms)"),
@@ -61,6 +63,8 @@ def rules(clock_skew_s: float, disk_ratio: float, drift_psi: float) -> list[Rule
              per_report=True, what="clock skew (s)"),
         Rule("model_unhealthy", "models_failed", "critical", 0.5, per_report=True,
              what="failed models"),
+        Rule("sync_stopped", "oldest_unsynced_age_s", "warning", sync_stalled_s, per_report=True,
+             what="oldest unsynced record age (s)"),
     ]  # fmt: skip
 
 

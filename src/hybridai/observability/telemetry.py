@@ -67,7 +67,12 @@ def report_points(report: StatusReport, previous: StatusReport | None) -> list[P
         Point("backlog_records", "", float(store.backlog_records)),
         Point("inflight", "", float(report.inflight)),
         Point("cloud_reachable", "", 1.0 if report.cloud_reachable else 0.0),
-        Point("models_failed", "", float(sum(m.state == "failed" for m in report.models))),
+        # failed: no version serves; failed_version: the newest refused (the old one serves)
+        Point(
+            "models_failed",
+            "",
+            float(sum(m.state == "failed" or bool(m.failed_version) for m in report.models)),
+        ),
     ]
     if store.oldest_unsynced_age_s is not None:
         out.append(Point("oldest_unsynced_age_s", "", store.oldest_unsynced_age_s))

@@ -10,6 +10,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from hybridai.protocol.placement import Variant
+
 Severity = Literal["info", "warning", "critical"]
 AlertState = Literal["firing", "resolved", "suppressed"]
 # What an alert is about; detectors name their kind after the signal they watch.
@@ -27,6 +29,17 @@ AlertKind = Literal[
     "sync_stopped",
 ]
 ActionState = Literal["done", "failed", "reverted", "skipped"]
+# What a self-healing rule can do (``observability.healing``, ``cloud.operations.healing``)
+ActionKind = Literal[
+    "restart_model",
+    "rollback",
+    "route_to_cloud",
+    "route_to_edge",
+    "raise_sync_priority",
+    "renew_certificate",
+]
+# When an action's orders are lifted: when its alert resolves, or only by an operator
+RevertPolicy = Literal["on_resolve", "manual"]
 
 
 class AlertSubject(BaseModel):
@@ -56,14 +69,37 @@ class Alert(BaseModel):
 
 
 class HealingAction(BaseModel):
-    """One action a self-healing rule took, always naming the alert that caused it."""
+    """One action a self-healing rule took, always naming the alert that caused it.
+
+    ``active``: its orders are in force (the device's desired state carries them); they end
+    when the alert resolves (``revert: on_resolve``), or when an operator reverts the action.
+    """
 
     action_id: str
     rule: str
-    action: str  # e.g. "restart_model", "rollback", "route_to_cloud", "raise_sync_priority"
+    action: ActionKind
     alert_id: str
+    alert_kind: AlertKind
     subject: AlertSubject
     state: ActionState
+    active: bool = False
+    revert: RevertPolicy = "on_resolve"
     taken_at: float
+    ended_at: float | None = None  # its orders were lifted (alert resolved, or reverted)
     reverted_at: float | None = None
-    detail: str = ""
+    reverted_by: str | None = None
+    detail: str = ""  # for people: what it did or why it did nothing
+    changes: dict[str, Any] = Field(default_factory=dict)  # what it set, e.g. placement
+
+
+class HealingOrders(BaseModel):
+    """What active healing actions ask of one device, carried in its desired state's settings.
+
+    Each order is idempotent, so an edge that sees it twice, or again after a restart, does no
+    harm: ``reload`` restarts a model only while it is failed; ``renew_before`` renews the
+    certificate only while it ends before that time.
+    """
+
+    placement: dict[str, Variant] = Field(default_factory=dict)  # model -> forced placement
+    reload: dict[str, str] = Field(default_factory=dict)  # model -> the action asking for it
+    renew_before: float | None = None  # renew the device certificate if it ends before this

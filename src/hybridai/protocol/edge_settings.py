@@ -23,6 +23,7 @@ from pydantic import (
     model_serializer,
 )
 
+from hybridai.protocol.alerts import HealingOrders
 from hybridai.protocol.placement import SitePeer
 from hybridai.protocol.policy import STREAM_PATTERN
 
@@ -126,6 +127,7 @@ class DeviceSettings(EdgeConfig):
 
     site_peers: list[SitePeer] | None = None  # the device's site's other devices, as reported
     token_public_key: str | None = None  # PEM: the edge checks admin access tokens with it
+    healing: HealingOrders | None = None  # what active self-healing actions ask of it
 
 
 class Merged(BaseModel):

@@ -16,13 +16,12 @@ from hybridai.protocol.edge_settings import AppliedSetting, DeviceSettings
 from hybridai.protocol.loops import LoopHealth
 from hybridai.protocol.metrics import MetricsSummary
 from hybridai.protocol.names import check_name
-from hybridai.protocol.placement import PlacementPolicy
+from hybridai.protocol.placement import PlacementPolicy, Variant
 from hybridai.protocol.policy import DataPolicy
 from hybridai.protocol.site_access import SiteAccess
 from hybridai.protocol.streams import SchemaSpec, StreamSchemaState
 
 DeviceKind = Literal["sensor-gateway", "edge-server", "ai-pc", "workstation"]
-Variant = Literal["edge", "cloud"]
 # enrolling: retrying (the cloud unreachable); refused: the cloud refused the token for good
 EnrollmentState = Literal["enrolling", "enrolled", "refused"]
 DEVICE_ID_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,62}$"

@@ -9,12 +9,16 @@ edge router uses it as a candidate (data reaching a peer stays on site).
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import BaseModel, Field
 
 from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.policy import STREAM_PATTERN
 from hybridai.protocol.runtime import RuntimeOptions
+
+# A model's build for each tier, and where a self-healing order sends its requests
+Variant = Literal["edge", "cloud"]
 
 
 class PolicyKind(StrEnum):

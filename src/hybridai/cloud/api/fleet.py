@@ -11,11 +11,13 @@ from starlette.concurrency import run_in_threadpool
 
 from hybridai.cloud import policies
 from hybridai.cloud.auth import cloud_of, require, require_device
+from hybridai.cloud.context import Cloud
 from hybridai.cloud.data import quarantine, stream_schemas
 from hybridai.cloud.devices import device_settings, fleet
 from hybridai.cloud.devices.desired_state import desired_state
 from hybridai.cloud.devices.site_keys import access_for
 from hybridai.cloud.devices.site_peers import site_peers
+from hybridai.cloud.operations import healing
 from hybridai.cloud.operations.loops import on_report
 from hybridai.cloud.people import users
 from hybridai.link.signing import public_key_text
@@ -95,13 +97,21 @@ def post_status(device_id: str, report: StatusReport, request: Request) -> Respo
 
 
 def _desired(request: Request, device_id: str) -> DesiredState:
-    cloud = cloud_of(request)
+    return device_desired(cloud_of(request), device_id)
+
+
+def device_desired(cloud: Cloud, device_id: str) -> DesiredState:
+    """What ``device_id`` should run now, with its merged settings and healing orders."""
     with cloud.session() as session:
         device = fleet.get_device(session, device_id)
         stale_s = max(3 * cloud.settings.heartbeat_interval_s, 10.0)
         peers = site_peers(session, device_id, time.time(), stale_s)
+        orders, overlays = healing.orders_for(session, device_id)
         merged = device_settings.merged_for(
-            session, session.get(DeviceRow, device_id), device_settings.defaults(cloud.settings)
+            session,
+            session.get(DeviceRow, device_id),
+            device_settings.defaults(cloud.settings),
+            overlays,
         )
         settings = DeviceSettings.model_validate(
             {
@@ -109,6 +119,7 @@ def _desired(request: Request, device_id: str) -> DesiredState:
                 "site_peers": peers,
                 # The edge verifies admin access tokens offline with it (edge/admin.py).
                 "token_public_key": users.token_keys(cloud.settings.data_dir).public_pem,
+                "healing": orders,
             }
         )
         key = None if cloud.signing_key is None else public_key_text(cloud.signing_key)

@@ -14,6 +14,7 @@ from fastapi import APIRouter, Body, Query, Request, Response
 
 from hybridai.cloud.auth import cloud_of, require
 from hybridai.cloud.devices import device_settings
+from hybridai.cloud.operations import healing
 from hybridai.protocol.edge_settings import EffectiveSettings, SettingsLevel
 
 router = APIRouter(prefix="/api/v1", tags=["fleet"])
@@ -33,7 +34,10 @@ def effective(request: Request, device: str | None = None) -> EffectiveSettings:
     require(request, "read")
     cloud = cloud_of(request)
     with cloud.session() as session:
-        return device_settings.effective(session, device, device_settings.defaults(cloud.settings))
+        above = [] if device is None else healing.orders_for(session, device)[1]
+        return device_settings.effective(
+            session, device, device_settings.defaults(cloud.settings), above
+        )
 
 
 @router.patch("/fleet-config/{scope}")

@@ -1,4 +1,4 @@
-"""Operations routes: device telemetry series and alerts."""
+"""Operations routes: device telemetry series, alerts and the self-healing actions they cause."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ import time
 from fastapi import APIRouter, Query, Request
 
 from hybridai.cloud.auth import cloud_of, require
-from hybridai.cloud.operations import alerts, telemetry
-from hybridai.protocol.alerts import Alert, AlertState
+from hybridai.cloud.operations import alerts, healing, telemetry
+from hybridai.observability.healing import HealingRules
+from hybridai.protocol.alerts import Alert, AlertState, HealingAction
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.telemetry import TelemetrySeries
 
@@ -76,3 +77,28 @@ def ack_alert(alert_id: str, request: Request) -> Alert:
     who = require(request, "operate")
     with cloud_of(request).session() as session:
         return alerts.ack(session, alert_id, who.name, time.time())
+
+
+@router.get("/healing")
+def list_healing(
+    request: Request, alert: str | None = None, device: str | None = None
+) -> list[HealingAction]:
+    """Self-healing actions, newest first, each naming the alert that caused it."""
+    require(request, "read")
+    with cloud_of(request).session() as session:
+        return healing.list_actions(session, alert, device)
+
+
+@router.get("/healing/rules")
+def healing_rules(request: Request) -> HealingRules:
+    """The rules in force (``healing_rules_file``, else the built-in ones)."""
+    require(request, "read")
+    return cloud_of(request).healing_rules
+
+
+@router.post("/healing/{action_id}/revert")
+def revert_healing(action_id: str, request: Request) -> HealingAction:
+    """Undo an action: its orders are lifted (a rollback: the rollout starts again); audited."""
+    who = require(request, "operate")
+    with cloud_of(request).session() as session:
+        return healing.revert(session, action_id, who.name, time.time())

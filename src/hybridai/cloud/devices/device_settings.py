@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from pydantic import ValidationError
@@ -212,17 +212,28 @@ def levels_for(
     return levels
 
 
-def merged_for(session: Session, device: DeviceRow | None, defaults: EdgeConfig) -> Merged:
-    return merge(levels_for(session, device, defaults))
+def merged_for(
+    session: Session,
+    device: DeviceRow | None,
+    defaults: EdgeConfig,
+    above: Sequence[tuple[str, EdgeConfig]] = (),
+) -> Merged:
+    """``above``: levels over the device's own (self-healing overlays, ``healing:RULE``)."""
+    return merge([*levels_for(session, device, defaults), *above])
 
 
-def effective(session: Session, device_id: str | None, defaults: EdgeConfig) -> EffectiveSettings:
+def effective(
+    session: Session,
+    device_id: str | None,
+    defaults: EdgeConfig,
+    above: Sequence[tuple[str, EdgeConfig]] = (),
+) -> EffectiveSettings:
     """What ``device_id`` gets (None: what a device with no site, tag or own setting gets)."""
     device = None
     if device_id is not None:
         _require_device(session, "device", device_id)
         device = session.get(DeviceRow, device_id)
-    result = merged_for(session, device, defaults)
+    result = merged_for(session, device, defaults, above)
     return EffectiveSettings(device_id=device_id, settings=result.settings, sources=result.sources)
 
 

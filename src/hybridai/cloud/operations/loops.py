@@ -6,16 +6,21 @@ import asyncio
 import time
 
 from hybridai.cloud.context import Cloud
-from hybridai.cloud.operations import alerts, telemetry
+from hybridai.cloud.devices import device_settings
+from hybridai.cloud.operations import alerts, healing, telemetry
 from hybridai.cloud.operations.notify import Notifier
 from hybridai.cloud.settings import CloudSettings
-from hybridai.observability.alerting import rules
+from hybridai.observability.alerting import Event, rules
+from hybridai.protocol.alerts import Alert
 
 
 def checks(settings: CloudSettings) -> alerts.Checks:
     return alerts.Checks(
         rules=rules(
-            settings.alert_clock_skew_s, settings.alert_disk_ratio, settings.alert_drift_psi
+            settings.alert_clock_skew_s,
+            settings.alert_disk_ratio,
+            settings.alert_drift_psi,
+            settings.alert_sync_stalled_s,
         ),
         heartbeat_s=settings.heartbeat_interval_s,
         silent_after=settings.alert_silent_after,
@@ -31,9 +36,22 @@ def retention(settings: CloudSettings) -> telemetry.Retention:
     )
 
 
-def _evaluate(cloud: Cloud, notifier: Notifier) -> None:
+def _heal(cloud: Cloud, events: list[tuple[Alert, Event]], now: float) -> None:
+    """Self-healing acts on what the detectors found (in its own session and transaction)."""
+    if not events:
+        return
     with cloud.session() as session:
-        notifier.submit(alerts.evaluate(session, checks(cloud.settings), time.time()))
+        healing.handle(
+            session, cloud.healing_rules, events, device_settings.defaults(cloud.settings), now
+        )
+
+
+def _evaluate(cloud: Cloud, notifier: Notifier) -> None:
+    now = time.time()
+    with cloud.session() as session:
+        events = alerts.evaluate(session, checks(cloud.settings), now)
+    notifier.submit(events)
+    _heal(cloud, events, now)
 
 
 async def alert_step(cloud: Cloud, notifier: Notifier) -> float:
@@ -58,3 +76,4 @@ def on_report(cloud: Cloud, notifier: Notifier, device_id: str, now: float) -> N
     with cloud.session() as session:
         found = alerts.evaluate(session, checks(cloud.settings), now, device_id, per_report=True)
     notifier.submit(found)
+    _heal(cloud, found, now)

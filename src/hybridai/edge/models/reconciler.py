@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
@@ -65,6 +66,7 @@ class Reconciler:
         self.trust = trust or TrustedKey(cache_dir / "trusted-signing-key.pub")
         self._offered_key: str | None = None
         self.models: dict[str, LoadedModel] = {}
+        self._reloads_done: dict[str, set[str]] = {}  # self-healing orders already carried out
 
     def _artifact_path(self, a: ModelAssignment) -> Path:
         # Names are allow-listed in the protocol; checked again here, where they become a path.
@@ -200,8 +202,31 @@ class Reconciler:
     async def apply(self, desired: DesiredState) -> None:
         """Converge on ``desired``; transient download errors propagate so the caller retries."""
         self._offered_key = desired.signing_public_key
+        reload = desired.settings.healing.reload if desired.settings.healing else {}
         for assignment in desired.models:
+            if assignment.name in reload:
+                self._forget_failure(assignment, reload[assignment.name])
             await self._apply_one(assignment)
+
+    def _forget_failure(self, a: ModelAssignment, order: str) -> None:
+        """A self-healing restart: drop a failed model's cached file so it loads anew.
+
+        Only a model that failed is touched, and only once per order, so the order is safe to
+        see again (every desired state carries it while it is active).
+        """
+        known = self.models.get(a.name)
+        if known is None or order in self._reloads_done.get(a.name, ()):
+            return
+        if known.state != "failed" and known.failed_version != a.version:
+            return
+        self._reloads_done.setdefault(a.name, set()).add(order)
+        path = self._artifact_path(a)
+        if path.is_dir():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        log.warning("restarting %s v%s on a self-healing order: loading it anew", a.name, a.version)
+        self.models[a.name] = known.model_copy(update={"failed_version": None})
 
     async def restore(self, desired: DesiredState) -> None:
         """Serve what ``desired`` (cached before a restart) names, from the local cache only."""

@@ -10,7 +10,7 @@ plain-data snapshot ``orchestrator.place`` decides on.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hybridai.orchestrator import (
     Breaker,
@@ -133,6 +133,12 @@ class PlacementState:
             return
         self._applied = desired
         self.placing = {m.name: to_placing(m.policy) for m in desired.models}
+        healing = desired.settings.healing
+        for name, where in (healing.placement if healing else {}).items():
+            if name in self.placing:  # self-healing forces it (data policies still apply)
+                forced = PolicyKind.CLOUD_ONLY if where == "cloud" else PolicyKind.EDGE_ONLY
+                placing = self.placing[name]
+                self.placing[name] = replace(placing, policy=replace(placing.policy, kind=forced))
         infos = desired.settings.site_peers or []
         peers: dict[str, PeerState] = {}
         for info in infos:
