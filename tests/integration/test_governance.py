@@ -226,6 +226,7 @@ VIEWER_MAY_WRITE = {
     ("POST", "/api/v1/users/{name}/mfa/confirm"),
     ("POST", "/v2/models/{name}/infer"),
     ("POST", "/v2/models/{name}/versions/{version}/infer"),
+    ("POST", "/v2/repository/index"),  # a read, POST as the v2 extension has it
 }
 
 
