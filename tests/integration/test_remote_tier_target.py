@@ -208,10 +208,12 @@ def test_503_is_retried_within_the_budget_other_errors_are_not(
     assert target.breaker.failures == 1
 
     # The remote refusing the request is the caller's problem: not retried, no breaker count.
-    script.answers = [(400, b'{"error":"shape [1, 2] does not match"}')]
+    script.answers = [(400, b'{"error":"shape [1, 2] of \'SECRET-7\' does not match 3.5e2"}')]
     refused, target = _infer(RemoteTier(url=plain_url))
     assert (refused.status, refused.code) == (400, "invalid_input")
-    assert "does not match" in refused.message and target.breaker.failures == 0
+    assert target.breaker.failures == 0
+    # The remote's words pass, the values it quoted do not (they reach the audit log).
+    assert "shape [#, #] of '…' does not match #" in refused.message, refused.message
     script.answers = [(404, b'{"error":"no such model"}')]
     missing, _ = _infer(RemoteTier(url=plain_url))
     assert (missing.status, missing.code) == (404, "model_not_found")

@@ -15,6 +15,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 import ssl
 import time
 from collections.abc import Callable
@@ -366,15 +367,24 @@ class RemoteTarget:
             self._failed("health")
 
 
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+_NUMBER = re.compile(r"[-+]?\d+(?:\.\d+)?(?:[eE][-+]?\d+)?")
+
+
 def _remote_error(body: bytes) -> str:
-    """The remote's own error text (the v2 ``error`` field), bounded."""
+    """The remote's own error text (the v2 ``error`` field), bounded and without values.
+
+    A remote may quote the request in its errors, and this text reaches the caller and the
+    audit log: quoted strings and numbers are masked, so no record value passes through.
+    """
     try:
         parsed = json.loads(body)
         text = parsed.get("error") if isinstance(parsed, dict) else None
     except ValueError:
         text = None
-    text = text if isinstance(text, str) and text else "no v2 error message"
-    return text[:300]
+    if not isinstance(text, str) or not text:
+        return "no v2 error message"
+    return _NUMBER.sub("#", _QUOTED.sub("'…'", text[:2000]))[:300]
 
 
 class RemoteTiers:
