@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import onnxruntime as ort
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi.testclient import TestClient
@@ -167,6 +168,25 @@ def test_the_cloud_runs_a_deployment_where_its_runtime_asks_and_says_where(
     assert _info_line(metrics.text, "hybridai_cloud") == (
         f'hybridai_cloud_model_info{{model="pm",provider="{CPU}",version="1"}} 1.0'
     )
+
+
+def test_a_redeploy_with_new_runtime_options_reloads_the_cloud_version(api: TestClient) -> None:
+    if "AzureExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime has no second provider to move the model to")
+    body = {"name": "pm", "version": "1", "policy": ASKS_FOR_CUDA}
+    assert api.put("/api/v1/deployments/pm", json=body).status_code == 200
+    assert api.post("/v2/models/pm/infer", json=ROW).status_code == 200
+    assert api.get("/v2/models/pm").json()["parameters"] == {"provider": CPU}
+
+    azure = {"runtime": {"execution_providers": ["AzureExecutionProvider", CPU]}}
+    body = {"name": "pm", "version": "1", "policy": azure}
+    assert api.put("/api/v1/deployments/pm", json=body).status_code == 200
+    time.sleep(1.1)  # the cloud looks at a model's deployment at most once a second
+    assert api.post("/v2/models/pm/infer", json=ROW).status_code == 200
+    metadata = api.get("/v2/models/pm").json()
+    assert metadata["parameters"] == {"provider": "AzureExecutionProvider"}
+    info = _info_line(api.get("/metrics").text, "hybridai_cloud")
+    assert 'provider="AzureExecutionProvider"' in info
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 Unversioned requests go to the deployed version (or the latest one when none is deployed);
 the ``cloud`` variant is preferred, the ``edge`` variant serves when it is the only one.
-Loaded sessions are cached; a version is loaded, verified and warmed up on first use.
+Loaded sessions are cached; a version is loaded, verified and warmed up on first use, and
+loaded again when its deployment's runtime options change (``serving.providers``).
 
 A model with a remote tier (``cloud.remote_tier``) is forwarded to that v2 server instead.
 
@@ -26,6 +27,8 @@ from hybridai.cloud.remote_tier import RemoteTiers
 from hybridai.governance.egress import data_class
 from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.errors import ApiError, ErrorCode
+from hybridai.protocol.placement import PlacementPolicy
+from hybridai.protocol.runtime import RuntimeOptions
 from hybridai.protocol.v2 import InferenceRequest, InferenceResponse, ModelMetadata, ServerMetadata
 from hybridai.protocol.v2_stats import ModelStatistics, RepositoryModel
 from hybridai.serving import model_info
@@ -33,6 +36,13 @@ from hybridai.serving.batching import Batchers, BatchMetrics, DynamicBatcher
 from hybridai.serving.onnx_runtime import OnnxModel
 from hybridai.serving.repository import ModelRepository
 from hybridai.serving.v2_stats import StatisticsBook
+
+
+def _session_settings(policy: PlacementPolicy | None) -> tuple[RuntimeOptions | None, str | None]:
+    """A deployment's runtime options and needed provider: what its sessions are made with."""
+    if policy is None:
+        return None, None
+    return policy.runtime, policy.needs.execution_provider
 
 
 class CloudBackend:
@@ -47,6 +57,8 @@ class CloudBackend:
         self._batching: dict[str, BatchingSpec | None] = {}  # by model: its deployment's
         self.batchers = Batchers(BatchMetrics(cloud.metrics.registry, "hybridai_cloud"))
         self._input_streams: dict[str, tuple[float, str | None]] = {}  # name -> (until, stream)
+        # name -> the runtime options and needed provider its loaded versions run with
+        self._sessions: dict[str, tuple[RuntimeOptions | None, str | None]] = {}
         self.book = StatisticsBook()  # this replica's own counters (v2 statistics extension)
 
     def _version_for(self, name: str, version: str | None) -> str:
@@ -82,17 +94,19 @@ class CloudBackend:
                 policy = next(
                     (d.policy for d in registry.get_deployments(session) if d.name == name), None
                 )
+            runtime, needed = _session_settings(policy)
             model = OnnxModel.load(
                 name,
                 resolved,
                 artifact,
                 threads=2,
-                runtime=policy.runtime if policy else None,
-                needed_provider=policy.needs.execution_provider if policy else None,
+                runtime=runtime,
+                needed_provider=needed,
                 providers=self._cloud.settings.execution_providers,
             )
             model.warm_up()
             self._repository.put(model, make_current=False)
+            self._sessions[name] = (runtime, needed)
             return model
 
     def server_metadata(self) -> ServerMetadata:
@@ -164,6 +178,10 @@ class CloudBackend:
             self._batching[name] = (
                 deployment.policy.batching if deployment and deployment.policy else None
             )
+            wanted = _session_settings(deployment.policy if deployment else None)
+            if self._sessions.get(name, wanted) != wanted:  # redeployed with new runtime options
+                self._sessions.pop(name, None)
+                self._repository.remove(name)  # reloaded on next use; requests in flight finish
             stream = deployment.policy.input_stream if deployment and deployment.policy else None
             if stream is None:
                 return None
