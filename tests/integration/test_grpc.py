@@ -178,9 +178,12 @@ def test_edge_takes_typed_contents_too(grpc_fleet: GrpcFleet) -> None:
     tensor.contents.fp32_contents.extend(np.asarray(features(2), dtype=np.float32).ravel())
     with grpc.insecure_channel(grpc_fleet.edge) as channel:
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
-        response = stub.ModelInfer(
-            request, metadata=tuple(_bearer(grpc_fleet.site_key).items()), timeout=30
-        )
+        traceparent = "00-" + "ab" * 16 + "-" + "cd" * 8 + "-01"
+        metadata = (*_bearer(grpc_fleet.site_key).items(), ("traceparent", traceparent))
+        response, call = stub.ModelInfer.with_call(request, metadata=metadata, timeout=30)
+        # the caller's trace goes on here (a new span of it), as over REST
+        answered = dict(call.trailing_metadata())["traceparent"]
+        assert answered.startswith("00-" + "ab" * 16 + "-") and answered != traceparent
         outputs = [o.name for o in response.outputs]
         probabilities = response.raw_output_contents[outputs.index("probabilities")]
         assert np.frombuffer(probabilities, dtype="<f4").reshape(2, 2).sum(axis=1) == pytest.approx(

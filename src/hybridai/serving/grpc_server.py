@@ -12,19 +12,22 @@ Who may call is the caller's business (``Admit``): it reads the request's metada
 certificate without requiring one. Health probes stay open, as over REST. Failures map to
 gRPC status codes (404 -> NOT_FOUND, 400 -> INVALID_ARGUMENT, 401 -> UNAUTHENTICATED, ...)
 with the same message as the REST error body; the stable code rides in the trailing metadata
-``hybridai-error-code``.
+``hybridai-error-code``. Each call continues the caller's ``traceparent`` metadata (or starts
+a trace), names it in the trailing metadata and logs one line, as the HTTP faces do.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Literal
 
 from starlette.concurrency import run_in_threadpool
 
 from hybridai.link.tls import ServerTls
+from hybridai.observability import trace
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.names import InvalidName, check_name
 from hybridai.protocol.v2 import TensorMetadata
@@ -72,6 +75,20 @@ def _names(name: str, version: str) -> str | None:
     return version or None
 
 
+def _log(rpc: str, status: str, started: float) -> None:
+    """One line per call, as the HTTP faces log theirs (debug; failures of the server: warning)."""
+    seconds = time.perf_counter() - started
+    level = logging.WARNING if status == "INTERNAL" else logging.DEBUG
+    log.log(
+        level,
+        "gRPC %s %s %.1fms",
+        rpc,
+        status,
+        seconds * 1000.0,
+        extra={"route": f"grpc:{rpc}", "status": status, "duration_ms": round(seconds * 1e3, 2)},
+    )
+
+
 class _Servicer:
     """The six RPCs; each admits the caller, calls the backend and maps its errors."""
 
@@ -84,34 +101,44 @@ class _Servicer:
         self.pb2 = pb2
 
     async def _call(
-        self, context: Any, need: Need | None, work: Callable[[], Awaitable[Any]]
+        self, context: Any, rpc: str, need: Need | None, work: Callable[[], Awaitable[Any]]
     ) -> Any:
         import grpc
 
+        metadata = {str(k).lower(): str(v) for k, v in context.invocation_metadata()}
+        span = trace.begin(metadata.get(trace.HEADER))  # the caller's trace, or a new one
+        started = time.perf_counter()
         try:
             if need is not None:
-                metadata = {str(k).lower(): str(v) for k, v in context.invocation_metadata()}
                 await self.admit(need, metadata)
-            return await work()
+            answer = await work()
         except ApiError as exc:
             failure: ApiError = exc
         except Exception:
             log.exception("gRPC call from %s failed", context.peer())
             failure = ApiError(500, ErrorCode.INTERNAL, "internal error (see the server log)")
-        context.set_trailing_metadata(((ERROR_CODE_KEY, failure.code.value),))
-        await context.abort(getattr(grpc.StatusCode, status_name(failure.status)), failure.message)
+        else:
+            context.set_trailing_metadata(((trace.HEADER, span.traceparent),))
+            _log(rpc, "OK", started)
+            return answer
+        status = status_name(failure.status)
+        context.set_trailing_metadata(
+            ((trace.HEADER, span.traceparent), (ERROR_CODE_KEY, failure.code.value))
+        )
+        _log(rpc, status, started)
+        await context.abort(getattr(grpc.StatusCode, status), failure.message)
 
     async def ServerLive(self, request: Any, context: Any) -> Any:
         async def work() -> Any:
             return self.pb2.ServerLiveResponse(live=True)
 
-        return await self._call(context, None, work)
+        return await self._call(context, "ServerLive", None, work)
 
     async def ServerReady(self, request: Any, context: Any) -> Any:
         async def work() -> Any:
             return self.pb2.ServerReadyResponse(ready=self.backend.server_ready())
 
-        return await self._call(context, None, work)
+        return await self._call(context, "ServerReady", None, work)
 
     async def ServerMetadata(self, request: Any, context: Any) -> Any:
         async def work() -> Any:
@@ -120,7 +147,7 @@ class _Servicer:
                 name=meta.name, version=meta.version, extensions=meta.extensions
             )
 
-        return await self._call(context, "read", work)
+        return await self._call(context, "ServerMetadata", "read", work)
 
     async def ModelReady(self, request: Any, context: Any) -> Any:
         async def work() -> Any:
@@ -128,7 +155,7 @@ class _Servicer:
             ready = await run_in_threadpool(self.backend.model_ready, request.name, version)
             return self.pb2.ModelReadyResponse(ready=ready)
 
-        return await self._call(context, "read", work)
+        return await self._call(context, "ModelReady", "read", work)
 
     async def ModelMetadata(self, request: Any, context: Any) -> Any:
         async def work() -> Any:
@@ -147,7 +174,7 @@ class _Servicer:
                 outputs=[one(t) for t in meta.outputs],
             )
 
-        return await self._call(context, "read", work)
+        return await self._call(context, "ModelMetadata", "read", work)
 
     async def ModelInfer(self, request: Any, context: Any) -> Any:
         async def work() -> Any:
@@ -160,7 +187,7 @@ class _Servicer:
             grpc_codec.fill_response(message, response)
             return message
 
-        return await self._call(context, "infer", work)
+        return await self._call(context, "ModelInfer", "infer", work)
 
 
 def _reloading_credentials(tls: ServerTls) -> Any:
