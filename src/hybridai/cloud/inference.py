@@ -23,7 +23,7 @@ from hybridai import __version__
 from hybridai.cloud import policies
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.models import registry
-from hybridai.cloud.remote_tier import RemoteTiers
+from hybridai.cloud.remote_tier import RemoteTarget, RemoteTiers
 from hybridai.governance.egress import data_class
 from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.errors import ApiError, ErrorCode
@@ -198,7 +198,7 @@ class CloudBackend:
             self._refuse_restricted(name)
         target = self.remote.target(name)
         if target is not None:
-            return await target.infer(version, request)
+            return await self._remote(target, name, version, request)
         model = await run_in_threadpool(self._model, name, version)
         batcher = self.batchers.get(model, self._batching.get(name))
         if batcher is not None:
@@ -225,6 +225,20 @@ class CloudBackend:
             {"placement": "cloud", "reason": "served_by_cloud", "service_ms": service_ms}
         )
         return response.model_copy(update={"parameters": parameters})
+
+    async def _remote(
+        self, target: RemoteTarget, name: str, version: str | None, request: InferenceRequest
+    ) -> InferenceResponse:
+        """Forwarded to the model's remote tier: counted as answered here, not as run here."""
+        started = time.perf_counter()
+        try:
+            response = await target.infer(version, request)
+        except Exception:
+            self.book.failed(name, version or "remote", int((time.perf_counter() - started) * 1e9))
+            raise
+        elapsed_ns = int((time.perf_counter() - started) * 1e9)
+        self.book.succeeded(name, version or response.model_version or "remote", elapsed_ns)
+        return response
 
     async def _batched(
         self, batcher: DynamicBatcher, name: str, request: InferenceRequest
