@@ -54,6 +54,8 @@ def _refusal(guard: LanGuard, scope: Any) -> tuple[int, str]:
         ("POST", "/api/v1/streams/telemetry/records", "ingest"),
         ("POST", "/v2/models/pm/infer", "infer"),
         ("GET", "/v2/models/pm", "read"),
+        ("GET", "/v2/models/pm/stats", "read"),
+        ("POST", "/v2/repository/index", "read"),
         ("GET", "/api/v1/status", "read"),
         ("GET", "/metrics", "read"),
         ("GET", "/v2/health/live", None),

@@ -35,6 +35,7 @@ from hybridai.serving.errors import error_response
 
 log = logging.getLogger(__name__)
 OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/docs", "/openapi.json"})
+READ_POSTS = frozenset({"/v2/repository/index"})  # reads that the v2 extensions make POSTs
 ADMIN_PREFIX = "/api/v1/admin/"  # operators' access tokens, checked by edge/admin.py
 PEER_ROLES: frozenset[SiteRole] = frozenset({"infer"})
 _HOW = "create one with `hybridai site key create SITE --role {role}`"
@@ -46,7 +47,7 @@ def role_for(method: str, path: str) -> SiteRole | None:
         return None
     if path.startswith("/api/v1/streams/"):
         return "ingest"
-    if path.startswith("/v2/") and method == "POST":
+    if path.startswith("/v2/") and method == "POST" and path not in READ_POSTS:
         return "infer"
     return "read"
 
