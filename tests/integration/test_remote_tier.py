@@ -21,10 +21,19 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from typer.testing import CliRunner, Result
 
-from _fleet import MODEL, assert_probabilities, error_of, infer, local_fleet, upload_and_deploy
+from _fleet import (
+    MODEL,
+    assert_probabilities,
+    error_of,
+    features,
+    infer,
+    local_fleet,
+    upload_and_deploy,
+)
 from _models import train_classifier_onnx
 from hybridai.cli.main import app as cli_app
 from hybridai.demo.fleet import LocalFleet, wait_for
@@ -145,6 +154,42 @@ def _viewer(fleet: LocalFleet) -> dict[str, str]:
     return {"Authorization": f"Bearer {login.json()['access_token']}"}
 
 
+def _binary_infer(api: httpx.Client) -> dict[str, np.ndarray[Any, Any]]:
+    """A 3-row request with a binary input, asking for binary outputs; the decoded outputs."""
+    raw = np.asarray(features(3), dtype=np.float32).tobytes()
+    header = json.dumps(
+        {
+            "inputs": [
+                {
+                    "name": "input",
+                    "shape": [3, 4],
+                    "datatype": "FP32",
+                    "parameters": {"binary_data_size": len(raw)},
+                }
+            ],
+            "parameters": {"binary_data_output": True},
+        }
+    ).encode()
+    answer = api.post(
+        f"/v2/models/{MODEL}/infer",
+        content=header + raw,
+        headers={
+            "Inference-Header-Content-Length": str(len(header)),
+            "Content-Type": "application/octet-stream",
+        },
+    )
+    assert answer.status_code == 200, answer.text
+    length = int(answer.headers["Inference-Header-Content-Length"])
+    offset, found = length, {}
+    for output in json.loads(answer.content[:length])["outputs"]:
+        size = output["parameters"]["binary_data_size"]
+        dtype = {"FP32": np.float32, "INT64": np.int64}[output["datatype"]]
+        data = np.frombuffer(answer.content[offset : offset + size], dtype=dtype)
+        found[output["name"]] = data.reshape(output["shape"])
+        offset += size
+    return found
+
+
 def _timed_infer(fleet: LocalFleet) -> tuple[httpx.Response, float]:
     assert fleet.api is not None
     started = time.monotonic()
@@ -224,6 +269,13 @@ def _forwarding(fleet: LocalFleet, kserve: KServe, odd_server: str) -> None:
     local_by_name = {o["name"]: o["data"] for o in local.json()["outputs"]}
     assert by_name["label"] == local_by_name["label"]
     assert by_name["probabilities"] == pytest.approx(local_by_name["probabilities"], abs=1e-6)
+
+    # The binary tensor extension (tritonclient's default) through the remote tier as well.
+    tensors = _binary_infer(fleet.api)
+    assert tensors["label"].tolist() == local_by_name["label"]
+    assert tensors["probabilities"].ravel().tolist() == pytest.approx(
+        local_by_name["probabilities"], abs=1e-6
+    )
 
     metadata = fleet.call("GET", f"/v2/models/{MODEL}")  # KServe's, under the cloud's name
     assert metadata["name"] == MODEL and metadata["inputs"][0]["name"] == "input"
