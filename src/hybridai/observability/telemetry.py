@@ -74,8 +74,8 @@ def report_points(report: StatusReport, previous: StatusReport | None) -> list[P
             float(sum(m.state == "failed" or bool(m.failed_version) for m in report.models)),
         ),
     ]
-    if store.oldest_unsynced_age_s is not None:
-        out.append(Point("oldest_unsynced_age_s", "", store.oldest_unsynced_age_s))
+    # nothing waiting reads as 0 s, so a stalled-sync alert sees the sync recover
+    out.append(Point("oldest_unsynced_age_s", "", store.oldest_unsynced_age_s or 0.0))
     if store.quota_bytes:
         out.append(Point("disk_used_ratio", "", store.bytes_stored / store.quota_bytes))
     if report.clock_skew_s is not None:

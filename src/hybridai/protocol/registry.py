@@ -6,8 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from hybridai.protocol.fleet import Variant
-from hybridai.protocol.placement import PlacementPolicy
+from hybridai.protocol.placement import PlacementPolicy, Variant
 from hybridai.protocol.stages import Stage
 
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"

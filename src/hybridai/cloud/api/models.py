@@ -13,8 +13,7 @@ from hybridai.cloud.devices.desired_state import desired_state
 from hybridai.cloud.models import registry, stages
 from hybridai.cloud.pipelines import calibration
 from hybridai.protocol.errors import ApiError, ErrorCode
-from hybridai.protocol.fleet import Variant
-from hybridai.protocol.placement import CalibrationReport, CalibrationRequest
+from hybridai.protocol.placement import CalibrationReport, CalibrationRequest, Variant
 from hybridai.protocol.registry import Deployment, ModelSummary, ModelVersionInfo
 from hybridai.protocol.stages import StageChange, VersionComparison
 

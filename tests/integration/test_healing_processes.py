@@ -1,0 +1,135 @@
+"""Faults injected into a running local fleet raise their alert and get healed, in bounded time.
+
+Real processes over loopback: a cloud and an edge, mTLS between them, reports every second.
+Each test injects one fault the way it happens in the field, waits for the alert the cloud's
+detectors raise, then for the healing action its built-in rules take, and for the fleet to be
+well again (the alert resolved, the action's orders lifted).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from _fleet import MODEL, STREAMS, Feeder, local_fleet, upload_and_deploy
+from hybridai.demo.fleet import LocalFleet, wait_for
+
+pytestmark = pytest.mark.slow
+FAST_ALERTS = {
+    "HYBRIDAI_CLOUD_ALERT_EVAL_S": "1",
+    "HYBRIDAI_CLOUD_ALERT_SYNC_STALLED_S": "8",
+}
+EDGE = {"HYBRIDAI_EDGE_HEARTBEAT_INTERVAL_S": "1", "HYBRIDAI_EDGE_SYNC_INTERVAL_S": "1"}
+ALERT_WITHIN_S = 30.0
+HEALED_WITHIN_S = 60.0
+
+
+def _alerts(fleet: LocalFleet, kind: str, device: str) -> list[dict[str, Any]]:
+    return [
+        a
+        for a in fleet.call("GET", "/api/v1/alerts")
+        if a["kind"] == kind and a["subject"]["device_id"] == device
+    ]
+
+
+def _firing(fleet: LocalFleet, kind: str, device: str) -> dict[str, Any] | None:
+    return next((a for a in _alerts(fleet, kind, device) if a["state"] == "firing"), None)
+
+
+def _actions(fleet: LocalFleet, alert_id: str) -> dict[str, dict[str, Any]]:
+    return {a["rule"]: a for a in fleet.call("GET", "/api/v1/healing", params={"alert": alert_id})}
+
+
+def _wait_alert(fleet: LocalFleet, kind: str, device: str) -> tuple[dict[str, Any], float]:
+    started = time.monotonic()
+    wait_for(f"a {kind} alert on {device}", lambda: _firing(fleet, kind, device) is not None,
+             ALERT_WITHIN_S)  # fmt: skip
+    alert = _firing(fleet, kind, device)
+    assert alert is not None
+    return alert, time.monotonic() - started
+
+
+def _resolved(fleet: LocalFleet, alert_id: str) -> bool:
+    return fleet.call("GET", f"/api/v1/alerts/{alert_id}")["state"] == "resolved"
+
+
+def test_an_unloadable_model_file_is_restarted_and_served_again(
+    tmp_path: Path, classifier_onnx: bytes
+) -> None:
+    with local_fleet(tmp_path, FAST_ALERTS) as fleet:
+        version = upload_and_deploy(fleet, classifier_onnx)
+        fleet.start_edge("gw-1", "north", env=EDGE)
+        wait_for("gw-1 to serve the model", lambda: fleet.serving(MODEL, version), 60)
+        # The fault: the device loses power; its cached model file comes back unreadable
+        fleet.kill("gw-1")
+        (cached,) = (tmp_path / "gw-1" / "models").glob(f"{MODEL}-{version}-*.onnx")
+        cached.unlink()
+        cached.mkdir()  # something that is not a model file now stands at its path
+        fleet.start_edge("gw-1", "north", env=EDGE)
+        state = {m["name"]: m for m in fleet.edge_status("gw-1")["models"]}
+        assert state[MODEL]["state"] != "ready"  # it cannot load it by itself
+        alert, alert_s = _wait_alert(fleet, "model_unhealthy", "gw-1")
+        assert alert["severity"] == "critical"
+        wait_for(
+            "the restart and the cloud route",
+            lambda: (
+                {"restart-failed-model", "cloud-while-unhealthy"}
+                <= {
+                    r for r, a in _actions(fleet, alert["alert_id"]).items() if a["state"] == "done"
+                }
+            ),
+            10,
+        )
+        actions = _actions(fleet, alert["alert_id"])
+        assert actions["restart-failed-model"]["changes"] == {"reload": [MODEL]}
+        assert actions["cloud-while-unhealthy"]["changes"] == {"placement": {MODEL: "cloud"}}
+        healing_started = time.monotonic()
+        wait_for("gw-1 to serve the model again", lambda: fleet.serving(MODEL, version),
+                 HEALED_WITHIN_S)  # fmt: skip
+        wait_for("the alert to resolve", lambda: _resolved(fleet, alert["alert_id"]),
+                 HEALED_WITHIN_S)  # fmt: skip
+        healed_s = time.monotonic() - healing_started
+        assert cached.is_file()  # downloaded again, digest and signature checked
+        route = _actions(fleet, alert["alert_id"])["cloud-while-unhealthy"]
+        assert not route["active"] and route["ended_at"] is not None
+        print(f"model fault: alert after {alert_s:.1f} s, healed {healed_s:.1f} s later")
+
+
+def test_a_stopped_sync_is_raised_until_the_backlog_drains(tmp_path: Path) -> None:
+    with local_fleet(tmp_path, FAST_ALERTS) as fleet:
+        edge = fleet.start_edge("gw-1", "north", env=EDGE)
+        # The fault: a sync window that is closed now (e.g. set in the wrong time zone)
+        hour = (time.localtime().tm_hour + 3) % 24
+        window = f"{hour:02d}:00-{(hour + 1) % 24:02d}:00"
+        fleet.call("PATCH", "/api/v1/fleet-config/device:gw-1", json={"sync_window": window})
+        feeder = Feeder(edge.url, "gw-1", machines=2, seed=3)
+        deadline = time.monotonic() + ALERT_WITHIN_S
+        while _firing(fleet, "sync_stopped", "gw-1") is None and time.monotonic() < deadline:
+            feeder.feed(2)
+            time.sleep(0.5)
+        alert, _ = _wait_alert(fleet, "sync_stopped", "gw-1")
+        wait_for(
+            "the sync to be raised",
+            lambda: (
+                _actions(fleet, alert["alert_id"]).get("drain-backlog", {}).get("state") == "done"
+            ),
+            10,
+        )
+        action = _actions(fleet, alert["alert_id"])["drain-backlog"]
+        assert action["changes"]["settings"]["sync_window"] == ""
+        shown = fleet.call("GET", "/api/v1/fleet-config/effective", params={"device": "gw-1"})
+        assert shown["sources"]["sync_window"] == "healing:drain-backlog"
+        wait_for("the backlog to drain", lambda: fleet.edge_status("gw-1")["store"]
+                 ["backlog_records"] == 0, HEALED_WITHIN_S)  # fmt: skip
+        wait_for("the alert to resolve", lambda: _resolved(fleet, alert["alert_id"]),
+                 HEALED_WITHIN_S)  # fmt: skip
+        total = sum(feeder.acked[s] for s in STREAMS)
+        rows = fleet.lake_count("SELECT count(*) FROM telemetry") + fleet.lake_count(
+            "SELECT count(*) FROM failures"
+        )
+        assert rows == total  # everything the edge acknowledged arrived, once
+        back = fleet.call("GET", "/api/v1/fleet-config/effective", params={"device": "gw-1"})
+        assert back["settings"]["sync_window"] == window  # the overlay is gone
