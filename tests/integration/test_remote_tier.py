@@ -2,7 +2,8 @@
 
 KServe (``tests/_kserve_server.py``) serves the same ONNX file the cloud holds, behind a bearer
 token the cloud reads from its environment. Through the cloud's own v2 API: the remote answers
-like the cloud's runtime and names its tier; the remote killed -> 503 ``upstream_unavailable``,
+like the cloud's runtime and names its tier (REST JSON, the binary tensor extension and the
+v2 gRPC service alike); the remote killed -> 503 ``upstream_unavailable``,
 then the breaker opens -> 503 ``circuit_open`` at once; the remote restarted -> served again;
 a remote answering garbage -> 502 ``bad_upstream_response``; a remote that hangs -> 504 within
 the budget; a wrong credential -> 502 that says so. The secret is never shown or audited.
@@ -23,6 +24,7 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
+import tritonclient.grpc as triton
 from typer.testing import CliRunner, Result
 
 from _fleet import (
@@ -123,8 +125,28 @@ def odd_server() -> Iterator[str]:
 @pytest.fixture
 def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
     env = {"KSERVE_TOKEN": TOKEN, "WRONG_TOKEN": "not-the-token"}
+    env["HYBRIDAI_CLOUD_GRPC_PORT"] = str(free_port())
     with local_fleet(tmp_path / "fleet", cloud_env=env) as running:
         yield running
+
+
+def _grpc_infer(fleet: LocalFleet) -> tuple[np.ndarray[Any, Any], dict[str, Any]]:
+    """The same request over the cloud's v2 gRPC service: probabilities and parameters."""
+    assert fleet.api is not None
+    token = fleet.api.headers["Authorization"]
+    target = f"127.0.0.1:{fleet.cloud_env['HYBRIDAI_CLOUD_GRPC_PORT']}"
+    with triton.InferenceServerClient(
+        target, ssl=True, root_certificates=str(fleet.ca_file)
+    ) as client:
+        tensor = triton.InferInput("input", [3, 4], "FP32")
+        tensor.set_data_from_numpy(np.asarray(features(3), dtype=np.float32))
+        result = client.infer(MODEL, [tensor], headers={"authorization": token})
+    parameters = {}
+    for key, parameter in result.get_response().parameters.items():
+        parameters[key] = getattr(parameter, parameter.WhichOneof("parameter_choice"))
+    probabilities = result.as_numpy("probabilities")
+    assert probabilities is not None
+    return probabilities, parameters
 
 
 def _remote(fleet: LocalFleet, **config: Any) -> httpx.Response:
@@ -269,6 +291,11 @@ def _forwarding(fleet: LocalFleet, kserve: KServe, odd_server: str) -> None:
     local_by_name = {o["name"]: o["data"] for o in local.json()["outputs"]}
     assert by_name["label"] == local_by_name["label"]
     assert by_name["probabilities"] == pytest.approx(local_by_name["probabilities"], abs=1e-6)
+
+    # The v2 gRPC service shares the backend: a remote-tier model is forwarded from there too.
+    probabilities, grpc_parameters = _grpc_infer(fleet)
+    assert grpc_parameters["tier"] == "remote"
+    assert probabilities.ravel().tolist() == pytest.approx(local_by_name["probabilities"], abs=1e-6)
 
     # The binary tensor extension (tritonclient's default) through the remote tier as well.
     tensors = _binary_infer(fleet.api)
