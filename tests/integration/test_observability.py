@@ -141,7 +141,7 @@ def test_every_family_follows_prometheus_conventions(fleet: LocalFleet) -> None:
     text = fleet.api.get("/metrics").text
     families = list(text_string_to_metric_families(text))
     assert len(families) >= 12
-    units = ("_seconds", "_bytes")
+    units = ("_seconds", "_bytes", "_rows")  # rows: a count unit (rows per batch)
     for family in families:
         assert re.fullmatch(r"hybridai_cloud_[a-z0-9_]+", family.name), family.name
         assert not re.search(r"_(ms|millis|milliseconds|kb|mb|minutes|hours)(_|$)", family.name)
