@@ -224,9 +224,12 @@ def test_an_open_breaker_refuses_without_calling(plain_url: str, script: Script)
         config = RemoteTier(url=plain_url, retries=0, breaker_failures=2, breaker_cooldown_s=60)
         target = RemoteTarget("big", config)
         script.answers = [(500, b"{}"), (500, b"{}")]
-        for _ in range(2):
-            with pytest.raises(ApiError):
-                await target.infer(None, REQUEST)
+        with pytest.raises(ApiError):
+            await target.infer(None, REQUEST)
+        await target.check()  # ready, but that does not vouch for inference: still one failure
+        assert target.breaker.failures == 1 and target.state().healthy is True
+        with pytest.raises(ApiError):
+            await target.infer(None, REQUEST)
         calls = len(script.seen)
         with pytest.raises(ApiError) as refused:
             await target.infer(None, REQUEST)

@@ -345,7 +345,7 @@ class RemoteTarget:
     # -- health -------------------------------------------------------------------------------
 
     async def check(self) -> None:
-        """``GET /v2/health/ready``: a failure counts against the breaker, success closes it."""
+        """``GET /v2/health/ready``: a failure counts against the breaker; ready closes it."""
         try:
             answer = await self.client().get(
                 "/v2/health/ready",
@@ -360,9 +360,13 @@ class RemoteTarget:
         self.healthy, self.last_check_at = ok, time.time()
         self.last_error = None if ok else error
         if ok:
+            # Ready reopens the way (the server is back); it does not vouch for inference, so
+            # it leaves the failure count of a closed breaker to the requests.
             if self.breaker.state(self.clock()) is not BreakerState.CLOSED:
                 log.info("remote tier of %s (%s) is ready again", self.name, self.server)
-            self._succeeded()
+                self._succeeded()
+            else:
+                self._observe_breaker()
         else:
             self._failed("health")
 
