@@ -81,6 +81,22 @@ def _flatten(data: list[Any]) -> list[Any]:
     return flat
 
 
+# The exact classes each datatype's elements may have (a bool is no number here), checked in one
+# pass; anything else goes through ``_check_element``, which accepts subclasses too.
+_ELEMENT_CLASSES: dict[str, frozenset[type]] = {
+    name: frozenset(
+        {str}
+        if name == "BYTES"
+        else {bool}
+        if name == "BOOL"
+        else {int}
+        if name.startswith(("INT", "UINT"))
+        else {int, float}
+    )
+    for name in _TO_NUMPY
+}
+
+
 def _check_element(tensor: RequestInput, value: Any) -> None:
     kind = tensor.datatype
     if kind == "BYTES":
@@ -126,8 +142,10 @@ def decode(tensor: RequestInput) -> np.ndarray[Any, Any]:
             f"input '{tensor.name}' has shape {tensor.shape} ({expected} elements) "
             f"but {len(flat)} data elements; make shape and data agree",
         )
-    for value in flat:
-        _check_element(tensor, value)
+    allowed = _ELEMENT_CLASSES.get(tensor.datatype)
+    if allowed is None or not all(value.__class__ in allowed for value in flat):
+        for value in flat:  # the slow walk names the first value of the wrong type
+            _check_element(tensor, value)
     dtype = _TO_NUMPY[tensor.datatype]
     if tensor.datatype == "BYTES":
         array = np.array(flat, dtype=object)

@@ -254,20 +254,22 @@ class OnnxModel:
         )
 
     def _check_inputs(self, given: Mapping[str, tuple[str, tuple[int, ...]]]) -> None:
-        expected = ", ".join(s.describe() for s in self._inputs.values())
+        def expected() -> str:  # only an error spells it out: the hot path skips it
+            return ", ".join(s.describe() for s in self._inputs.values())
+
         for name in given:
             if name not in self._inputs:
                 raise ApiError(
                     400,
                     ErrorCode.INPUT_NOT_FOUND,
-                    f"model '{self.name}' has no input '{name}'; its inputs are {expected}",
+                    f"model '{self.name}' has no input '{name}'; its inputs are {expected()}",
                 )
         for sig in self._inputs.values():
             if sig.name not in given:
                 raise ApiError(
                     400,
                     ErrorCode.INPUT_NOT_FOUND,
-                    f"input {sig.describe()} is missing; model '{self.name}' needs {expected}",
+                    f"input {sig.describe()} is missing; model '{self.name}' needs {expected()}",
                 )
             datatype, shape = given[sig.name]
             if datatype != sig.datatype:
