@@ -116,3 +116,20 @@ def test_open_mode_admits_anyone_and_says_so(caplog: pytest.LogCaptureFixture) -
     caller = guard.admit(_scope("POST", "/api/v1/streams/t/records"))
     assert caller is not None and caller.kind == "open"
     assert "LAN API is OPEN" in caplog.text
+
+
+def test_a_key_admitted_before_is_refused_once_the_site_revokes_it() -> None:
+    access = [ACCESS]
+    guard = LanGuard("keys", lambda: access[0])
+    ingest = _scope("POST", "/api/v1/streams/t/records", f"Bearer {INGEST_KEY}")
+    read = _scope("GET", "/api/v1/status", f"Bearer {INGEST_KEY}")
+
+    first = guard.admit(ingest)
+    again = guard.admit(ingest)  # from the cache of admitted credentials
+    wrong_role = _refusal(guard, read)  # the same key for another role is checked afresh
+    access[0] = ACCESS.model_copy(update={"keys": ACCESS.keys[1:]})  # a new desired state
+    revoked = _refusal(guard, ingest)
+
+    assert first == again and first is not None and first.name == "a"
+    assert wrong_role == (403, "forbidden")
+    assert revoked == (401, "unauthenticated")

@@ -38,6 +38,7 @@ OPEN_PATHS = frozenset({"/v2/health/live", "/v2/health/ready", "/docs", "/openap
 READ_POSTS = frozenset({"/v2/repository/index"})  # reads that the v2 extensions make POSTs
 ADMIN_PREFIX = "/api/v1/admin/"  # operators' access tokens, checked by edge/admin.py
 PEER_ROLES: frozenset[SiteRole] = frozenset({"infer"})
+ADMITTED_CACHE = 256  # distinct admitted credentials kept; more start the cache over
 _HOW = "create one with `hybridai site key create SITE --role {role}`"
 
 
@@ -101,6 +102,10 @@ class LanGuard:
     def __init__(self, mode: str, access: Callable[[], SiteAccess | None]) -> None:
         self.mode = mode
         self.access = access
+        # Admitted site keys by (Authorization header, role): hashing and comparing a key on
+        # every request of a busy client costs more than the rest of the check.
+        self._admitted: dict[tuple[bytes, SiteRole], LanCaller] = {}
+        self._admitted_by: SiteAccess | None = None
         if mode == "open":
             log.warning(
                 "LAN API is OPEN (HYBRIDAI_EDGE_LAN_AUTH=open): anyone who reaches this edge "
@@ -114,7 +119,15 @@ class LanGuard:
             return None
         if self.mode == "open":
             return LanCaller("open", "anyone")
-        key = _presented_key(dict(scope.get("headers") or []))
+        headers = dict(scope.get("headers") or [])
+        presented = headers.get(b"authorization")
+        if presented is not None:  # a credential admitted before, against the same access
+            access = self.access()
+            if access is not None and access is self._admitted_by:
+                known = self._admitted.get((presented, role))
+                if known is not None:
+                    return known
+        key = _presented_key(headers)
         cert = _peer_certificate(scope) if key is None else None
         if key is None and cert is None:
             raise ApiError(
@@ -132,9 +145,24 @@ class LanGuard:
                 "desired state): wait until it has reached the cloud once",
             )
         if key is not None:
-            return self._by_key(access, key, role)
+            caller = self._by_key(access, key, role)
+            self._remember(access, headers[b"authorization"], role, caller)
+            return caller
         assert cert is not None
         return self._by_certificate(access, cert, role)
+
+    def _remember(
+        self, access: SiteAccess, presented: bytes, role: SiteRole, caller: LanCaller
+    ) -> None:
+        """Keep an admitted credential's answer while the site's access stays the same object.
+
+        A new desired state brings a new ``SiteAccess`` (keys revoked or added): the cache
+        starts over, so a revoked key is refused from the next request on.
+        """
+        if access is not self._admitted_by or len(self._admitted) >= ADMITTED_CACHE:
+            self._admitted = {}
+            self._admitted_by = access
+        self._admitted[(presented, role)] = caller
 
     def _by_key(self, access: SiteAccess, key: str, role: SiteRole) -> LanCaller:
         digest = site_key_sha256(key)

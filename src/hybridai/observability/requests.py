@@ -19,6 +19,7 @@ from hybridai.observability import trace
 Observe = Callable[[str, str, int, float], None]  # method, route, status, seconds
 UNMATCHED = "unmatched"
 log = logging.getLogger("hybridai.requests")
+_TRACE_HEADER = trace.HEADER.encode()
 
 
 def route_of(scope: dict[str, Any]) -> str:
@@ -44,7 +45,7 @@ class RequestLogMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        header = dict(scope.get("headers") or ()).get(trace.HEADER.encode(), b"")
+        header = next((v for k, v in scope.get("headers") or () if k == _TRACE_HEADER), b"")
         span = trace.begin(header.decode("latin-1"))
         started = time.perf_counter()
         status = 500  # unless the app answers
@@ -64,10 +65,12 @@ class RequestLogMiddleware:
             self._done(scope, status, time.perf_counter() - started)
 
     def _done(self, scope: dict[str, Any], status: int, seconds: float) -> None:
+        level = logging.WARNING if status >= 500 else self.level
+        if self.observe is None and not log.isEnabledFor(level):
+            return  # nobody counts it and the line would be dropped: build nothing
         method, route = str(scope.get("method", "")), route_of(scope)
         if self.observe is not None:
             self.observe(method, route, status, seconds)
-        level = logging.WARNING if status >= 500 else self.level
         log.log(
             level,
             "%s %s %d %.1fms",
