@@ -41,11 +41,12 @@ class GrpcListener:
     async def _listen_when_enrolled(self) -> None:
         await self.agent.enrolled.wait()
         identity = self.agent.identity
-        assert identity.ca_file is not None, "a device with a certificate has its CA"
         try:
+            if identity.ca_file is None:
+                raise RuntimeError("the device holds a certificate but not its CA")
             await self._listen(ServerTls(identity.cert_file, identity.key_file, identity.ca_file))
         except Exception:
-            log.exception("the gRPC service could not start")
+            log.exception("the gRPC service (HYBRIDAI_EDGE_GRPC_TLS) could not start")
 
     async def _listen(self, tls: ServerTls | None) -> None:
         settings = self.agent.settings
