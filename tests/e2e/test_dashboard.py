@@ -248,6 +248,12 @@ def test_a_viewer_sees_every_page_and_no_action(page: Page, site: Site) -> None:
     page.get_by_text("failed models on mill-01").wait_for(timeout=90_000)
     assert "critical" in page.inner_text("main")
     assert page.locator("button:has-text('Acknowledge')").count() == 0  # a viewer does not act
+    # Self-healing acted on it: the edge reloads the model, the cloud answers meanwhile
+    healing = page.locator("tr", has_text="cloud-while-unhealthy")
+    healing.wait_for(timeout=30_000)
+    assert "route_to_cloud" in healing.inner_text() and "mill-01" in healing.inner_text()
+    assert "restart_model" in page.inner_text("main")
+    assert page.locator("button:has-text('Revert')").count() == 0
     assert "rollout-ticker" in page.inner_text("main")  # the cloud's own loops
     _shot(page, "alerts")
 
@@ -263,6 +269,8 @@ def test_a_viewer_sees_every_page_and_no_action(page: Page, site: Site) -> None:
     )
     assert refused.status == 403 and "may not operate" in refused.text()
     refused = page.request.post(f"{site.url}/ui/alerts/any/ack", form={"csrf": csrf or ""})
+    assert refused.status == 403 and "may not operate" in refused.text()
+    refused = page.request.post(f"{site.url}/ui/healing/any/revert", form={"csrf": csrf or ""})
     assert refused.status == 403 and "may not operate" in refused.text()
 
 
@@ -291,6 +299,12 @@ def test_an_operator_with_mfa_acts_and_the_audit_log_shows_it(page: Page, site: 
     failed.locator("button:has-text('Acknowledge')").click()
     page.wait_for_url("**/ui/alerts")
     assert "otto" in page.locator("tr", has_text="failed models on mill-01").inner_text()
+    # An operator reverts the cloud route: its orders are lifted, and it says by whom
+    route = page.locator("tr", has_text="cloud-while-unhealthy")
+    route.locator("button:has-text('Revert')").click()
+    page.wait_for_url("**/ui/alerts")
+    assert "reverted by otto" in page.locator("tr", has_text="cloud-while-unhealthy").inner_text()
+    _shot(page, "alerts-operator")
 
     page.goto(f"{site.url}/ui/audit")
     audit = page.inner_text("main")

@@ -391,6 +391,25 @@ async def ack_alert(alert_id: str, request: Request, csrf: Annotated[str, Form()
     return RedirectResponse("/ui/alerts", status_code=303)
 
 
+@router.post("/healing/{action_id}/revert")
+async def revert_healing(
+    action_id: str, request: Request, csrf: Annotated[str, Form()] = ""
+) -> Response:
+    """An operator undoes a self-healing action (the API lifts its orders and audits it)."""
+    try:
+        await run_in_threadpool(session.signed_in, request)
+        session.check_csrf(request, csrf)
+        require(request, "operate")
+    except ApiError as exc:
+        return _refused(request, exc)
+    answer = await _api(request, "POST", f"/api/v1/healing/{quote(action_id, safe='')}/revert")
+    if answer.status_code != 200:
+        body = answer.json()
+        code = next((c for c in ErrorCode if c == body.get("code")), ErrorCode.BAD_REQUEST)
+        return _refused(request, ApiError(answer.status_code, code, str(body.get("error", ""))))
+    return RedirectResponse("/ui/alerts", status_code=303)
+
+
 @router.get("/alerts")
 async def alerts(request: Request) -> Response:
     try:
@@ -406,7 +425,7 @@ async def alerts(request: Request) -> Response:
 
     found = await run_in_threadpool(current)
     raised = await _api_get(request, "/api/v1/alerts")
-    healing = await _api_get(request, "/api/v1/healing/actions")
+    healing = await _api_get(request, "/api/v1/healing")
     cloud_health = await _api_get(request, "/api/v1/health")
     return _render(
         request, "alerts.html", who, conditions=found[:MAX_ROWS], more=len(found) - MAX_ROWS,
