@@ -37,6 +37,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/serving_binary.py
 	$(BIN)/python bench/serving_batching.py
 	$(BIN)/python bench/serving_remote.py
+	$(BIN)/python bench/serving_grpc.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/infer.py --quick
@@ -51,6 +52,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/serving_binary.py --quick
 	$(BIN)/python bench/serving_batching.py --quick
 	$(BIN)/python bench/serving_remote.py --quick
+	$(BIN)/python bench/serving_grpc.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
