@@ -10,8 +10,11 @@ grid size and the same refractory period after a detection.
 
 Metrics: ``nab_score``, ``nab_score_baseline`` (0: never detects, 100: perfect).
 
-Each part is a function ``(quick) -> (metrics, notes)`` in ``PARTS``: more (fault -> alert ->
-heal timings) are added there.
+Part ``healing`` (bench/_healing.py): per injected fault F, ``F.alert_s`` (fault -> alert) and
+``F.healed_s`` (alert -> resolved, by the self-healing rules) with 10 s reports, and
+``false_alerts_per_hour`` of a steady fleet, all in simulated fleet time.
+
+Each part is a function ``(quick) -> (metrics, notes)`` in ``PARTS``.
 
 Usage: python bench/operations.py [--quick]
 """
@@ -31,6 +34,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import show, write
+from _healing import healing_part
 
 from hybridai.observability import nab
 from hybridai.observability.detectors import (
@@ -160,6 +164,7 @@ def detectors_part(quick: bool) -> tuple[dict[str, float], dict[str, Any]]:
 
 PARTS: dict[str, Callable[[bool], tuple[dict[str, float], dict[str, Any]]]] = {
     "detectors": detectors_part,
+    "healing": healing_part,
 }
 
 

@@ -115,6 +115,12 @@ class Fleet:
         with self.cloud.session() as session:
             return healing.list_actions(session)
 
+    def alerts_firing(self, device: str) -> list[Alert]:
+        with self.cloud.session() as session:
+            return [
+                a for a in alerts.list_alerts(session, "firing") if a.subject.device_id == device
+            ]
+
     def done(self) -> dict[str, HealingAction]:
         return {a.rule: a for a in self.actions() if a.state == "done"}
 
@@ -365,3 +371,33 @@ def test_api_and_cli_list_actions_rules_and_refuse_bad_reverts(
     assert device_desired(synthetic.cloud, "gw-2").settings.healing is not None  # reload stays
     orders = device_desired(synthetic.cloud, "gw-2").settings.healing
     assert orders is not None and orders.placement == {}
+
+
+def test_an_action_two_alerts_call_for_is_taken_once_and_handed_over(synthetic: Fleet) -> None:
+    edge = synthetic.edges["gw-1"]
+    original = edge.report
+    stalled = {"on": True}
+
+    def report(interval_s: float = 5.0):  # type: ignore[no-untyped-def]
+        made = original(interval_s)
+        if stalled["on"]:
+            made.store.oldest_unsynced_age_s = 900.0
+        return made
+
+    edge.report = report  # type: ignore[method-assign]
+    edge.faults.add("backlog")
+    synthetic.tick(4)
+    firing = {a.kind: a for a in synthetic.alerts_firing("gw-1")}
+    assert {"backlog_growth", "sync_stopped"} <= set(firing)
+    done = [a for a in synthetic.actions() if a.rule == "drain-backlog" and a.state == "done"]
+    assert len(done) == 1  # one overlay, not one per alert
+    # The backlog drains; the sync still stands still: the overlay stays, under that alert
+    edge.faults.clear()
+    edge.backlog = 0
+    synthetic.tick(5)
+    (action,) = [a for a in synthetic.actions() if a.rule == "drain-backlog"]
+    assert action.active and action.alert_id == firing["sync_stopped"].alert_id
+    stalled["on"] = False
+    synthetic.tick(5)
+    (action,) = [a for a in synthetic.actions() if a.rule == "drain-backlog"]
+    assert not action.active

@@ -41,7 +41,13 @@ from hybridai.protocol.alerts import Alert, HealingAction, HealingOrders
 from hybridai.protocol.edge_settings import EdgeConfig
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import StatusReport
-from hybridai.storage.tables import DeviceCertificateRow, DeviceRow, HealingActionRow, RolloutRow
+from hybridai.storage.tables import (
+    AlertRow,
+    DeviceCertificateRow,
+    DeviceRow,
+    HealingActionRow,
+    RolloutRow,
+)
 
 log = logging.getLogger(__name__)
 MAX_ACTIONS = 1000  # per answer
@@ -327,8 +333,29 @@ def _take(
     return action
 
 
-def _end(session: Session, alert_id: str, now: float) -> list[HealingAction]:
-    """Lift the orders of the alert's on-resolve actions (it resolved)."""
+def _still_needed(session: Session, rules: HealingRules, row: HealingActionRow) -> str | None:
+    """Another firing alert on the same subject that the same rule acts on, if any."""
+    rule = next((r for r in rules.rules if r.name == row.rule), None)
+    if rule is None:
+        return None
+    others = session.scalars(
+        select(AlertRow).where(
+            AlertRow.subject_key == row.subject_key,
+            AlertRow.state == "firing",
+            AlertRow.alert_id != row.alert_id,
+            AlertRow.kind.in_(rule.when),
+        )
+    ).first()
+    return None if others is None else others.alert_id
+
+
+def _end(session: Session, rules: HealingRules, alert_id: str, now: float) -> list[HealingAction]:
+    """Lift the orders of the alert's on-resolve actions (it resolved).
+
+    An action another firing alert of its rule still calls for (a backlog that grows because
+    the sync stands still) is handed to that alert instead: lifting it would only let the
+    first fault back and make the two alerts take turns.
+    """
     ended = []
     for row in session.scalars(
         select(HealingActionRow).where(
@@ -337,6 +364,13 @@ def _end(session: Session, alert_id: str, now: float) -> list[HealingAction]:
     ):
         action = HealingAction.model_validate(row.action)
         if action.revert != "on_resolve":
+            continue
+        other = _still_needed(session, rules, row)
+        if other is not None:
+            row.alert_id = other
+            action = action.model_copy(update={"alert_id": other})
+            _store(session, action, row.orders, now)
+            log.info("healing %s goes on: alert %s still calls for it", action.rule, other)
             continue
         action = action.model_copy(update={"active": False, "ended_at": now})
         _store(session, action, row.orders, now)
@@ -357,22 +391,22 @@ def handle(
     done: list[HealingAction] = []
     for alert, event in events:
         if event == "resolved":
-            done += _end(session, alert.alert_id, now)
+            done += _end(session, rules, alert.alert_id, now)
         elif event in ("fired", "reopened"):
             for rule in matching(rules, alert):
-                if _already(session, rule.name, alert.alert_id):
-                    continue  # a reopened alert keeps the action it has
+                if _already(session, rule.name, subject_key(alert.subject)):
+                    continue  # in force already (this alert reopened, or another one's)
                 done.append(_take(session, rules, rule, alert, defaults, now))
     session.commit()
     return done
 
 
-def _already(session: Session, rule: str, alert_id: str) -> bool:
+def _already(session: Session, rule: str, key: str) -> bool:
     return (
         session.scalars(
             select(HealingActionRow.action_id).where(
                 HealingActionRow.rule == rule,
-                HealingActionRow.alert_id == alert_id,
+                HealingActionRow.subject_key == key,
                 HealingActionRow.active.is_(True),
             )
         ).first()
