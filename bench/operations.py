@@ -14,6 +14,9 @@ Part ``healing`` (bench/_healing.py): per injected fault F, ``F.alert_s`` (fault
 ``F.healed_s`` (alert -> resolved, by the self-healing rules) with 10 s reports, and
 ``false_alerts_per_hour`` of a steady fleet, all in simulated fleet time.
 
+Part ``dashboard`` (bench/_dashboard.py): ``dashboard_load_ms``, the fleet page with 1,000
+devices in Debian's Chromium (navigation timing, median).
+
 Each part is a function ``(quick) -> (metrics, notes)`` in ``PARTS``.
 
 Usage: python bench/operations.py [--quick]
@@ -34,6 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 
 from _common import show, write
+from _dashboard import dashboard_part
 from _healing import healing_part
 
 from hybridai.observability import nab
@@ -165,6 +169,7 @@ def detectors_part(quick: bool) -> tuple[dict[str, float], dict[str, Any]]:
 PARTS: dict[str, Callable[[bool], tuple[dict[str, float], dict[str, Any]]]] = {
     "detectors": detectors_part,
     "healing": healing_part,
+    "dashboard": dashboard_part,
 }
 
 

@@ -16,6 +16,7 @@ import pytest
 
 from _fleet import MODEL, STREAMS, Feeder, local_fleet, upload_and_deploy
 from hybridai.demo.fleet import LocalFleet, wait_for
+from hybridai.link import pki
 
 pytestmark = pytest.mark.slow
 FAST_ALERTS = {
@@ -133,3 +134,32 @@ def test_a_stopped_sync_is_raised_until_the_backlog_drains(tmp_path: Path) -> No
         assert rows == total  # everything the edge acknowledged arrived, once
         back = fleet.call("GET", "/api/v1/fleet-config/effective", params={"device": "gw-1"})
         assert back["settings"]["sync_window"] == window  # the overlay is gone
+
+
+def test_a_certificate_near_its_end_is_renewed_at_once(tmp_path: Path) -> None:
+    # Certificates live a minute and alert once a tenth of their life is gone: the edge would
+    # renew by itself only after 40 s, so a renewal well before that is the healer's
+    cloud_env = {
+        **FAST_ALERTS,
+        "HYBRIDAI_CLOUD_DEVICE_CERT_LIFETIME_S": "60",
+        "HYBRIDAI_CLOUD_ALERT_CERTIFICATE_SHARE": "0.9",
+    }
+    with local_fleet(tmp_path, cloud_env) as fleet:
+        fleet.start_edge("gw-1", "north", env=EDGE)
+        (cert_file,) = (tmp_path / "gw-1").rglob("device.crt")
+        first = pki.load_cert(cert_file.read_bytes())
+        alert, _ = _wait_alert(fleet, "certificate_expiry", "gw-1")
+        wait_for(
+            "the renewal order",
+            lambda: _actions(fleet, alert["alert_id"]).get("renew-expiring-certificate", {})
+            .get("state") == "done",
+            10,
+        )  # fmt: skip
+        wait_for(
+            "gw-1 to renew",
+            lambda: pki.load_cert(cert_file.read_bytes()).serial_number != first.serial_number,
+            15,
+        )
+        renewed = pki.load_cert(cert_file.read_bytes())
+        natural = pki.not_after(first) - (pki.not_after(first) - pki.not_before(first)) / 3
+        assert pki.not_before(renewed) < natural - 10  # well before it would have by itself
