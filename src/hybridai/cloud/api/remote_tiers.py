@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Body, Request, Response
+from pydantic import ValidationError
 
 from hybridai.cloud.auth import cloud_of, require
 from hybridai.cloud.models import remote_tiers
@@ -13,8 +15,15 @@ from hybridai.cloud.remote_tier import RemoteTiers
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.names import InvalidName, check_name
 from hybridai.protocol.remote import RemoteTier, RemoteTierInfo
+from hybridai.serving.errors import validation_error
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {"application/json": {"schema": RemoteTier.model_json_schema()}},
+    }
+}
 
 
 def _tiers(request: Request) -> RemoteTiers:
@@ -50,11 +59,17 @@ def show_tier(name: str, request: Request) -> RemoteTierInfo:
         return _with_state(request, remote_tiers.get_remote_tier(session, _name(name)))
 
 
-@router.put("/models/{name}/remote")
-async def set_tier(name: str, body: RemoteTier, request: Request) -> RemoteTierInfo:
+@router.put("/models/{name}/remote", openapi_extra=_BODY)
+async def set_tier(
+    name: str, request: Request, raw: Annotated[dict[str, Any], Body()]
+) -> RemoteTierInfo:
     """Serve ``name`` from a remote v2 server (this replica at once, others within 5 s)."""
-    who = require(request, "operate")
+    who = require(request, "operate")  # before the body: a viewer learns nothing from a 400
     ctx, checked = cloud_of(request), _name(name)
+    try:
+        body = RemoteTier.model_validate(raw)
+    except ValidationError as exc:
+        raise validation_error(exc.errors(include_url=False)) from None
 
     def store() -> RemoteTierInfo:
         with ctx.session() as session:
