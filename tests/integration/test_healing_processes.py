@@ -8,6 +8,7 @@ well again (the alert resolved, the action's orders lifted).
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -163,3 +164,30 @@ def test_a_certificate_near_its_end_is_renewed_at_once(tmp_path: Path) -> None:
         renewed = pki.load_cert(cert_file.read_bytes())
         natural = pki.not_after(first) - (pki.not_after(first) - pki.not_before(first)) / 3
         assert pki.not_before(renewed) < natural - 10  # well before it would have by itself
+
+
+LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")
+
+
+def test_a_silent_device_and_a_skewed_clock_alert_and_are_left_to_people(tmp_path: Path) -> None:
+    """No rule acts on them (the cloud cannot reach a silent device or set a clock)."""
+    if not LIBFAKETIME.exists():
+        missing = "libfaketime is missing: apt-get install faketime (make test installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(missing)
+        pytest.skip(missing)
+    skewed = {**EDGE, "LD_PRELOAD": str(LIBFAKETIME), "FAKETIME": "+120",
+              "FAKETIME_DONT_FAKE_MONOTONIC": "1"}  # fmt: skip
+    with local_fleet(tmp_path, FAST_ALERTS) as fleet:
+        fleet.start_edge("gw-1", "north", env=EDGE)
+        fleet.start_edge("gw-2", "north", env=skewed)
+        skew, skew_s = _wait_alert(fleet, "clock_skew", "gw-2")
+        assert skew["evidence"]["value"] > 100
+        fleet.kill("gw-1")
+        silent, silent_s = _wait_alert(fleet, "device_silent", "gw-1")
+        assert silent["severity"] == "critical"
+        for alert in (skew, silent):
+            assert all(a["state"] != "done" for a in _actions(fleet, alert["alert_id"]).values())
+        fleet.start_edge("gw-1", "north", env=EDGE)
+        wait_for("gw-1 back", lambda: _resolved(fleet, silent["alert_id"]), HEALED_WITHIN_S)
+        print(f"clock skew alert after {skew_s:.1f} s, silence after {silent_s:.1f} s")
