@@ -9,7 +9,8 @@ aborted rollout brings the old version back. Their reactions are a model of the 
 ones are tested with real processes in tests/integration/test_healing_processes.py.
 
 Metrics per fault F: ``F.alert_s`` (fault injected -> alert firing) and ``F.healed_s`` (alert
-firing -> alert resolved); ``false_alerts_per_hour`` over a steady run.
+firing -> alert resolved; for a slowed cloud link, which the platform cannot mend, alert firing
+-> the device answers at the edge); ``false_alerts_per_hour`` over a steady run.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class SimEdge:
     oldest_s: float = 0.0
     uptime: float = 0.0
     reloaded: set[str] = field(default_factory=set)
+    at_edge: bool = False  # a healing order keeps its model off the (slow) cloud
 
     def report(self, cloud: Cloud) -> StatusReport:
         desired = device_desired(cloud, self.device_id)
@@ -62,6 +64,7 @@ class SimEdge:
                 if order not in self.reloaded:  # the edge loads the model anew
                     self.reloaded.add(order)
                     self.faults.discard("model")
+        self.at_edge = orders is not None and orders.placement.get("pm") == "edge"
         self.uptime += HEARTBEAT
         new = 100
         self.requests += new
@@ -79,6 +82,8 @@ class SimEdge:
             self.oldest_s + HEARTBEAT if window_closed else float(self.rng.uniform(0, 3))
         )
         state = "failed" if "model" in self.faults else "ready"
+        # its estimate of a small cloud call (probes keep it fresh while nothing is escalated)
+        cloud_ms = float(self.rng.normal(30.0, 2.0)) + (200.0 if "slow_link" in self.faults else 0)
         body: dict[str, Any] = {
             "device_id": self.device_id,
             "agent_version": "sim",
@@ -96,6 +101,7 @@ class SimEdge:
                 {"name": "pm", "version": version, "requests": self.requests,
                  "errors": self.failed, "p99_ms": float(self.rng.normal(40.0, 3.0))}
             ],
+            "estimates": {"edge_ms.pm": 4.0, "cloud_ms.pm": cloud_ms},
         }  # fmt: skip
         return StatusReport.model_validate(body)
 
@@ -171,16 +177,17 @@ def _onnx() -> bytes:
     return bytes(onx.SerializeToString())
 
 
-FAULTS = ("model", "backlog", "stalled_sync", "bad_rollout", "clock", "silent")
+FAULTS = ("model", "backlog", "stalled_sync", "bad_rollout", "slow_link", "clock", "silent")
 KIND = {
     "model": "model_unhealthy",
     "backlog": "backlog_growth",
     "stalled_sync": "sync_stopped",
     "bad_rollout": "error_rate",
+    "slow_link": "cloud_link_slow",
     "clock": "clock_skew",
     "silent": "device_silent",
 }
-HEALS = {"model", "backlog", "stalled_sync", "bad_rollout"}  # the others need a person
+HEALS = {"model", "backlog", "stalled_sync", "bad_rollout", "slow_link"}  # the others need a person
 
 
 def _inject(sim: SimFleet, fault: str) -> None:
@@ -202,8 +209,8 @@ def _inject(sim: SimFleet, fault: str) -> None:
             request = RolloutRequest(model="pm", version="2", canary_share=1.0, soak_s=36000)
             rollout.start(session, request, "bench", sim.now)
         edge.faults.add("errors")
-    elif fault == "clock":
-        edge.faults.add("clock")
+    elif fault in ("clock", "slow_link"):
+        edge.faults.add(fault)
     elif fault == "silent":
         sim.silent.add("gw-2")
 
@@ -231,6 +238,8 @@ def run_fault(fault: str, onnx: bytes, now: float, seed: int) -> tuple[float, fl
                 return fired - start, None
             for _ in range(30):
                 sim.tick()
+                if fault == "slow_link" and sim.edges["gw-2"].at_edge:
+                    return fired - start, sim.now - fired  # the link stays slow
                 if sim.resolved(alert_id):
                     return fired - start, sim.now - fired
             return fired - start, float("inf")

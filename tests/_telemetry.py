@@ -40,6 +40,8 @@ class FakeEdge:
         else:  # a drain every few reports
             self.backlog = int(rng.integers(0, 120))
         p99 = float(rng.normal(40.0, 3.0)) + (120.0 if "latency" in self.faults else 0.0)
+        # the edge's estimate of a small cloud call: WAN round trip plus the cloud's service
+        cloud_ms = float(rng.normal(30.0, 2.0)) + (200.0 if "slow_link" in self.faults else 0.0)
         body: dict[str, Any] = {
             "device_id": self.device_id,
             "agent_version": "t",
@@ -69,6 +71,7 @@ class FakeEdge:
                     "p99_ms": p99,
                 }
             ],
+            "estimates": {"edge_ms.pm": float(rng.normal(4.0, 0.3)), "cloud_ms.pm": cloud_ms},
             "drift": {
                 "pm": {
                     "version": "1",

@@ -9,13 +9,16 @@ well again (the alert resolved, the action's orders lifted).
 from __future__ import annotations
 
 import os
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from _fleet import MODEL, STREAMS, Feeder, local_fleet, upload_and_deploy
+from _fleet import MODEL, STREAMS, Feeder, infer, local_fleet, upload_and_deploy
 from hybridai.demo.fleet import LocalFleet, wait_for
 from hybridai.link import pki
 
@@ -164,6 +167,67 @@ def test_a_certificate_near_its_end_is_renewed_at_once(tmp_path: Path) -> None:
         renewed = pki.load_cert(cert_file.read_bytes())
         natural = pki.not_after(first) - (pki.not_after(first) - pki.not_before(first)) / 3
         assert pki.not_before(renewed) < natural - 10  # well before it would have by itself
+
+
+@contextmanager
+def _traffic(url: str) -> Iterator[list[dict[str, Any]]]:
+    """Requests to the edge one after another, as a line feeding it would; their parameters."""
+    seen: list[dict[str, Any]] = []
+    stop = threading.Event()
+
+    def run() -> None:
+        while not stop.is_set():
+            response = infer(url)
+            if response.status_code == 200:
+                seen.append(response.json()["parameters"])
+            stop.wait(0.05)
+
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    try:
+        yield seen
+    finally:
+        stop.set()
+        worker.join(30)
+
+
+def test_a_slowed_cloud_link_sends_the_model_to_the_edge_and_back(
+    tmp_path: Path, classifier_onnx: bytes
+) -> None:
+    # Every answer is escalated (a margin never reaches 2): the model leans on the cloud
+    cascade = {"kind": "cascade", "cascade": {"measure": "margin", "threshold": 2.0}}
+    edge_env = {**EDGE, "HYBRIDAI_EDGE_PROBE_INTERVAL_S": "0.3"}
+    with local_fleet(tmp_path, FAST_ALERTS) as fleet:
+        version = upload_and_deploy(fleet, classifier_onnx)
+        fleet.call("PUT", f"/api/v1/deployments/{MODEL}",
+                   json={"name": MODEL, "version": version, "policy": cascade})  # fmt: skip
+        edge = fleet.start_edge("gw-1", "north", env=edge_env)
+        wait_for("gw-1 to serve the model", lambda: fleet.serving(MODEL, version), 60)
+        with _traffic(edge.url) as seen:
+            wait_for("escalations", lambda: len(seen) > 5 and seen[-1]["placement"] == "cloud", 30)
+            time.sleep(15)  # the detectors' history of a healthy link
+            assert _firing(fleet, "cloud_link_slow", "gw-1") is None
+            fleet.links["gw-1"].delay_s = 0.1  # the fault: ~0.2 s more per round trip
+            alert, alert_s = _wait_alert(fleet, "cloud_link_slow", "gw-1")
+            assert alert["subject"]["model"] == MODEL
+            assert alert["evidence"]["value"] - alert["evidence"]["baseline"] >= 50
+            healing_started = time.monotonic()
+            wait_for(
+                "answers at the edge, not escalated",
+                lambda: seen[-1]["placement"] == "edge" and not seen[-1].get("escalated"),
+                HEALED_WITHIN_S,
+            )
+            healed_s = time.monotonic() - healing_started
+            action = _actions(fleet, alert["alert_id"])["edge-while-link-slow"]
+            assert action["state"] == "done" and action["changes"] == {"placement": {MODEL: "edge"}}
+            fleet.links["gw-1"].delay_s = 0.0  # the link is fast again
+            wait_for("the alert to resolve", lambda: _resolved(fleet, alert["alert_id"]),
+                     HEALED_WITHIN_S)  # fmt: skip
+            wait_for("escalations again", lambda: seen[-1]["placement"] == "cloud",
+                     HEALED_WITHIN_S)  # fmt: skip
+        ended = _actions(fleet, alert["alert_id"])["edge-while-link-slow"]
+        assert not ended["active"] and ended["ended_at"] is not None
+        print(f"slow link: alert after {alert_s:.1f} s, healed {healed_s:.1f} s later")
 
 
 LIBFAKETIME = Path("/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1")

@@ -210,6 +210,35 @@ def test_a_stalled_sync_alerts_and_raises_sync(synthetic: Fleet) -> None:
     assert device_desired(synthetic.cloud, "gw-1").settings.batch_max_wait_s == 0.0
 
 
+def test_a_slow_cloud_link_sends_the_model_to_the_edge_until_it_is_fast_again(
+    synthetic: Fleet,
+) -> None:
+    synthetic.edges["gw-1"].faults.add("slow_link")
+    synthetic.tick(3)
+    (alert,) = synthetic.alerts_firing("gw-1")
+    assert alert.kind == "cloud_link_slow" and alert.subject.model == "pm"
+    assert alert.evidence["value"] > alert.evidence["baseline"] + 150
+    action = synthetic.done()["edge-while-link-slow"]
+    assert action.alert_id == alert.alert_id and action.changes == {"placement": {"pm": "edge"}}
+    orders = device_desired(synthetic.cloud, "gw-1").settings.healing
+    assert orders is not None and orders.placement == {"pm": "edge"}
+    assert device_desired(synthetic.cloud, "gw-2").settings.healing is None
+    synthetic.edges["gw-1"].faults.clear()  # the link is fast again: the model goes back
+    synthetic.tick(4)
+    assert synthetic.alerts_firing("gw-1") == []
+    assert device_desired(synthetic.cloud, "gw-1").settings.healing is None
+
+
+def test_a_model_the_device_cannot_answer_is_not_sent_to_the_edge(synthetic: Fleet) -> None:
+    synthetic.edges["gw-2"].faults.update({"slow_link", "model"})  # slow link, pm failed
+    synthetic.tick(3)
+    actions = {a.rule: a for a in synthetic.actions()}
+    skipped = actions["edge-while-link-slow"]
+    assert skipped.state == "skipped" and "not ready at the device" in skipped.detail
+    orders = device_desired(synthetic.cloud, "gw-2").settings.healing
+    assert orders is not None and orders.placement == {"pm": "cloud"}  # cloud-while-unhealthy
+
+
 def test_rate_limits_hold_per_subject_and_fleet_wide(synthetic: Fleet) -> None:
     edge = synthetic.edges["gw-2"]
     for _ in range(5):  # the alert fires, resolves, fires again: a new alert each time

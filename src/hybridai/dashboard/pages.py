@@ -211,6 +211,7 @@ def _device(request: Request, who: Principal) -> HTMLResponse:
 MODEL_CHARTS = (
     ("latency_p99_ms", "p99 latency", " ms"),
     ("escalation_rate", "escalation rate", ""),
+    ("cloud_latency_ms", "cloud round trip", " ms"),
 )
 MAX_ROWS = 100  # alerts and conditions shown on a page (the count says how many more)
 

@@ -63,6 +63,8 @@ def rules(
              per_report=True, what="clock skew (s)"),
         Rule("model_unhealthy", "models_failed", "critical", 0.5, per_report=True,
              what="failed models"),
+        Rule("cloud_link_slow", "cloud_latency_ms", "warning", min_delta=50.0,
+             what="cloud round trip (ms)"),
         Rule("sync_stopped", "oldest_unsynced_age_s", "warning", sync_stalled_s, per_report=True,
              what="oldest unsynced record age (s)"),
     ]  # fmt: skip

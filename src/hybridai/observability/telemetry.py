@@ -28,7 +28,9 @@ METRICS = (
     "latency_p99_ms",
     "escalation_rate",
     "drift_psi",
+    "cloud_latency_ms",
 )
+CLOUD_ESTIMATE = "cloud_ms."  # a report's estimate of a cloud call per model, small request
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,9 @@ def report_points(report: StatusReport, previous: StatusReport | None) -> list[P
             rate = _rate(health.errors, old.errors, health.requests, old.requests)
             if rate is not None:
                 out.append(Point("error_rate", health.name, rate))
+    for key, value in report.estimates.items():
+        if key.startswith(CLOUD_ESTIMATE):  # the link and the cloud as this device sees them
+            out.append(Point("cloud_latency_ms", key.removeprefix(CLOUD_ESTIMATE), value))
     for model, drift in report.drift.items():
         if drift.window:
             out.append(Point("drift_psi", model, drift.psi_max))

@@ -27,6 +27,7 @@ AlertKind = Literal[
     "device_silent",
     "model_unhealthy",
     "sync_stopped",
+    "cloud_link_slow",
 ]
 ActionState = Literal["done", "failed", "reverted", "skipped"]
 # What a self-healing rule can do (``observability.healing``, ``cloud.operations.healing``)

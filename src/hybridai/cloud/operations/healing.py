@@ -90,6 +90,12 @@ def _route(session: Session, alert: Alert, where: str) -> Outcome:
     models = _models(session, alert)
     if not models:
         return _skip("no model to route: the alert names none and the device reports none failed")
+    if where == "edge":  # only what the device can answer itself; the rest keeps its cloud
+        report = _report(session, alert.subject.device_id)
+        ready = {m.name for m in report.models if m.state == "ready"} if report else set()
+        if not ready & set(models):
+            return _skip(f"{', '.join(models)} not ready at the device: nothing to answer there")
+        models = sorted(ready & set(models))
     placement = {m: where for m in models}
     return Outcome(
         "done",
