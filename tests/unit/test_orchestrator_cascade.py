@@ -11,6 +11,7 @@ from hybridai.orchestrator.cascade import (
     entropy_confidence,
     margin,
     max_probability,
+    spread_confidence,
 )
 
 MEASURES = [max_probability, margin, entropy_confidence]
@@ -75,3 +76,40 @@ def test_rule_for_anomaly_scores():
 def test_bad_probability_shapes_are_refused():
     with pytest.raises(ValueError):
         margin([1.0])
+
+
+def test_measures_rank_five_class_answers_differently():
+    """Margin ignores the tail, entropy weighs it: the measures are not interchangeable."""
+    peaked_tail = [0.5, 0.45, 0.05, 0.0, 0.0]  # two contenders, nothing else
+    flat_tail = [0.5, 0.2, 0.1, 0.1, 0.1]  # one leader over a spread-out tail
+    assert margin(flat_tail)[0] > margin(peaked_tail)[0]
+    assert entropy_confidence(peaked_tail)[0] > entropy_confidence(flat_tail)[0]
+    assert max_probability(peaked_tail)[0] == pytest.approx(max_probability(flat_tail)[0])
+
+
+@pytest.mark.parametrize("measure", [Measure.MAX_PROB, Measure.MARGIN, Measure.ENTROPY])
+def test_rule_confidences_equal_the_measure_on_k_classes(measure):
+    rows = np.random.default_rng(0).dirichlet(np.ones(4), size=50)
+    expected = {
+        Measure.MAX_PROB: max_probability,
+        Measure.MARGIN: margin,
+        Measure.ENTROPY: entropy_confidence,
+    }[measure](rows)
+    assert CascadeRule(measure).confidences(rows) == pytest.approx(expected)
+
+
+def test_spread_confidence_for_quantiles_and_ensembles():
+    quantiles = [[1.0, 1.2], [0.0, 3.0], [5.0, 5.0]]  # (q10, q90) per row
+    assert spread_confidence(quantiles, band=2.0) == pytest.approx([0.9, 0.0, 1.0])
+    members = [[2.0, 2.1, 1.9], [0.0, 1.0, 0.5]]  # three ensemble members per row
+    assert spread_confidence(members, band=1.0) == pytest.approx([0.8, 0.0])
+    rule = CascadeRule(Measure.SPREAD, threshold=0.5, band=2.0)
+    assert not escalate(rule.confidence([[1.0, 1.2]]), rule.threshold)
+    assert escalate(rule.confidence([[1.0, 1.2], [0.0, 3.0]]), rule.threshold)
+
+
+def test_spread_refuses_one_answer_per_row_and_a_zero_band():
+    with pytest.raises(ValueError, match="two answers"):
+        spread_confidence([[1.0], [2.0]], band=1.0)
+    with pytest.raises(ValueError, match="band"):
+        spread_confidence([[1.0, 2.0]], band=0.0)

@@ -10,6 +10,10 @@ Classifier measures take class probabilities (one row, or a batch of rows):
 - ``entropy``: 1 - normalised Shannon entropy, which also weighs the tail classes.
 Anomaly scores use ``band``: the distance of the score from its decision threshold, relative to
 a band around it; a score at the threshold is coin-flip, beyond the band it is sure.
+Regression answers use ``spread``: each row holds the model's predicted quantiles (e.g. q10 and
+q90) or the answers of an ensemble's members, and confidence is 1 - (max - min) / ``band``, so a
+wide interval or a split ensemble escalates first. Whatever the measure, ``confidences`` is the
+one function calibration and the live edge both call, so they rank answers identically.
 """
 
 from __future__ import annotations
@@ -67,6 +71,22 @@ def band_confidence(scores: npt.ArrayLike, threshold: float, band: float) -> Flo
     return np.clip(np.abs(values - threshold) / band, 0.0, 1.0)
 
 
+def spread_confidence(answers: npt.ArrayLike, band: float) -> FloatArray:
+    """1 - (max - min) / band per row, floored at 0: a narrow interval or an agreeing ensemble.
+
+    ``answers`` is (n, m): per row, m predicted quantiles or m ensemble members' answers (a 1-D
+    array is one row). ``band`` is the spread at which the answer is wholly unsure.
+    """
+    if band <= 0.0:
+        raise ValueError("band must be positive")
+    rows = np.atleast_2d(np.asarray(answers, dtype=np.float64))
+    if rows.ndim != 2 or rows.shape[1] < 2:
+        raise ValueError("spread needs at least two answers per row (quantiles or members)")
+    width = rows.max(axis=1) - rows.min(axis=1)
+    confidence: FloatArray = np.clip(1.0 - width / band, 0.0, 1.0)
+    return confidence
+
+
 _CLASSIFIER = {
     Measure.MAX_PROB: max_probability,
     Measure.MARGIN: margin,
@@ -87,7 +107,8 @@ class CascadeRule:
     """One model's cascade: its confidence measure and its calibrated threshold.
 
     For ``Measure.BAND`` the model outputs one anomaly score per row; ``score_threshold`` is
-    the score at which it calls an anomaly and ``band`` the half-width of the unsure zone.
+    the score at which it calls an anomaly and ``band`` the half-width of the unsure zone. For
+    ``Measure.SPREAD`` ``band`` is the spread at which a regression answer is wholly unsure.
     """
 
     measure: Measure = Measure.MARGIN
@@ -99,6 +120,8 @@ class CascadeRule:
         """Confidence per row of one model output (probabilities, or anomaly scores)."""
         if self.measure is Measure.BAND:
             return band_confidence(output, self.score_threshold, self.band)
+        if self.measure is Measure.SPREAD:
+            return spread_confidence(output, self.band)
         return _CLASSIFIER[self.measure](output)
 
     def confidence(self, output: Any) -> float:

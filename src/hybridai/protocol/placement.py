@@ -37,6 +37,7 @@ class Measure(StrEnum):
     MARGIN = "margin"
     ENTROPY = "entropy"
     BAND = "band"  # anomaly score vs its decision threshold
+    SPREAD = "spread"  # regression: width of a predicted interval or of an ensemble's answers
 
 
 class CascadeSpec(BaseModel):
@@ -44,7 +45,9 @@ class CascadeSpec(BaseModel):
 
     ``threshold`` is fitted by ``hybridai model calibrate`` (None: use the one stored with the
     model version). ``output`` names the output holding class probabilities (or, for ``band``,
-    anomaly scores); default: ``probabilities``, else the model's last output.
+    anomaly scores; for ``spread``, per row the predicted quantiles or the ensemble members'
+    answers); default: ``probabilities``, else the model's last output. ``band`` is also the
+    spread at which a regression answer counts as wholly unsure.
     """
 
     measure: Measure = Measure.MARGIN
