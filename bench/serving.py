@@ -8,11 +8,17 @@
 - the edge's idle RSS with the demo models loaded;
 - record ingest: ``POST /api/v1/streams/{stream}/records`` with 1,000-record bodies (JSON and
   Arrow IPC, every record new) by wrk, over raw SQLite ``executemany`` of the same records with
-  the edge store's durability (WAL, synchronous=FULL, one transaction per batch), same run;
+  the edge store's durability (WAL, synchronous=FULL, one transaction per 1,000-record body;
+  each record's JSON as a row), for as long as each HTTP run, rounds alternated (JSON, raw,
+  Arrow), medians. The edge's sync to the cloud is held (a closed sync window) while ingest is
+  measured: the figure is the ingest face's, not the uploader's competing for the two cores;
 - what the other serving modules measure (binary tensors, gRPC, batching, a remote tier),
   merged in when they are present.
 
-Usage: python bench/serving.py [--quick]
+Usage: python bench/serving.py [--quick] [--only infer|ingest]
+
+``--only`` measures one face and updates only its keys in ``results/serving.json`` (the other
+keys stay as their last run left them; ``notes.parts`` says when each part was measured).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -32,7 +39,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _wrk
-from _common import median, show, sqlite_rate, write
+from _common import RESULTS, median, show, write
 from infer import demo_models, http_rps, infer_body, plant_records, rss_mb
 
 from hybridai.demo.fleet import LocalFleet, wait_for
@@ -42,6 +49,7 @@ from hybridai.edge.ingest.formats import ARROW, JSON, encode_arrow
 
 CONNECTIONS = 8
 INGEST_BATCH = 1000
+PARTS = ("infer", "ingest")
 OTHER_MODULES = ("serving_binary", "serving_grpc", "serving_batching", "serving_remote")
 TARGETS = {
     "edge_vs_bare_rps_ratio": ">= 0.9",
@@ -137,10 +145,32 @@ def ingest_bodies(work: Path, name: str, first: int, count: int) -> list[Path]:
     return paths
 
 
-def sqlite_floor(work: Path, body_files: list[Path], round_no: int) -> float:
-    """Raw SQLite executemany of the same records, the edge store's durability."""
-    batches = [json.loads(p.read_bytes())["records"] for p in body_files]
-    return sqlite_rate(work / f"raw-{round_no}.db", batches)
+def sqlite_floor(work: Path, body_files: list[Path], round_no: int, seconds: float) -> float:
+    """Raw SQLite ``executemany`` of the same records with the edge store's durability.
+
+    WAL, synchronous=FULL, one transaction (one fsync) per 1,000-record body, each record's
+    JSON as a row; bodies in turn for ``seconds`` (as long as an HTTP run). The bodies are
+    parsed outside the timed part: the floor is SQLite's, not the JSON parser's.
+    """
+    db = sqlite3.connect(work / f"raw-{round_no}.db")
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE IF NOT EXISTS r (id INTEGER PRIMARY KEY, ts REAL, payload TEXT)")
+    stored, elapsed = 0, 0.0
+    for body_file in body_files:
+        batch = json.loads(body_file.read_bytes())["records"]
+        started = time.perf_counter()
+        with db:
+            db.executemany(
+                "INSERT INTO r (ts, payload) VALUES (?, ?)",
+                [(r["ts"], json.dumps(r, separators=(",", ":"))) for r in batch],
+            )
+        elapsed += time.perf_counter() - started
+        stored += len(batch)
+        if elapsed >= seconds:
+            break
+    db.close()
+    return stored / elapsed
 
 
 def ingest_rate(url: str, headers: dict[str, str], files: list[Path], seconds: float) -> float:
@@ -176,106 +206,71 @@ def others(quick: bool) -> tuple[dict[str, Any], dict[str, str]]:
     return merged, status
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a smoke run, under a minute")
-    args = parser.parse_args()
-    rounds, seconds, ingest_s, n_bodies = (1, 3.0, 2.0, 500) if args.quick else (5, 8.0, 3.0, 800)
-
+def measure_infer(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The v2 face against the bare endpoint, and the edge's idle RSS."""
+    rounds, seconds = (1, 3.0) if quick else (5, 8.0)
     edge_runs: list[_wrk.WrkRun] = []
     bare_runs: list[_wrk.WrkRun] = []
     python_bare: list[float] = []
-    json_rates: list[float] = []
-    arrow_rates: list[float] = []
-    raw_rates: list[float] = []
     placements: dict[str, int] = {}
-    with tempfile.TemporaryDirectory(prefix="hybridai-bench-") as tmp:
-        work = Path(tmp)
-        models = demo_models(work)
-        (work / "edge.onnx").write_bytes(models["edge"])
-        one_tick = plant_records(1)[0]
-        rows = np.asarray([[r[f] for f in FEATURES] for r in one_tick], dtype=np.float32)
-        body: dict[str, Any] = infer_body(rows)
-        body.pop("parameters")  # the full placement path: no hint, the model's policy decides
-        payload = json.dumps(body).encode()
-        bare, bare_url = serve_bare(work / "edge.onnx")
-        fleet, edge = start_edge(work, models)
-        try:
-            edge_url, auth = _wrk.split_credentials(edge.url)
-            with httpx.Client(headers=auth, timeout=10) as http:
-                for _ in range(200):  # warm both; the router learns its estimates
-                    reply = http.post(f"{edge_url}/v2/models/pm/infer", content=payload)
-                    reply.raise_for_status()
-                    where = reply.json()["parameters"]["placement"]
-                    placements[where] = placements.get(where, 0) + 1
-                    http.post(f"{bare_url}/v2/models/pm/infer", content=payload)
-            time.sleep(1.0)
-            idle_rss = rss_mb(edge.process.pid)
-            headers = {"Content-Type": "application/json", **auth}
-            for _ in range(rounds):  # alternated: drifts in machine load hit both alike
-                edge_runs.append(
-                    _wrk.run(
-                        f"{edge_url}/v2/models/pm/infer",
-                        body=payload,
-                        headers=headers,
-                        seconds=seconds,
-                        connections=CONNECTIONS,
-                    )
+    models = demo_models(work)
+    (work / "edge.onnx").write_bytes(models["edge"])
+    one_tick = plant_records(1)[0]
+    rows = np.asarray([[r[f] for f in FEATURES] for r in one_tick], dtype=np.float32)
+    body: dict[str, Any] = infer_body(rows)
+    body.pop("parameters")  # the full placement path: no hint, the model's policy decides
+    payload = json.dumps(body).encode()
+    bare, bare_url = serve_bare(work / "edge.onnx")
+    fleet, edge = start_edge(work, models)
+    try:
+        edge_url, auth = _wrk.split_credentials(edge.url)
+        with httpx.Client(headers=auth, timeout=10) as http:
+            for _ in range(200):  # warm both; the router learns its estimates
+                reply = http.post(f"{edge_url}/v2/models/pm/infer", content=payload)
+                reply.raise_for_status()
+                where = reply.json()["parameters"]["placement"]
+                placements[where] = placements.get(where, 0) + 1
+                http.post(f"{bare_url}/v2/models/pm/infer", content=payload)
+        time.sleep(1.0)
+        idle_rss = rss_mb(edge.process.pid)
+        headers = {"Content-Type": "application/json", **auth}
+        for _ in range(rounds):  # alternated: drifts in machine load hit both alike
+            edge_runs.append(
+                _wrk.run(
+                    f"{edge_url}/v2/models/pm/infer",
+                    body=payload,
+                    headers=headers,
+                    seconds=seconds,
+                    connections=CONNECTIONS,
                 )
-                bare_runs.append(
-                    _wrk.run(
-                        f"{bare_url}/v2/models/pm/infer",
-                        body=payload,
-                        headers=headers,
-                        seconds=seconds,
-                        connections=CONNECTIONS,
-                    )
+            )
+            bare_runs.append(
+                _wrk.run(
+                    f"{bare_url}/v2/models/pm/infer",
+                    body=payload,
+                    headers=headers,
+                    seconds=seconds,
+                    connections=CONNECTIONS,
                 )
-                python_bare.append(http_rps(bare_url, body, min(seconds, 3.0)))
-            bare.terminate()
-            first = 0
-            for r in range(rounds):
-                for name, media, rates in (
-                    ("json", JSON, json_rates),
-                    ("arrow", ARROW, arrow_rates),
-                ):
-                    files = ingest_bodies(work, name, first, n_bodies)
-                    first += n_bodies
-                    rates.append(
-                        ingest_rate(edge_url, {"Content-Type": media, **auth}, files, ingest_s)
-                    )
-                    if name == "json":
-                        raw_rates.append(sqlite_floor(work, files[:50], r))
-                    for path in files:
-                        path.unlink()
-        finally:
-            bare.terminate()
-            bare.wait(10)
-            fleet.close()
-        other_metrics, other_status = others(args.quick)
-
+            )
+            python_bare.append(http_rps(bare_url, body, min(seconds, 3.0)))
+    finally:
+        bare.terminate()
+        bare.wait(10)
+        fleet.close()
     edge_rps = median([r.rps for r in edge_runs])
     bare_rps = median([r.rps for r in bare_runs])
-    edge_p50 = median([r.p50_ms for r in edge_runs])
-    bare_p50 = median([r.p50_ms for r in bare_runs])
-    floor = median(raw_rates)
     metrics: dict[str, Any] = {
         "edge_rps": round(edge_rps, 1),
         "bare_rps": round(bare_rps, 1),
         "edge_vs_bare_rps_ratio": round(edge_rps / bare_rps, 3),
-        "edge_p50_ms": round(edge_p50, 3),
-        "bare_p50_ms": round(bare_p50, 3),
+        "edge_p50_ms": round(median([r.p50_ms for r in edge_runs]), 3),
+        "bare_p50_ms": round(median([r.p50_ms for r in bare_runs]), 3),
         "edge_p99_ms": round(median([r.p99_ms for r in edge_runs]), 3),
         "bare_p99_ms": round(median([r.p99_ms for r in bare_runs]), 3),
         "python_client_bare_rps": round(median(python_bare), 1),
         "client_saturates_bare": bool(bare_rps > median(python_bare)),
         "edge_rss_mb": round(idle_rss, 1),
-        "http_ingest_json_records_per_s": round(median(json_rates), 0),
-        "http_ingest_arrow_records_per_s": round(median(arrow_rates), 0),
-        "sqlite_raw_records_per_s": round(floor, 0),
-        "http_ingest_json_ratio": round(median(json_rates) / floor, 3),
-        "http_ingest_arrow_ratio": round(median(arrow_rates) / floor, 3),
-        **other_metrics,
     }
     notes = {
         "rounds": rounds,
@@ -287,15 +282,106 @@ def main() -> None:
         "warm_up_placements": placements,
         "edge_rps_rounds": [round(r.rps, 1) for r in edge_runs],
         "bare_rps_rounds": [round(r.rps, 1) for r in bare_runs],
-        "ingest": "1,000-record bodies, every record new; raw SQLite: WAL, synchronous=FULL",
+    }
+    return metrics, notes
+
+
+def closed_sync_window() -> str:
+    """A local-time sync window that opens hours from now: bulk sync holds while we measure."""
+    opens = time.localtime(time.time() + 3 * 3600)
+    closes = time.localtime(time.time() + 4 * 3600)
+    return f"{opens.tm_hour:02d}:00-{closes.tm_hour:02d}:00"
+
+
+def measure_ingest(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The ingest face (JSON, Arrow IPC) against raw SQLite, rounds alternated."""
+    rounds, seconds, n_bodies = (2, 2.0, 600) if quick else (5, 3.0, 900)
+    json_rates: list[float] = []
+    arrow_rates: list[float] = []
+    raw_rates: list[float] = []
+    fleet = LocalFleet(work)
+    try:
+        fleet.start_cloud()
+        edge = fleet.start_edge(
+            "edge-1", "plant-a", env={"HYBRIDAI_EDGE_SYNC_WINDOW": closed_sync_window()}
+        )
+        fleet.wait_enrolled(1)
+        edge_url, auth = _wrk.split_credentials(edge.url)
+        first = 0
+        for r in range(rounds):  # alternated: drifts in machine load hit all three alike
+            for name, media, rates in (("json", JSON, json_rates), ("arrow", ARROW, arrow_rates)):
+                files = ingest_bodies(work, name, first, n_bodies)
+                first += n_bodies
+                headers = {"Content-Type": media, **auth}
+                rates.append(ingest_rate(edge_url, headers, files, seconds))
+                if name == "json":
+                    raw_rates.append(sqlite_floor(work, files, r, seconds))
+                for path in files:
+                    path.unlink()
+    finally:
+        fleet.close()
+    floor = median(raw_rates)
+    metrics = {
+        "http_ingest_json_records_per_s": round(median(json_rates), 0),
+        "http_ingest_arrow_records_per_s": round(median(arrow_rates), 0),
+        "sqlite_raw_records_per_s": round(floor, 0),
+        "http_ingest_json_ratio": round(median(json_rates) / floor, 3),
+        "http_ingest_arrow_ratio": round(median(arrow_rates) / floor, 3),
+    }
+    notes = {
+        "ingest": "1,000-record bodies, every record new, wrk -t1 -c2; raw SQLite: WAL, "
+        "synchronous=FULL, executemany, one transaction per body, each record's JSON as a row, "
+        "as long as each HTTP run; rounds alternated JSON, raw, Arrow; medians; the edge's "
+        "bulk sync held by a closed sync window while measuring",
+        "ingest_rounds": rounds,
+        "ingest_seconds_per_run": seconds,
         "ingest_json_rounds": [round(x) for x in json_rates],
         "ingest_arrow_rounds": [round(x) for x in arrow_rates],
         "sqlite_raw_rounds": [round(x) for x in raw_rates],
-        "targets": TARGETS,
-        "other_modules": other_status,
     }
+    return metrics, notes
+
+
+def last_results() -> dict[str, Any]:
+    """What the last run wrote (``--only`` keeps the other part's figures from it)."""
+    try:
+        last: dict[str, Any] = json.loads((RESULTS / "serving.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return last
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a smoke run, under a minute")
+    parser.add_argument(
+        "--only", choices=PARTS, help="measure one face; keep the other's last figures"
+    )
+    args = parser.parse_args()
+    parts = [args.only] if args.only else list(PARTS)
+    metrics: dict[str, Any] = {}
+    notes: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="hybridai-bench-") as tmp:
+        for part in parts:
+            work = Path(tmp) / part
+            work.mkdir()
+            measure = measure_infer if part == "infer" else measure_ingest
+            part_metrics, part_notes = measure(work, args.quick)
+            metrics.update(part_metrics)
+            notes.update(part_notes)
+    if "infer" in parts:
+        other_metrics, other_status = others(args.quick)
+        metrics.update(other_metrics)
+        notes["other_modules"] = other_status
+    when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    if args.only:
+        last = last_results()
+        metrics = {**last.get("metrics", {}), **metrics}
+        notes = {**last.get("notes", {}), **notes}
+    notes["parts"] = {**notes.get("parts", {}), **dict.fromkeys(parts, when)}
+    notes["targets"] = TARGETS
     title = "bench/serving" + (" (quick)" if args.quick else "")
-    show(title, {k: v for k, v in metrics.items()})
+    show(title, dict(metrics.items()))
     for key, target in TARGETS.items():
         print(f"  target {key}: {target}  (measured {metrics.get(key)})")
     print(write("serving", args.quick, metrics, notes))
