@@ -12,7 +12,6 @@ import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import pyarrow as pa
 from fastapi import Depends, FastAPI, Request, Response
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
@@ -52,6 +51,8 @@ def _decode_and_write(
     agent: EdgeAgent, stream: str, content_type: str | None, body: bytes
 ) -> AppendResult:
     """Decode a batch body (JSON, MessagePack or Arrow IPC) and store it; off the event loop."""
+    import pyarrow as pa
+
     limits = formats.DecodeLimits(
         agent.settings.max_ingest_records, agent.settings.max_ingest_decoded_bytes
     )

@@ -12,11 +12,12 @@ Parquet type says all this by itself: no side metadata travels with a batch.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 MAX_DIGITS = 6
 PRECISION = 18
@@ -25,6 +26,9 @@ _LIMIT = float(2**53)
 
 def scaled(column: pa.ChunkedArray | pa.Array) -> pa.Array | None:
     """The column as ``decimal128(18, k)`` when that is exact, else None."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     if isinstance(column, pa.ChunkedArray):
         column = column.combine_chunks()
     values = column.fill_null(0.0).to_numpy(zero_copy_only=False).astype(np.float64)
@@ -46,6 +50,9 @@ def scaled(column: pa.ChunkedArray | pa.Array) -> pa.Array | None:
 
 def _floats(decimals: pa.Array) -> np.ndarray[Any, np.dtype[np.float64]]:
     """Decimal values as float64: their unscaled integers divided by ``10**scale``."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     scale = decimals.type.scale
     unit = pa.scalar(10**scale, pa.decimal128(PRECISION, 0))
     ints = pc.cast(pc.multiply(decimals, unit), pa.int64())
@@ -57,6 +64,8 @@ def _floats(decimals: pa.Array) -> np.ndarray[Any, np.dtype[np.float64]]:
 
 def restore(table: pa.Table) -> pa.Table:
     """Decimal columns back to the float64 they were (a table without any is returned as is)."""
+    import pyarrow as pa
+
     for index, field in enumerate(table.schema):
         if not pa.types.is_decimal(field.type):
             continue

@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 
 _DICTIONARY_BATCH, _RECORD_BATCH = 2, 3  # org.apache.arrow.flatbuf.MessageHeader
 
@@ -91,6 +94,8 @@ def _batch(header: _Table, body: pa.Buffer) -> tuple[int, int, int]:
 
 def measure(body: bytes) -> Extent:
     """Rows, longest field node and decoded bytes of an Arrow IPC stream, without decoding."""
+    import pyarrow as pa
+
     rows = longest = decoded = 0
     try:
         reader = pa.ipc.MessageReader.open_stream(pa.BufferReader(body))

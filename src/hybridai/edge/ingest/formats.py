@@ -18,15 +18,16 @@ stream over either limit is refused as ``TooLarge`` (HTTP 413).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import msgpack
-import pyarrow as pa
-import pyarrow.compute as pc
 from pydantic import BaseModel, ValidationError
 
 from hybridai.edge.ingest.arrow_bounds import ArrowBoundsError, measure
 from hybridai.protocol.sync import TIMESTAMP
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 JSON = "application/json"
 MSGPACK = "application/msgpack"
@@ -128,6 +129,8 @@ def _msgpack(body: bytes, limits: DecodeLimits) -> list[dict[str, Any]]:
 
 def _check_extent(body: bytes, limits: DecodeLimits) -> None:
     """Refuse a stream over the limits from its headers, before it is decompressed."""
+    import pyarrow as pa
+
     try:
         extent = measure(body)
     except (ArrowBoundsError, pa.ArrowInvalid, OSError) as exc:
@@ -146,6 +149,8 @@ def _check_extent(body: bytes, limits: DecodeLimits) -> None:
 
 
 def _arrow_table(body: bytes, limits: DecodeLimits) -> pa.Table:
+    import pyarrow as pa
+
     _check_extent(body, limits)
     try:
         table = pa.ipc.open_stream(pa.BufferReader(body)).read_all()
@@ -162,6 +167,9 @@ def _arrow_table(body: bytes, limits: DecodeLimits) -> pa.Table:
 
 
 def _ts_as_seconds(table: pa.Table) -> pa.Table:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     column = table.column(TIMESTAMP)
     unit = column.type.unit
     per_second = {"s": 1, "ms": 1e3, "us": 1e6, "ns": 1e9}[unit]
@@ -179,6 +187,8 @@ def encode_msgpack(records: list[dict[str, Any]]) -> bytes:
 
 def encode_arrow(records: list[dict[str, Any]]) -> bytes:
     """An Arrow IPC stream body holding ``records`` (for clients and tests)."""
+    import pyarrow as pa
+
     table = pa.Table.from_pylist(records)
     sink = pa.BufferOutputStream()
     with pa.ipc.new_stream(sink, table.schema) as writer:

@@ -13,9 +13,7 @@ import base64
 import threading
 import time
 from collections.abc import Iterable, Mapping
-from typing import Any
-
-import pyarrow as pa
+from typing import TYPE_CHECKING, Any
 
 from hybridai.edge.ingest.schema_columns import admit_table
 from hybridai.edge.ingest.schemas import SchemaRegistry, StreamSchema
@@ -23,6 +21,9 @@ from hybridai.edge.store import columns
 from hybridai.edge.store.edge_store import AppendResult, EdgeStore
 from hybridai.edge.store.records import check_stream
 from hybridai.protocol.streams import SchemaSpec
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 DEAD_LETTERS = "dead_letters"
 DEAD_LETTER_MAX_BYTES = 256 * 1024  # a bigger payload is kept truncated (and says so)

@@ -9,25 +9,35 @@ with ``schema.check``, which names the first record that breaks the schema and h
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
-
-import pyarrow as pa
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 from hybridai.edge.ingest.schemas import SchemaRegistry, SchemaViolation, StreamSchema, check
 from hybridai.edge.store.columns import JSON_TEXT, to_rows
 from hybridai.protocol.streams import FieldType
 from hybridai.protocol.sync import TIMESTAMP
 
-_COMPATIBLE: dict[str, tuple[pa.DataType, ...]] = {
-    "string": (pa.string(),),
-    "number": (pa.int64(), pa.float64()),
-    "integer": (pa.int64(),),
-    "boolean": (pa.bool_(),),
-}
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+
+@cache
+def _compatible() -> dict[str, tuple[pa.DataType, ...]]:
+    """The Arrow types whose every value has a declared field type."""
+    import pyarrow as pa
+
+    return {
+        "string": (pa.string(),),
+        "number": (pa.int64(), pa.float64()),
+        "integer": (pa.int64(),),
+        "boolean": (pa.bool_(),),
+    }
 
 
 def _kind(field: pa.Field) -> FieldType | None:
     """The schema type every value of a column has, or None when no single one does."""
+    import pyarrow as pa
+
     if field.metadata == JSON_TEXT:
         return None
     if pa.types.is_string(field.type):
@@ -75,7 +85,7 @@ def check_table(
             if schema.closed or kind is None:
                 return by_record()
             fields[name] = kind
-        elif field.metadata == JSON_TEXT or field.type not in _COMPATIBLE[declared]:
+        elif field.metadata == JSON_TEXT or field.type not in _compatible()[declared]:
             return by_record()
     if fields == schema.fields:
         return None

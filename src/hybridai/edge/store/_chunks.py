@@ -17,10 +17,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from hybridai.edge.store._dedup import Hashes
 from hybridai.edge.store._sqlite import bump_stream
@@ -28,13 +28,22 @@ from hybridai.edge.store.columns import U64
 from hybridai.edge.store.crypto import PayloadCipher
 from hybridai.protocol.sync import TIMESTAMP
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 CHUNK_OVERHEAD = 128  # the row, its index entries and the batch framing, roughly
-_IPC = pa.ipc.IpcWriteOptions(compression="zstd")
 FIELDS = (
     "id, stream, first_id, arrival, rows, live, min_ts, max_ts, bytes, dropped, batch_seq, synced"
 )
 ORDER = "arrival, first_id"  # oldest first: by the arrival of a chunk's oldest record
 Mask = np.ndarray[Any, np.dtype[np.bool_]]
+
+
+@cache
+def _ipc_options() -> pa.ipc.IpcWriteOptions:
+    import pyarrow as pa
+
+    return pa.ipc.IpcWriteOptions(compression="zstd")
 
 
 @dataclass(frozen=True)
@@ -88,8 +97,10 @@ class Chunks:
         self.cipher = cipher
 
     def _encode(self, stream: str, first_id: int, table: pa.Table) -> bytes:
+        import pyarrow as pa
+
         sink = pa.BufferOutputStream()
-        with pa.ipc.new_stream(sink, table.schema, options=_IPC) as writer:
+        with pa.ipc.new_stream(sink, table.schema, options=_ipc_options()) as writer:
             writer.write_table(table.combine_chunks())  # one record batch, one framing
         data = sink.getvalue().to_pybytes()
         if self.cipher is not None:
@@ -97,6 +108,8 @@ class Chunks:
         return bytes(data)
 
     def _decode(self, chunk: Chunk, data: bytes) -> pa.Table:
+        import pyarrow as pa
+
         if self.cipher is not None:
             data = self.cipher.open_bytes(_aad(chunk.stream, chunk.first_id), data, chunk.stream)
         return pa.ipc.open_stream(data).read_all()

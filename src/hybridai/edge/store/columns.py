@@ -25,23 +25,40 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from hybridai.edge.store.records import RESERVED_FIELDS, InvalidRecord, prepare
 from hybridai.protocol.sync import TIMESTAMP
 
+if TYPE_CHECKING:
+    import pyarrow as pa
+
 JSON_TEXT = {b"hybridai": b"json"}  # field metadata: values are JSON text of mixed types
 _MIN_TS, _MAX_TS = -62135596800.0, 253402300799.0  # what a date can hold (years 1..9999)
 _EXACT = float(2**53)
-_KINDS = (pa.types.is_boolean, pa.types.is_int64, pa.types.is_float64, pa.types.is_string)
+
+
+def _kind_kept(kind: pa.DataType) -> bool:
+    """Booleans, 64-bit integers and floats, strings: the column types kept as they come."""
+    import pyarrow as pa
+
+    types = pa.types
+    return bool(
+        types.is_boolean(kind)
+        or types.is_int64(kind)
+        or types.is_float64(kind)
+        or types.is_string(kind)
+    )
+
+
 U64 = np.dtype(np.uint64)
 
 
 def empty() -> pa.Table:
+    import pyarrow as pa
+
     return pa.table({TIMESTAMP: pa.array([], type=pa.float64())})
 
 
@@ -59,6 +76,8 @@ def _precise_error(records: Sequence[Any], fallback: str) -> InvalidRecord:
 
 
 def _json_column(values: list[Any]) -> tuple[pa.Field, pa.Array]:
+    import pyarrow as pa
+
     text = [
         None if v is None else json.dumps(v, ensure_ascii=False, separators=(",", ":"))
         for v in values
@@ -68,6 +87,8 @@ def _json_column(values: list[Any]) -> tuple[pa.Field, pa.Array]:
 
 def from_records(records: Sequence[Any]) -> pa.Table:
     """The records as one table, or InvalidRecord naming the first record that is wrong."""
+    import pyarrow as pa
+
     if not records:
         return empty()
     if not all(type(r) is dict for r in records):
@@ -89,9 +110,7 @@ def from_records(records: Sequence[Any]) -> pa.Table:
             array = None
         if array is not None and _numeric(array.type) and any(v.__class__ is bool for v in values):
             array = None  # Arrow would read True as 1: a field mixing booleans and numbers
-        if array is None or not (
-            pa.types.is_null(array.type) or any(k(array.type) for k in _KINDS)
-        ):
+        if array is None or not (pa.types.is_null(array.type) or _kind_kept(array.type)):
             error = _first_invalid(records)
             if error is not None:
                 raise error
@@ -112,11 +131,15 @@ def from_records(records: Sequence[Any]) -> pa.Table:
 
 
 def _numeric(kind: pa.DataType) -> bool:
+    import pyarrow as pa
+
     return bool(pa.types.is_integer(kind) or pa.types.is_floating(kind))
 
 
 def _keepable(kind: pa.DataType) -> bool:
-    return pa.types.is_null(kind) or any(k(kind) for k in _KINDS)
+    import pyarrow as pa
+
+    return pa.types.is_null(kind) or _kind_kept(kind)
 
 
 def _scalars(values: list[Any]) -> bool:
@@ -125,6 +148,8 @@ def _scalars(values: list[Any]) -> bool:
 
 
 def _checked_ts(table: pa.Table, records: Sequence[Any] | None) -> pa.Table:
+    import pyarrow as pa
+
     ts = table.column(TIMESTAMP)
     if not (pa.types.is_floating(ts.type) or pa.types.is_integer(ts.type)):
         raise _error_at(records, None, f"'{TIMESTAMP}' must be a number of seconds")
@@ -149,6 +174,8 @@ def _error_at(records: Sequence[Any] | None, index: int | None, problem: str) ->
 
 def from_arrow(table: pa.Table) -> pa.Table:
     """Check a table a producer sent (Arrow IPC) the way ``from_records`` checks records."""
+    import pyarrow as pa
+
     if TIMESTAMP not in table.column_names:
         raise InvalidRecord(f"record 0: missing '{TIMESTAMP}' (seconds since the epoch)")
     names = table.column_names
@@ -218,6 +245,9 @@ def _value_bits(
     field: pa.Field, column: pa.ChunkedArray, key: bytes
 ) -> np.ndarray[Any, np.dtype[np.uint64]]:
     """A 64-bit code per value (anything for a null: the caller masks nulls out)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     kind = column.type
     if field.metadata == JSON_TEXT:
         return _mixed_bits(values_of(field, column), key)
@@ -246,6 +276,8 @@ def _value_bits(
 
 def _mixed_bits(values: list[Any], key: bytes) -> np.ndarray[Any, np.dtype[np.uint64]]:
     """Per value, the code its own column type would give it (a field mixing types)."""
+    import pyarrow as pa
+
     codes: list[np.ndarray[Any, np.dtype[np.uint64]]] = []
     for value in values:
         one = pa.chunked_array([pa.array([value])])
@@ -278,6 +310,8 @@ def unify(tables: Sequence[pa.Table]) -> pa.Table:
     A field's types are widened (int to float) or, when they conflict, the field is kept as
     JSON text, so that any mix of chunks can be sent.
     """
+    import pyarrow as pa
+
     if not tables:
         return empty()
     if len(tables) == 1:
@@ -306,6 +340,8 @@ def unify(tables: Sequence[pa.Table]) -> pa.Table:
 
 
 def _conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    import pyarrow as pa
+
     arrays: list[Any] = []
     for target in schema:
         if target.name not in table.column_names:

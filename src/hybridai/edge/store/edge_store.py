@@ -26,10 +26,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
 
 from hybridai.edge.store import batch_selection, columns, quota
 from hybridai.edge.store._chunks import Chunk, Chunks, select
@@ -55,6 +54,9 @@ from hybridai.edge.store.records import (
 )
 from hybridai.protocol.fleet import StoreStats, StreamStats
 from hybridai.protocol.sync import TIMESTAMP
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 COALESCE_ROWS = 1000  # small appends fold into one chunk up to this many records
 
@@ -187,6 +189,8 @@ class EdgeStore:
 
         ``checked``: the table came from ``columns.from_records`` or ``columns.from_arrow``.
         """
+        import pyarrow as pa
+
         check_stream(stream)
         if not checked:
             table = columns.from_arrow(table)
@@ -332,6 +336,8 @@ class EdgeStore:
             )
             if cut is None:
                 return None
+            import pyarrow as pa  # only now: an idle edge never loads it (issue 13, memory)
+
             tables, ids = [], []
             for chunk in cut.chunks:
                 keep = chunk.keep()

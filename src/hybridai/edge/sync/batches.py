@@ -19,16 +19,17 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from hybridai.edge.store.columns import JSON_TEXT, values_of
 from hybridai.edge.store.edge_store import PendingBatch
 from hybridai.protocol import wire_decimals
 from hybridai.protocol.sync import DATE, DEVICE_ID, RECORD_ID, SITE, TIMESTAMP
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 ZSTD_LEVEL = 9
 
@@ -46,6 +47,8 @@ class EncodedBatch:
 
 def _wire(field: pa.Field, column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     """A stored column as the lake takes it: JSON text only for the non-strings."""
+    import pyarrow as pa
+
     if field.metadata != JSON_TEXT:
         return column
     values = values_of(field, column)
@@ -57,6 +60,9 @@ def _wire(field: pa.Field, column: pa.ChunkedArray) -> pa.Array | pa.ChunkedArra
 
 def lake_table(batch: PendingBatch, device_id: str, site: str) -> pa.Table:
     """The batch as the lake stores it: lake columns first, then fields by name."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     table = batch.table
     n = table.num_rows
     ts = table.column(TIMESTAMP).cast(pa.float64())
@@ -83,6 +89,8 @@ def lake_table(batch: PendingBatch, device_id: str, site: str) -> pa.Table:
 
 def _decimals(table: pa.Table) -> pa.Table:
     """Float fields that hold decimals as scaled integers (``protocol.wire_decimals``)."""
+    import pyarrow as pa
+
     for index, field in enumerate(table.schema):
         if field.name == TIMESTAMP or not pa.types.is_float64(field.type):
             continue
@@ -94,6 +102,9 @@ def _decimals(table: pa.Table) -> pa.Table:
 
 def encode_batch(batch: PendingBatch, device_id: str, site: str) -> EncodedBatch:
     """Encode one Parquet row per record (``lake_table``), deterministically."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = _decimals(lake_table(batch, device_id, site))
     floats = [f.name for f in table.schema if pa.types.is_floating(f.type)]
     scaled = [f.name for f in table.schema if pa.types.is_decimal(f.type)]
