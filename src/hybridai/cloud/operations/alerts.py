@@ -10,19 +10,22 @@ or reopens.
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from hybridai.cloud.operations import telemetry
 from hybridai.observability.alerting import Event, Policy, Rule, confirmed, recovered, step, summary
 from hybridai.observability.detectors import Finding, threshold
+from hybridai.observability.seasons import DAY_H, HOUR_S, usual_at, usual_highs
 from hybridai.protocol.alerts import Alert, AlertKind, AlertState, AlertSubject, Severity
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.storage.tables import AlertRow, DeviceCertificateRow, DeviceRow
 
 MAX_ALERTS = 1000  # per answer
+PROFILE_DAYS = 7  # of 1-hour buckets behind a series' daily profile
 
 
 @dataclass(frozen=True)
@@ -93,6 +96,18 @@ def _active(session: Session, device_id: str | None) -> dict[tuple[str, str], Al
     }
 
 
+def _daily(
+    session: Session,
+    series: tuple[str, str, str],
+    now: float,
+    profiles: dict[tuple[str, str, str], np.ndarray | None],
+) -> np.ndarray | None:
+    if series not in profiles:
+        since = now - PROFILE_DAYS * DAY_H * HOUR_S
+        profiles[series] = usual_highs(telemetry.hourly(session, *series, since))
+    return profiles[series]
+
+
 def evaluate(
     session: Session,
     checks: Checks,
@@ -102,6 +117,7 @@ def evaluate(
 ) -> list[tuple[Alert, Event]]:
     """Run the rules (``per_report``: only the cheap ones, for one device) and commit."""
     events: list[tuple[Alert, Event]] = []
+    profiles: dict[tuple[str, str, str], np.ndarray | None] = {}
     active = _active(session, device_id)
     series = telemetry.recent_raw(session, now - checks.lookback_s, device_id)
     sites: dict[str, str] = {
@@ -115,6 +131,13 @@ def evaluate(
             subject = AlertSubject(device_id=dev, site=sites.get(dev), model=model or None)
             current = active.get((rule.kind, subject_key(subject)))
             found = confirmed(rule, values, checks.policy)
+            if found is not None and rule.limit is None:
+                # only the time of day? (profiles are read only for series that look abnormal)
+                highs = _daily(session, (dev, metric, model), now, profiles)
+                usual = usual_at(points[-1][0], highs) if highs is not None else None
+                if usual is not None:
+                    usual_rise = values[-1] - usual < rule.min_delta
+                    found = None if usual_rise else replace(found, detector="seasonal")
             back = current is not None and recovered(rule, current.evidence, values, checks.policy)
             text = summary(rule, subject, found) if found else ""
             done = apply(

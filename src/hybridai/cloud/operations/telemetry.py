@@ -236,3 +236,27 @@ def recent_raw(
     for dev, metric, model, ts, value in session.execute(query.order_by(TelemetryPointRow.ts)):
         out.setdefault((dev, metric, model), []).append((ts, value))
     return out
+
+
+def hourly(
+    session: Session, device_id: str, metric: str, model: str, since: float
+) -> list[tuple[float, float, float]]:
+    """One series' 1-hour buckets since ``since`` as (start, mean, high), oldest first."""
+    query = (
+        select(
+            TelemetryPointRow.ts,
+            TelemetryPointRow.total,
+            TelemetryPointRow.count,
+            TelemetryPointRow.high,
+        )
+        .where(
+            TelemetryPointRow.device_id == device_id,
+            TelemetryPointRow.metric == metric,
+            TelemetryPointRow.model == model,
+            TelemetryPointRow.step == HOUR,
+            TelemetryPointRow.ts >= since,
+        )
+        .order_by(TelemetryPointRow.ts)
+    )
+    rows = session.execute(query)
+    return [(ts, total / count, high) for ts, total, count, high in rows if count]
