@@ -194,7 +194,13 @@ def spec_with(query: str, **update: Any) -> TrainingSpec:
     [
         (spec_with("SELECT i AS x, i % 2 AS y FROM range(10) t(i)"), "10 usable rows"),
         (spec_with("SELECT i AS x, 0 AS y FROM range(100) t(i)"), "every row has label 0"),
-        (spec_with("SELECT i AS x, i % 3 AS y FROM range(100) t(i)"), r"0 or 1, got \[0, 1, 2\]"),
+        (
+            spec_with("SELECT i AS x, (i % 3) * 2 AS y FROM range(100) t(i)"),
+            r"0\.\.2 without gaps, got \[0, 2, 4\]",
+        ),
+        (spec_with("SELECT i AS x, 'cat' || (i % 2) AS y FROM range(100) t(i)"), "not class num"),
+        (spec_with("SELECT i AS x, (i % 2) / 2 AS y FROM range(100) t(i)"), "fractions"),
+        (spec_with("SELECT i AS x, (i % 2) - 1 AS y FROM range(100) t(i)"), "negative"),
         (spec_with("SELECT i AS x FROM range(100) t(i)"), "does not return column.*y"),
         (spec_with("SELECT 'a' || i AS x, i % 2 AS y FROM range(100) t(i)"), "numeric"),
         (
@@ -206,7 +212,7 @@ def spec_with(query: str, **update: Any) -> TrainingSpec:
                 "SELECT i AS x, CAST(i % 10 = 0 AS INT) AS y, i % 10 AS g FROM range(100) t(i)",
                 group="g",
             ),
-            "both classes on both sides",
+            "every class on both sides",
         ),
         (spec_with("SELECT i AS x, CAST(i = 0 AS INT) AS y FROM range(100) t(i)"), "cannot split"),
         (spec_with("SELECT nonsense"), "training query failed"),

@@ -2,8 +2,9 @@
 
 Imported only when a pipeline names the family, so the cloud runs without torch. The exported
 graph has the same contract as the scikit-learn exports: input ``input`` FP32 [n, features],
-outputs ``label`` INT64 [n] and ``probabilities`` FP32 [n, 2]; the standardisation is inside
-the graph, and layers are written as MatMul + Add so int8 quantization applies to them.
+outputs ``label`` INT64 [n] and ``probabilities`` FP32 [n, k] for classes 0..k-1; the
+standardisation is inside the graph, and layers are written as MatMul + Add so int8
+quantization applies to them.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def fit_export(
     torch.manual_seed(seed)
     mean = torch.tensor(x.mean(axis=0), dtype=torch.float32)
     std = torch.tensor(x.std(axis=0) + 1e-6, dtype=torch.float32)
-    sizes = [x.shape[1], *hidden, 2]
+    k = max(int(y.max()) + 1, 2)  # labels are class indices 0..k-1 (``training._check_rows``)
+    sizes = [x.shape[1], *hidden, k]
 
     class Mlp(torch.nn.Module):  # type: ignore[misc,name-defined]
         def __init__(self) -> None:
@@ -72,8 +74,8 @@ def fit_export(
     model = Mlp()
     inputs = torch.tensor(x, dtype=torch.float32)
     targets = torch.tensor(y, dtype=torch.int64)
-    counts = np.bincount(y, minlength=2).astype(np.float64)
-    weight = torch.tensor(len(y) / (2 * np.maximum(counts, 1)), dtype=torch.float32)
+    counts = np.bincount(y, minlength=k).astype(np.float64)
+    weight = torch.tensor(len(y) / (k * np.maximum(counts, 1)), dtype=torch.float32)
     loss_fn = torch.nn.CrossEntropyLoss(weight=weight)  # balanced, like the sklearn families
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     for _ in range(epochs):  # full batch: training sets here are thousands of rows

@@ -127,17 +127,29 @@ def run_onnx(artifact: bytes, x: Array) -> tuple[Array, Array]:
     return np.asarray(label), np.asarray(probabilities)
 
 
-def _metrics(y: Array, label: Array, positive: Array, size: int) -> dict[str, float]:
-    return {
+def _metrics(y: Array, label: Array, probabilities: Array, size: int) -> dict[str, float]:
+    """Quality on held-out rows; k > 2 classes: macro averages and one-vs-rest ROC AUC."""
+    k = probabilities.shape[1]
+    if k == 2:
+        averaged: dict[str, Any] = {"zero_division": 0}
+        auc = float(roc_auc_score(y, probabilities[:, 1]))
+    else:
+        averaged = {"average": "macro", "zero_division": 0, "labels": list(range(k))}
+        scores = probabilities / probabilities.sum(axis=1, keepdims=True)  # float32 rounding
+        auc = float(roc_auc_score(y, scores, multi_class="ovr", labels=list(range(k))))
+    metrics = {
         "accuracy": float(accuracy_score(y, label)),
-        "f1": float(f1_score(y, label, zero_division=0)),
-        "roc_auc": float(roc_auc_score(y, positive)),
-        "precision": float(precision_score(y, label, zero_division=0)),
-        "recall": float(recall_score(y, label, zero_division=0)),
+        "f1": float(f1_score(y, label, **averaged)),
+        "roc_auc": auc,
+        "precision": float(precision_score(y, label, **averaged)),
+        "recall": float(recall_score(y, label, **averaged)),
         "n_test": float(len(y)),
-        "positive_rate": float(np.mean(y)),
+        "classes": float(k),
         "size_bytes": float(size),
     }
+    if k == 2:
+        metrics["positive_rate"] = float(np.mean(y))
+    return metrics
 
 
 def _load(table: pa.Table, spec: TrainingSpec) -> tuple[Array, Array, Array | None, int]:
@@ -156,11 +168,39 @@ def _load(table: pa.Table, spec: TrainingSpec) -> tuple[Array, Array, Array | No
         x = np.column_stack(
             [kept.column(f).to_numpy().astype(np.float32) for f in spec.features]
         ).reshape(kept.num_rows, len(spec.features))
-        y = kept.column(spec.label).to_numpy().astype(np.int64)
     except (TypeError, ValueError, pa.ArrowException) as error:
-        raise TrainingError(f"features and label must be numeric: {error}") from error
+        raise TrainingError(f"features must be numeric: {error}") from error
+    y = class_labels(kept.column(spec.label), spec.label)
     groups = kept.column(spec.group).to_numpy(zero_copy_only=False) if spec.group else None
     return x, y, groups, dropped
+
+
+def class_labels(column: pa.ChunkedArray | pa.Array, name: str) -> Array:
+    """Class indices 0..k-1 as int64; anything else is refused with what to do about it.
+
+    Integers (or floats holding whole numbers, or booleans) are accepted; text, fractions and
+    negative numbers are not, since a class index is what the model's ``label`` output returns
+    and what column i of its ``probabilities`` stands for.
+    """
+    kind = column.type
+    if pa.types.is_boolean(kind):
+        return np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.int64)
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        raise TrainingError(
+            f"label column {name!r} is {kind}, not class numbers: map each class to 0, 1, 2, ... "
+            "in the query (e.g. CASE WHEN ... THEN 0 ... END)"
+        )
+    values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if values.size and (not np.isfinite(values).all() or (values != np.round(values)).any()):
+        raise TrainingError(
+            f"label column {name!r} holds fractions or infinities: a classifier needs class "
+            "numbers 0, 1, 2, ... (round or map them in the query)"
+        )
+    if values.size and values.min() < 0:
+        raise TrainingError(
+            f"label column {name!r} holds negative numbers: classes are numbered 0, 1, 2, ..."
+        )
+    return values.astype(np.int64)
 
 
 def _check_rows(y: Array) -> None:
@@ -171,16 +211,19 @@ def _check_rows(y: Array) -> None:
     classes = set(np.unique(y).tolist())
     if len(classes) < 2:
         raise TrainingError(
-            f"every row has label {classes.pop()}: both classes are needed to train"
+            f"every row has label {classes.pop()}: at least two classes are needed to train"
         )
-    if not classes <= {0, 1}:
-        raise TrainingError(f"labels must be 0 or 1, got {sorted(classes)}")
+    if classes != set(range(len(classes))):
+        raise TrainingError(
+            f"labels must number the classes 0..{len(classes) - 1} without gaps, got "
+            f"{sorted(classes)[:10]}: renumber them in the query"
+        )
 
 
 def _split(
     y: Array, groups: Array | None, spec: TrainingSpec
 ) -> tuple[Array, Array, dict[str, Any]]:
-    """Train/test indices; both sides must hold both classes so every metric is defined."""
+    """Train/test indices; both sides must hold every class so every metric is defined."""
     if groups is None:
         splitter = StratifiedShuffleSplit(
             n_splits=1, test_size=spec.test_share, random_state=spec.seed
@@ -196,12 +239,13 @@ def _split(
         seed = spec.seed + attempt
         splitter_g = GroupShuffleSplit(n_splits=1, test_size=spec.test_share, random_state=seed)
         train, test = next(splitter_g.split(np.zeros(len(y)), y, groups))
-        if len(np.unique(y[train])) == 2 and len(np.unique(y[test])) == 2:
+        k = len(np.unique(y))
+        if len(np.unique(y[train])) == k and len(np.unique(y[test])) == k:
             held_out = sorted(str(g) for g in np.unique(groups[test]))
             split = {"kind": "group", "group": spec.group, "seed": seed, "test_groups": held_out}
             return train, test, split
     raise TrainingError(
-        f"no split on {spec.group!r} puts both classes on both sides: add data from more groups"
+        f"no split on {spec.group!r} puts every class on both sides: add data from more groups"
     )
 
 
@@ -309,7 +353,7 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
                 f"the {variant} ONNX export disagrees with the trained model by {diff:.2e}"
             )
         artifacts[variant] = artifact
-        metrics[variant] = _metrics(y_test, label, probabilities[:, 1], len(artifact))
+        metrics[variant] = _metrics(y_test, label, probabilities, len(artifact))
     how = f"family {spec.edge_family}"
     if spec.edge_variant != "family":
         how = f"{spec.edge_variant} int8 quantization of the cloud model"
@@ -320,7 +364,7 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
         except edge_variants.EdgeVariantError as error:
             raise TrainingError(str(error)) from error
         label, probabilities = run_onnx(artifacts["edge"], x_test)
-        metrics["edge"] = _metrics(y_test, label, probabilities[:, 1], len(artifacts["edge"]))
+        metrics["edge"] = _metrics(y_test, label, probabilities, len(artifacts["edge"]))
         used["edge"] = {"quantization": spec.edge_variant}
     try:
         delta = edge_variants.check_budget(spec.edge_budget, metrics["edge"], metrics["cloud"], how)
@@ -355,6 +399,7 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
         "split": splits.split,
         "validation_split": splits.validation_split,
         "validation_sha256": splits.validation_digest(),
+        "classes": len(np.unique(y)),
         "families": {"edge": spec.edge_family, "cloud": spec.cloud_family},
         "edge_variant": {"kind": spec.edge_variant, "how": how},
         "params": used,
