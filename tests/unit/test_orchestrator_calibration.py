@@ -14,7 +14,11 @@ from hybridai.orchestrator import (
     evaluate,
     fit_quality,
     fit_share,
+    isotonic,
     oracle,
+    oracle_curve,
+    pgr_at,
+    quality_at,
 )
 
 # Four examples, least confident first: the edge gets the 1st and 3rd wrong, the cloud none.
@@ -134,3 +138,62 @@ def test_outcomes_validate_their_shape():
         ValidationSplit([], [], [])
     with pytest.raises(ValueError):
         ValidationSplit([math.nan], [1], [1])
+
+
+@pytest.mark.parametrize("n", [100, 200, 500])
+def test_random_routing_cpt50_is_half_on_small_sets(n):
+    """The first crossing of the raw curve put random routing at ~0.48 on ~200 examples."""
+    rng = np.random.default_rng(n)
+    figures = []
+    for _ in range(300):
+        edge = (rng.random(n) < 0.8).astype(float)
+        cloud = (rng.random(n) < 0.97).astype(float)
+        c = curve(HeldOutSplit(rng.random(n), edge, cloud))
+        if c.gap > 0:
+            figures.append(cpt(c, 0.5))
+    assert np.mean(figures) == pytest.approx(0.5, abs=0.015)
+
+
+def test_cpt_is_np_interp_on_a_monotone_curve():
+    conf, edge, cloud = synthetic(3000, 7)
+    c = curve(HeldOutSplit(conf, edge, cloud))
+    monotone = isotonic(c.pgr())
+    for level in (0.2, 0.5, 0.8):
+        expected = np.interp(level, monotone, c.shares)
+        assert cpt(c, level) == pytest.approx(expected, abs=0.01)
+
+
+def test_cpt_rises_with_the_gap_recovered():
+    c = curve(HeldOutSplit(*synthetic(400, 8)))
+    figures = [cpt(c, level) for level in np.linspace(0.05, 0.95, 19)]
+    assert (np.diff(figures) >= 0).all()
+
+
+def test_isotonic_fit_is_monotone_and_keeps_the_mean():
+    values = np.random.default_rng(9).normal(size=500).cumsum()
+    fitted = isotonic(values)
+    assert (np.diff(fitted) >= -1e-12).all()
+    assert fitted.mean() == pytest.approx(values.mean())
+    assert list(isotonic(np.array([1.0, 3.0, 2.0, 4.0]))) == [1.0, 2.5, 2.5, 4.0]
+
+
+def test_quality_at_is_taken_at_exactly_that_share():
+    c = curve(TINY)  # shares 0, .25, .5, .75, 1; qualities .5, .75, .75, 1, 1
+    assert quality_at(c, 0.3) == pytest.approx(0.75)
+    assert quality_at(c, 0.625) == pytest.approx(0.875)
+    assert pgr_at(c, 0.625) == pytest.approx(0.75)
+    with pytest.raises(ValueError):
+        quality_at(c, 1.5)
+
+
+def test_oracle_curve_recovers_the_gap_at_the_share_of_edge_errors():
+    rng = np.random.default_rng(10)
+    n = 2000
+    edge = (rng.random(n) < 0.8).astype(float)
+    cloud = np.ones(n)
+    c = oracle_curve(HeldOutSplit(rng.random(n), edge, cloud))
+    errors = 1 - edge.mean()
+    assert cpt(c, 0.5) == pytest.approx(0.5 * errors, abs=0.002)
+    assert cpt(c, 1.0) == pytest.approx(errors, abs=0.002)
+    assert apgr(c) == pytest.approx(1 - errors / 2, abs=0.002)
+    assert oracle(HeldOutSplit(rng.random(n), edge, cloud)).cloud_share == pytest.approx(errors)

@@ -18,7 +18,11 @@ from hybridai.orchestrator.calibration import (
     evaluate,
     fit_quality,
     fit_share,
+    isotonic,
     oracle,
+    oracle_curve,
+    pgr_at,
+    quality_at,
 )
 from hybridai.orchestrator.candidates import Candidate, Exclusion, Requirements, Tier
 from hybridai.orchestrator.cascade import CascadeRule, escalate
@@ -113,11 +117,15 @@ __all__ = [
     "evaluate",
     "fit_quality",
     "fit_share",
+    "isotonic",
     "judge",
     "oracle",
+    "oracle_curve",
     "pause",
+    "pgr_at",
     "place",
     "psi",
+    "quality_at",
     "resume",
     "retraining_due",
     "select_targets",

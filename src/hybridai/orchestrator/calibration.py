@@ -9,8 +9,13 @@ fit functions refuse it (by type and at run time), so test data cannot leak into
 
 Router metrics follow RouteLLM (Ong et al., 2024, and its ``evals/evaluate.py``):
 - PGR (performance gap recovered) at an operating point = (quality - edge) / (cloud - edge);
-- CPT(x) = the cloud share needed to reach PGR x, by linear interpolation along the curve
-  (we take the first crossing, which equals RouteLLM's ``np.interp`` on monotone curves);
+- CPT(x) = the cloud share needed to reach PGR x: ``np.interp`` of x over the curve (as
+  RouteLLM does), after the curve is made monotone by isotonic regression so the inverse is
+  defined. The first crossing of the raw per-example curve is biased early on small sets (a
+  random walk crosses a level first before its trend does: random routing scored CPT50 ~0.485);
+  the isotonic fit is symmetric, so random routing's CPT50 is 0.5 on average;
+- quality / PGR "at share s" = the curve interpolated at exactly s (between two thresholds, the
+  mix of both that escalates exactly that share), not at whatever share a threshold realises;
 - APGR = the area under PGR vs cloud share over 0..1, by the trapezoid rule (RouteLLM's
   ``(AUC - weak_AUC) / (strong_AUC - weak_AUC)``), here over every achievable operating point
   rather than ten. A random router scores 0.5, a perfect one close to 1.
@@ -173,22 +178,72 @@ def fit_quality(split: ValidationSplit, target_quality: float) -> Calibration:
     return Calibration(float(c.thresholds[i]), float(c.shares[i]), float(c.qualities[i]), met=False)
 
 
-def cpt(c: Curve, recovered: float) -> float:
-    """CPT: the cloud share at which the curve first recovers ``recovered`` (0..1) of the gap.
+def isotonic(values: FloatArray, weights: FloatArray | None = None) -> FloatArray:
+    """The weighted least-squares non-decreasing fit of ``values`` (pool adjacent violators)."""
+    v = np.asarray(values, dtype=np.float64)
+    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=np.float64)
+    means: list[float] = []
+    mass: list[float] = []
+    sizes: list[int] = []
+    for value, weight in zip(v.tolist(), w.tolist(), strict=True):
+        means.append(value)
+        mass.append(weight)
+        sizes.append(1)
+        while len(means) > 1 and means[-2] > means[-1]:
+            total = mass[-2] + mass[-1]
+            if total > 0:
+                means[-2] = (means[-2] * mass[-2] + means[-1] * mass[-1]) / total
+            mass[-2] = total
+            sizes[-2] += sizes[-1]
+            means.pop()
+            mass.pop()
+            sizes.pop()
+    return np.repeat(np.asarray(means), sizes)
 
-    Linear interpolation between operating points; NaN when there is no gap to recover.
+
+def quality_at(c: Curve, share: float) -> float:
+    """The quality at exactly ``share`` (0..1), interpolated between operating points."""
+    if not 0.0 <= share <= 1.0:
+        raise ValueError("share must be within 0..1")
+    return float(np.interp(share, c.shares, c.qualities))
+
+
+def pgr_at(c: Curve, share: float) -> float:
+    """The gap recovered at exactly ``share``; NaN when there is no gap."""
+    if c.gap <= 0.0:
+        return math.nan
+    return (quality_at(c, share) - c.edge_quality) / c.gap
+
+
+def cpt(c: Curve, recovered: float) -> float:
+    """CPT: the cloud share at which the curve recovers ``recovered`` (0..1) of the gap.
+
+    ``np.interp`` over the isotonic fit of PGR vs share, on an even grid of shares plus the
+    curve's own points, each weighted by the share it spans (not by how many thresholds fall
+    there); the
+    first share where the fit reaches the level. NaN when there is no gap, or when the curve
+    never recovers that much.
     """
-    pgr = c.pgr()
-    if np.isnan(pgr).all():
+    if c.gap <= 0.0:
         return math.nan
-    hits = np.flatnonzero(pgr >= recovered)
-    if not hits.size:
+    grid = np.union1d(np.linspace(0.0, 1.0, 1001), c.shares)
+    span = np.diff(grid)
+    weights = np.concatenate(([span[0]], span[:-1] + span[1:], [span[-1]])) / 2.0
+    fitted = isotonic((np.interp(grid, c.shares, c.qualities) - c.edge_quality) / c.gap, weights)
+    if fitted[-1] < recovered:
         return math.nan
-    i = int(hits[0])
-    if i == 0:
-        return float(c.shares[0])
-    s0, s1, p0, p1 = c.shares[i - 1], c.shares[i], pgr[i - 1], pgr[i]
-    return float(s0 + (recovered - p0) / (p1 - p0) * (s1 - s0))
+    if fitted[0] >= recovered:
+        return 0.0
+    first = int(np.searchsorted(fitted, recovered, side="left"))  # fitted[first] >= recovered
+    return _cross(grid, fitted, first, recovered)
+
+
+def _cross(grid: FloatArray, fitted: FloatArray, i: int, level: float) -> float:
+    """Where the segment ending at ``i`` reaches ``level`` (``fitted[i - 1] <= level``)."""
+    p0, p1 = fitted[i - 1], fitted[i]
+    if p1 == p0:
+        return float(grid[i])
+    return float(grid[i - 1] + (level - p0) / (p1 - p0) * (grid[i] - grid[i - 1]))
 
 
 def apgr(c: Curve) -> float:
@@ -197,6 +252,12 @@ def apgr(c: Curve) -> float:
     if np.isnan(pgr).all():
         return math.nan
     return float(np.trapezoid(pgr, c.shares))
+
+
+def oracle_curve(split: Outcomes) -> Curve:
+    """The curve of the router that knows the answers: largest cloud gain escalated first."""
+    gain = split.cloud_quality - split.edge_quality
+    return curve(Outcomes(-gain, split.edge_quality, split.cloud_quality))
 
 
 def oracle(split: Outcomes) -> Point:
