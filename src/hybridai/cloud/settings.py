@@ -138,10 +138,10 @@ class CloudSettings(config_file.FileSettings):
         description="How often the cloud runs its anomaly detectors over recent telemetry.",
     )
     alert_silent_after: float = Field(
-        default=4.0,
+        default=2.5,
         ge=1,
         description="A device is silent (alert) after this many heartbeat intervals without "
-        "a report.",
+        "a report (2.5: two missed reports and half an interval of slack).",
     )
     alert_clock_skew_s: float = Field(
         default=30.0,
