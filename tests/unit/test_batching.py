@@ -13,7 +13,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
 from _models import identity_all_types_onnx, mlp_onnx
-from hybridai.edge.routing.placement_state import PlacementState, to_placing
+from hybridai.edge.routing.placement_state import ModelLoad, PlacementState, to_placing
 from hybridai.orchestrator import EdgeEstimate
 from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.errors import ApiError, ErrorCode
@@ -327,9 +327,7 @@ def test_the_edge_counts_a_batched_models_queue_in_batches() -> None:
     def local(policy: PlacementPolicy) -> Any:
         state = PlacementState("edge-1")
         state.placing["mlp"] = to_placing(policy)
-        model = state.model("mlp")
-        model.inflight = 32
-        model.edge = EdgeEstimate().observe(5.0)  # one run, alone or batched
+        state.models["mlp"] = ModelLoad(EdgeEstimate().observe(5.0), inflight=32)  # one run
         return state.candidates("mlp", None, True, 512, 0.0)[0]
 
     alone = local(PlacementPolicy())

@@ -241,8 +241,9 @@ def test_cascade_keeps_only_the_outputs_asked_for() -> None:
 def test_overloaded_edge_offloads_to_the_cloud() -> None:
     cloud = FakeCloud()
     edge = backend(cloud, queue_budget=0)
-    edge.state.model("pm").inflight = 3
-    edge.state.model("pm").cloud = edge.state.model("pm").cloud.observe(100, 5.0)
+    for _ in range(3):
+        edge.state.started("pm")
+    edge.state.cloud_answered("pm", 100, 5.0, None)
     got = infer(edge)
     assert (got["placement"], got["reason"]) == ("cloud", "edge_overloaded_offloaded")
 

@@ -263,25 +263,25 @@ class EdgeBackend:
         model = self.repository.get(name, version)
         batcher = self.batchers.get(model, self.state.placing_for(name).batching)
         batch: dict[str, Any] = {}
-        state = self.state.model(name)
         run = request.model_copy(update={"outputs": None}) if all_outputs else request
 
         def timed() -> tuple[InferenceResponse, float, float]:
             begun = time.perf_counter()
             return model.run(run), begun, time.perf_counter()
 
-        state.inflight += 1
+        inline = _inline(self.state.model(name).edge)
+        self.state.started(name)
         submitted = time.perf_counter()
         try:
-            if batcher is None and _inline(state.edge):
+            if batcher is None and inline:
                 response, begun, ended = timed()  # quicker than the hop to a thread
             elif batcher is None:
                 response, begun, ended = await run_in_threadpool(timed)
             else:
                 response, begun, ended, batch = await _batched(batcher, run, submitted, deadline)
         finally:
-            state.inflight -= 1
-        state.edge = state.edge.observe((ended - begun) * 1000, (begun - submitted) * 1000)
+            self.state.finished(name)
+        self.state.served_here(name, (ended - begun) * 1000, (begun - submitted) * 1000)
         self.health.ran(name, model.version, begun - submitted, ended - begun)
         self.stats.requests_edge += 1
         if self.on_served is not None:  # drift windows (edge/drift.py): an append, no math
@@ -298,7 +298,6 @@ class EdgeBackend:
 
     async def _cloud(self, call: Call) -> InferenceResponse:
         name, n_bytes = call.name, call.n_bytes
-        state = self.state.model(name)
         timeout = self._timeout(call.deadline)
         self.link.attempt(time.time())
         began = time.perf_counter()
@@ -314,14 +313,14 @@ class EdgeBackend:
                     raise  # the request itself is wrong: the client must hear it
                 self.link.success()  # the cloud answered: it just lacks this model
                 raise UpstreamFailed(f"the cloud has no '{name}'", answer=exc) from None
-            state.cloud = state.cloud.observe(n_bytes, elapsed_ms)  # a floor for a slow link
+            self.state.cloud_failed(name, n_bytes, elapsed_ms)  # a floor for a slow link
             self.link.failure(time.time())
             self.metrics.failures.labels("cloud").inc()
             raise UpstreamFailed(f"{type(exc).__name__}: {exc}") from None
         total_ms = (time.perf_counter() - began) * 1000
         served = (response.parameters or {}).get("service_ms")
         service = float(served) if isinstance(served, int | float) else None
-        state.cloud = state.cloud.observe(n_bytes, total_ms, service_ms=service)
+        self.state.cloud_answered(name, n_bytes, total_ms, service)
         self._last_cloud_sample = time.monotonic()
         self.link.success()
         self.stats.requests_cloud += 1
@@ -420,10 +419,7 @@ class EdgeBackend:
         else:
             self.link.success()
             ok = True
-        elapsed_ms = (time.perf_counter() - began) * 1000
-        for state in self.state.models.values():
-            if ok or state.cloud.rtt_ms.samples:
-                state.cloud = state.cloud.observe(0, elapsed_ms)
+        self.state.probed((time.perf_counter() - began) * 1000, ok)
 
     def _explain(self, outcome: Outcome, decision: Decision, started: float) -> InferenceResponse:
         response, where, degraded, extra = (

@@ -1,34 +1,48 @@
 """What the edge router knows when it places a request, kept up to date by every call it makes.
 
-Per model: this node's queue and service estimates (``EdgeEstimate``), the cloud link's RTT,
-bandwidth and service estimates (``LinkEstimate``) and the requests in flight (the queue depth).
-Per upstream: a circuit breaker (one for the cloud, one per site peer). From the desired state:
-each model's placement policy and this site's peers. ``candidates`` turns all of it into the
-plain-data snapshot ``orchestrator.place`` decides on.
+The knowledge itself and every rule that changes it live in ``orchestrator.knowledge`` as pure
+functions over frozen values, which the planner's simulator calls too; this is the thin live
+wrapper around them: it holds the current values, reads the clock where the caller did not, and
+keeps what only a running edge has (the desired state, site peers' addresses).
+
+Per model: a ``ModelLoad`` (this node's queue and service estimates, the cloud link's RTT,
+bandwidth and service estimates, the requests in flight). Per upstream: a circuit breaker (one
+for the cloud, one per site peer). From the desired state: each model's placement policy and
+this site's peers. ``candidates`` turns all of it into the plain-data snapshot
+``orchestrator.place`` decides on.
 """
 
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass, field, replace
 
 from hybridai.orchestrator import (
     Breaker,
     Candidate,
     CascadeRule,
-    EdgeEstimate,
     LinkEstimate,
     Measure,
     ModelPolicy,
     PolicyKind,
     Requirements,
-    Tier,
 )
+from hybridai.orchestrator import knowledge as kb
+from hybridai.orchestrator.knowledge import CLOUD_ID, ModelLoad, NodeFacts, PeerView
 from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.fleet import DesiredState
 from hybridai.protocol.placement import PlacementPolicy, SitePeer
 
-CLOUD_ID = "cloud"
+__all__ = [
+    "CLOUD_ID",
+    "CloudLink",
+    "ModelLoad",
+    "PeerState",
+    "PlacementState",
+    "Placing",
+    "to_placing",
+]
 
 
 @dataclass
@@ -48,15 +62,6 @@ class CloudLink:
 
     def failure(self, now: float) -> None:
         self.breaker = self.breaker.on_failure(now)
-
-
-@dataclass
-class ModelState:
-    """Live estimates of one model here and in the cloud, and its requests in flight."""
-
-    edge: EdgeEstimate = field(default_factory=EdgeEstimate)
-    cloud: LinkEstimate = field(default_factory=LinkEstimate)
-    inflight: int = 0
 
 
 @dataclass(frozen=True)
@@ -93,6 +98,21 @@ class PeerState:
     links: dict[str, LinkEstimate] = field(default_factory=dict)  # per model
     inflight: int = 0  # our requests to it in flight
 
+    def view(self) -> PeerView:
+        """The peer as plain data, for ``orchestrator.knowledge.build_candidates``."""
+        info = self.info
+        return PeerView(
+            device_id=info.device_id,
+            models=info.models,
+            memory_mb=None if info.memory_mb is None else float(info.memory_mb),
+            accelerator=info.accelerator,
+            queue_depth=info.queue_depth,
+            utilisation=info.utilisation,
+            breaker=self.breaker,
+            links=self.links,
+            inflight=self.inflight,
+        )
+
 
 class PlacementState:
     """Everything ``candidates`` needs, updated from the desired state and from traffic."""
@@ -107,22 +127,60 @@ class PlacementState:
         accelerator: str | None = None,
         link: CloudLink | None = None,
     ) -> None:
-        self.device_id = device_id
-        self.queue_budget = queue_budget
-        self.cloud_cost_per_call = cloud_cost_per_call
-        self.memory_mb = memory_mb
-        self.accelerator = accelerator
+        self.node = NodeFacts(
+            device_id,
+            queue_budget=queue_budget,
+            cloud_cost_per_call=cloud_cost_per_call,
+            memory_mb=memory_mb,
+            accelerator=accelerator,
+        )
         self.link = link or CloudLink()
-        self.models: dict[str, ModelState] = {}
+        self.models: dict[str, ModelLoad] = {}
         self.placing: dict[str, Placing] = {}
         self.peers: dict[str, PeerState] = {}
         self._applied: DesiredState | None = None
 
-    def model(self, name: str) -> ModelState:
-        state = self.models.get(name)
-        if state is None:
-            state = self.models[name] = ModelState()
-        return state
+    @property
+    def device_id(self) -> str:
+        return self.node.device_id
+
+    @property
+    def cloud_cost_per_call(self) -> float:
+        return self.node.cloud_cost_per_call
+
+    def model(self, name: str) -> ModelLoad:
+        """The model's current knowledge (a frozen value: change it with the methods below).
+
+        Asking makes the model known: cloud probes refresh the estimates of known models only.
+        """
+        load = self.models.get(name)
+        if load is None:
+            load = self.models[name] = ModelLoad()
+        return load
+
+    # -- bookkeeping: each delegates to the pure rule of the same name -------------------------
+
+    def started(self, name: str) -> None:
+        self.models[name] = kb.started(self.model(name))
+
+    def finished(self, name: str) -> None:
+        self.models[name] = kb.finished(self.model(name))
+
+    def served_here(self, name: str, service_ms: float, wait_ms: float) -> None:
+        self.models[name] = kb.served_here(self.model(name), service_ms, wait_ms)
+
+    def cloud_answered(
+        self, name: str, n_bytes: int, total_ms: float, service_ms: float | None
+    ) -> None:
+        self.models[name] = kb.cloud_answered(self.model(name), n_bytes, total_ms, service_ms)
+
+    def cloud_failed(self, name: str, n_bytes: int, elapsed_ms: float) -> None:
+        self.models[name] = kb.cloud_failed(self.model(name), n_bytes, elapsed_ms)
+
+    def probed(self, elapsed_ms: float, ok: bool) -> None:
+        """A cloud liveness round trip: every model's cloud estimate learns from it."""
+        for name, load in self.models.items():
+            self.models[name] = kb.probed(load, elapsed_ms, ok)
 
     def placing_for(self, name: str) -> Placing:
         return self.placing.get(name) or Placing()
@@ -153,62 +211,30 @@ class PlacementState:
         self.peers = peers
 
     def candidates(
-        self, name: str, version: str | None, local_ready: bool, n_bytes: int, now: float
+        self,
+        name: str,
+        version: str | None,
+        local_ready: bool,
+        n_bytes: int,
+        now: float | None = None,
     ) -> list[Candidate]:
-        """Where the request could run (here, site peers, cloud), as ``place`` sees it now.
+        """Where the request could run (here, site peers, cloud), as ``place`` sees it.
 
-        A batched model runs up to ``max_batch_size`` queued requests at once: its queue is
-        counted in batches, each taking the batch run time it measured.
+        ``now`` is the wall clock when not given.
         """
-        state = self.model(name)
         batching = self.placing_for(name).batching
-        per_run = batching.max_batch_size if batching is not None else 1
-        found = [
-            Candidate(
-                id=self.device_id,
-                tier=Tier.LOCAL,
-                variant="edge" if local_ready else None,
-                loaded=local_ready,
-                memory_free_mb=self.memory_mb,
-                accelerator=self.accelerator,
-                queue_depth=-(-state.inflight // per_run),
-                queue_budget=self.queue_budget,
-                predicted_ms=state.edge.predict_ms(state.inflight, workers=per_run),
-            )
-        ]
-        for peer in self.peers.values():
-            has = peer.info.models.get(name)
-            ready = has is not None and (version is None or has == version)
-            link = peer.links.get(name)
-            found.append(
-                Candidate(
-                    id=peer.info.device_id,
-                    tier=Tier.PEER,
-                    variant="edge" if ready else None,
-                    loaded=ready,
-                    healthy=peer.breaker.allows(now),
-                    memory_free_mb=math.inf
-                    if peer.info.memory_mb is None
-                    else float(peer.info.memory_mb),
-                    accelerator=peer.info.accelerator,
-                    queue_depth=peer.info.queue_depth + peer.inflight,
-                    queue_budget=self.queue_budget,
-                    utilisation=peer.info.utilisation,
-                    predicted_ms=None if link is None else link.predict_ms(n_bytes),
-                )
-            )
-        found.append(
-            Candidate(
-                id=CLOUD_ID,
-                tier=Tier.CLOUD,
-                variant="cloud",
-                loaded=True,
-                healthy=self.link.reachable(now),
-                predicted_ms=state.cloud.predict_ms(n_bytes),
-                cost_per_call=self.cloud_cost_per_call,
-            )
+        return kb.build_candidates(
+            self.node,
+            self.model(name),
+            self.link.breaker,
+            name,
+            version,
+            local_ready,
+            n_bytes,
+            time.time() if now is None else now,
+            peers=[p.view() for p in self.peers.values()],
+            per_run=batching.max_batch_size if batching is not None else 1,
         )
-        return found
 
     def estimates(self) -> dict[str, float]:
         """Current predictions per model, for status reports (queue empty, small request)."""
