@@ -1,5 +1,5 @@
 """``python -m hybridai`` is the ``hybridai`` command."""
 
-from hybridai.cli.main import app
+from hybridai.cli.main import cli
 
-app()
+cli()

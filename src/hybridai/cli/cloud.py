@@ -17,6 +17,7 @@ from hybridai.cli._api import (
     out,
     print_json,
 )
+from hybridai.cli._extras import require
 from hybridai.cli._loops import loops_table
 from hybridai.cli._options import build, epilog, secret_names, settings_options
 from hybridai.cloud.settings import CloudSettings
@@ -37,6 +38,7 @@ def serve(
     given: dict[str, Any],
 ) -> None:
     """Serve the cloud API (fleet, registry, sync, lake, training, v2 inference)."""
+    require("cloud")
     from hybridai.cloud.app import create_app
     from hybridai.cloud.context import open_cloud
     from hybridai.link.tls import ServerTls
@@ -60,6 +62,33 @@ def serve(
     pki_dir = settings.pki_dir
     tls = ServerTls(pki_dir / "server.crt", pki_dir / "server.key", pki_dir / "ca.crt")
     serve_app(create_app(cloud), settings.host, settings.port, log_level=log_level, tls=tls)
+
+
+@app.command()
+@settings_options(CloudSettings, fields=["data_dir", "database_url"])
+def migrate(*, given: dict[str, Any]) -> None:
+    """Upgrade the metadata store's schema to this release's newest revision, then exit.
+
+    Run it once per release before the replicas start (the Helm chart's pre-install and
+    pre-upgrade Job does). Safe to repeat and to race: it takes a database lock and upgrades
+    only what is missing, so `serve`, which does it too, then finds nothing to do.
+    """
+    require("cloud")
+    from hybridai.storage.metadata import create_engine_for
+    from hybridai.storage.metadata import migrate as upgrade
+
+    settings = build(CloudSettings, given)
+    url = settings.resolved_database_url()
+    where = url.split("@")[-1]  # never print a password
+    try:
+        engine = create_engine_for(url)
+        try:
+            upgrade(engine)
+        finally:
+            engine.dispose()
+    except Exception as exc:
+        raise fail(f"cannot migrate the metadata store at {where}: {exc}") from None
+    err.print(f"[green]metadata store at the newest schema[/]: {where}")
 
 
 @app.command()

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from hybridai.cli._api import JsonOpt, fail, print_json
+from hybridai.cli._extras import require
 
 
 def _table(summary: dict[str, Any]) -> Table:
@@ -79,6 +80,7 @@ def demo(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a cloud and 3 edge agents locally and show the whole hybrid loop at work."""
+    require("edge", "cloud")
     from hybridai.demo.launcher import ChildFailed
     from hybridai.demo.scenario import DemoFailed, DemoOptions, Scenario
     from hybridai.observability import logs

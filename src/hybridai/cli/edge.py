@@ -13,6 +13,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from hybridai.cli._api import JsonOpt, err, fail, out, print_json
+from hybridai.cli._extras import require
 from hybridai.cli._loops import loops_table
 from hybridai.cli._options import build, epilog, secret_names, settings_options
 from hybridai.edge.settings import EdgeSettings
@@ -38,6 +39,7 @@ def run(
     Every setting below is also read from its HYBRIDAI_EDGE_* variable, .env and the edge
     table of config.toml (see docs/settings.md); a flag wins over all of them.
     """
+    require("edge")
     from hybridai.edge.agent import EdgeAgent
     from hybridai.edge.app import create_app
     from hybridai.edge.instance_lock import DataDirLocked

@@ -31,6 +31,7 @@ from hybridai.cli import (
     token,
     user,
 )
+from hybridai.cli._extras import run
 from hybridai.cli._options import epilog, option
 from hybridai.cli._settings import CliSettings
 from hybridai.config_file import config_path
@@ -86,3 +87,8 @@ def main(
 ) -> None:
     """Hybrid AI across edge nodes and a cloud tier."""
     _api.ca_file = ca_file
+
+
+def cli() -> None:
+    """The ``hybridai`` program: the app, with a missing extra named instead of a traceback."""
+    run(app)
