@@ -52,6 +52,8 @@ TABLES = {
     "alerts",
     "healing_actions",
     "remote_tiers",
+    "leases",
+    "login_failures",
 }
 
 

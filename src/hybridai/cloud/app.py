@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -13,15 +14,18 @@ from hybridai.cloud.api import ROUTERS, health, metrics, sync
 from hybridai.cloud.auth import principal, require_user_or_device
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.grpc_access import token_admit
+from hybridai.cloud.infer_access import InferAccess
 from hybridai.cloud.inference import CloudBackend
 from hybridai.cloud.models.rollout_ticker import rollout_step
 from hybridai.cloud.operations.loops import alert_step, compact_step
 from hybridai.cloud.operations.notify import Notifier
+from hybridai.cloud.operations.tickers import Tickers
 from hybridai.cloud.people.auditing import AuditMiddleware
 from hybridai.cloud.pipelines.retraining import retraining_step
 from hybridai.cloud.remote_tier import RemoteTiers, remote_tier_step
 from hybridai.cloud.settings import CloudSettings
 from hybridai.dashboard import mount as dashboard
+from hybridai.link.proxied_tls import ProxiedTls
 from hybridai.link.tls import ServerTls
 from hybridai.observability.requests import RequestLogMiddleware
 from hybridai.observability.supervisor import Supervisor
@@ -29,6 +33,7 @@ from hybridai.protocol.errors import ErrorCode
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.serving.errors import error_response, install_error_handlers
 from hybridai.serving.grpc_server import GrpcInferenceServer
+from hybridai.serving.v2_fast import FastInferApp
 from hybridai.serving.v2_routes import v2_router
 from hybridai.storage.blobs import BlobStorageError
 
@@ -96,20 +101,37 @@ def create_app(cloud: Cloud) -> FastAPI:
     notifier = Notifier(cloud.settings.alert_webhooks)  # alerts, by log and webhook
     remote = RemoteTiers(cloud.metrics)  # models another v2 server serves (cloud.remote_tier)
     backend = CloudBackend(cloud, remote)  # REST and gRPC: one backend
+    tickers = Tickers.of(cloud)  # this replica's leases on the cluster-wide jobs
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings = cloud.settings
+        # cluster-wide jobs: on one replica at a time, by lease in the metadata store
+        lease = tickers.leased
         rollouts = settings.rollout_tick_s  # advances active rollouts
-        loops.spawn("rollout-ticker", lambda: rollout_step(cloud), first_pause_s=rollouts)
+        loops.spawn(
+            "rollout-ticker", lease("rollout", lambda: rollout_step(cloud)), first_pause_s=rollouts
+        )
         retraining = settings.retraining_tick_s  # retrains on drift
-        loops.spawn("retraining-ticker", lambda: retraining_step(cloud), first_pause_s=retraining)
+        loops.spawn(
+            "retraining-ticker",
+            lease("retraining", lambda: retraining_step(cloud)),
+            first_pause_s=retraining,
+        )
         # telemetry and alerts (issue 12): detectors, notifications, downsampling
         evaluate = settings.alert_eval_s
-        loops.spawn("alert-evaluator", lambda: alert_step(cloud, notifier), first_pause_s=evaluate)
+        loops.spawn(
+            "alert-evaluator",
+            lease("alert-evaluation", lambda: alert_step(cloud, notifier)),
+            first_pause_s=evaluate,
+        )
         loops.spawn("alert-notifier", notifier.step)
         compact = settings.telemetry_compact_s
-        loops.spawn("telemetry-compactor", lambda: compact_step(cloud), first_pause_s=compact)
+        loops.spawn(
+            "telemetry-compactor",
+            lease("telemetry-compaction", lambda: compact_step(cloud)),
+            first_pause_s=compact,
+        )
         grpc = await _start_grpc(cloud, backend)
         # remote tiers (issue 13.5): their configurations and readiness
         loops.spawn("remote-tiers", lambda: remote_tier_step(cloud, remote))
@@ -117,11 +139,12 @@ def create_app(cloud: Cloud) -> FastAPI:
         if grpc is not None:
             await grpc.stop()
         await loops.stop()
+        await asyncio.to_thread(tickers.release_all)  # another replica need not wait the TTL
         await remote.close()
         await notifier.stop()
         cloud.close()
 
-    app = FastAPI(
+    app = FastInferApp(
         title="hybridai cloud",
         version=__version__,
         description="Control plane: fleet, model registry, desired state, sync, lake, training, "
@@ -133,12 +156,17 @@ def create_app(cloud: Cloud) -> FastAPI:
     )
     app.state.cloud = cloud
     app.state.loops = loops
+    app.state.tickers = tickers
     app.state.notifier = notifier
     app.state.remote_tiers = remote
+    # v2 infer: this app's middleware, the access check of the v2 routes, then the backend
+    app.serve_infer_from(backend, admit=InferAccess(cloud).admit)
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(cloud.settings))
     app.add_middleware(AuditMiddleware, sessions=cloud.sessions)  # outside: sees 413s too
     # outermost: traces, logs and counts every request, the refused ones too (GET /metrics)
     app.add_middleware(RequestLogMiddleware, observe=cloud.metrics.observe_request)
+    if cloud.settings.trusted_proxies:  # behind nginx: the device and address it vouches for
+        app.add_middleware(ProxiedTls, trusted=cloud.settings.trusted_proxies)
     cloud.metrics.watch(cloud.sessions, cloud.engine, loops)
     install_error_handlers(app)
     app.add_exception_handler(BlobStorageError, _blob_store_failed)

@@ -137,6 +137,26 @@ class CloudSettings(config_file.FileSettings):
         gt=0,
         description="How often the cloud runs its anomaly detectors over recent telemetry.",
     )
+    lease_ttl_s: float = Field(
+        default=15.0,
+        ge=1,
+        description="How long a replica holds a ticker's lease (rollouts, retraining, alerts, "
+        "compaction) without renewing it: another replica takes over this long after the "
+        "holder dies.",
+    )
+    trusted_proxies: list[str] = Field(
+        default=[],
+        description="Addresses of load balancers (e.g. nginx) whose X-SSL-Client-Cert and "
+        "X-Forwarded-For headers are believed: the device certificate the proxy verified and "
+        "the caller's address, e.g. '[\"127.0.0.1\"]'. Empty: those headers are ignored.",
+    )
+    long_poll_recheck_s: float = Field(
+        default=0.5,
+        gt=0,
+        le=10,
+        description="How often a waiting desired-state long-poll rereads the store for a "
+        "change (any replica may have made it); larger costs less per waiting device.",
+    )
     alert_silent_after: float = Field(
         default=2.5,
         ge=1,

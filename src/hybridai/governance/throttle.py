@@ -4,14 +4,32 @@ After ``free_failures`` misses in a row for a key (a username, or a client addre
 is locked for ``base_s`` seconds, doubling with each further miss up to ``max_s``. A success
 clears the user's key, not the address's (one right password must not unlock a guessing
 address). Keyed by address too, so spraying many usernames from one place is slowed as well.
-State is in-memory per process: with several cloud replicas each throttles on its own, which
-still bounds the guessing rate by the replica count. The clock is passed in.
+``LoginThrottle`` keeps its state in memory (one process); the cloud counts in its metadata
+store instead (``cloud.people.login_throttle``), so several replicas throttle as one. Both follow
+the ``Throttle`` protocol and the ``lockout_s`` rule. The clock is passed in.
 """
 
 from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Protocol
+
+
+class Throttle(Protocol):
+    """What a login asks of a throttle: how long to wait, and to count a miss or a success."""
+
+    def retry_after(self, keys: list[str], now: float) -> float: ...
+
+    def failure(self, keys: list[str], now: float) -> float: ...
+
+    def success(self, key: str) -> None: ...
+
+
+def lockout_s(failures: int, free_failures: int, base_s: float, max_s: float) -> float:
+    """How long a key is locked after its ``failures``-th miss in a row (0: not locked)."""
+    over = failures - free_failures
+    return 0.0 if over < 0 else min(base_s * 2.0**over, max_s)
 
 
 @dataclass
@@ -55,9 +73,8 @@ class LoginThrottle:
                     state.failures = 0
                 state.failures += 1
                 state.last_failure = now
-                over = state.failures - self.free_failures
-                if over >= 0:
-                    lock = min(self.base_s * 2.0**over, self.max_s)
+                lock = lockout_s(state.failures, self.free_failures, self.base_s, self.max_s)
+                if lock > 0:
                     state.locked_until = max(state.locked_until, now + lock)
                     longest = max(longest, lock)
         return longest

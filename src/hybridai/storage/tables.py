@@ -474,3 +474,29 @@ class RemoteTierRow(Base):
     config: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[float] = mapped_column(Double)
     updated_by: Mapped[str] = mapped_column(String(200))
+
+
+class LeaseRow(Base):
+    """Who runs a cluster-wide job (a ticker) until when (0019): one replica at a time.
+
+    A holder renews before ``expires_at``; when it dies, another replica takes the lease over
+    once it has expired (``storage.leases``).
+    """
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[float] = mapped_column(Double)
+
+
+class LoginFailureRow(Base):
+    """Failed logins per key (``user:NAME`` or ``addr:IP``), shared by every replica (0019)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_last_failure", "last_failure"),)
+
+    key: Mapped[str] = mapped_column(String(300), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer)
+    locked_until: Mapped[float] = mapped_column(Double)
+    last_failure: Mapped[float] = mapped_column(Double)

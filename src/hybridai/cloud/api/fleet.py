@@ -154,4 +154,4 @@ async def get_desired_state(device_id: str, request: Request, wait: float = 0.0)
             )
         if time.monotonic() >= deadline:
             return Response(status_code=304, headers={"ETag": f'"{desired.generation}"'})
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(cloud_of(request).settings.long_poll_recheck_s)

@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 
 from hybridai.cloud.auth import Principal, cloud_of, principal, require
 from hybridai.cloud.people import bootstrap, users
-from hybridai.governance.throttle import LoginThrottle
+from hybridai.cloud.people.login_throttle import StoredLoginThrottle
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.people import (
     ApiTokenCreated,
@@ -29,10 +29,12 @@ from hybridai.serving.errors import error_response
 router = APIRouter(prefix="/api/v1", tags=["people"])
 
 
-def _throttle(request: Request) -> LoginThrottle:
-    throttle: LoginThrottle | None = getattr(request.app.state, "login_throttle", None)
+def _throttle(request: Request) -> StoredLoginThrottle:
+    """Counted in the metadata store: every replica behind a load balancer sees every miss."""
+    throttle: StoredLoginThrottle | None = getattr(request.app.state, "login_throttle", None)
     if throttle is None:
-        throttle = request.app.state.login_throttle = LoginThrottle()
+        throttle = StoredLoginThrottle(cloud_of(request).engine)
+        request.app.state.login_throttle = throttle
     return throttle
 
 

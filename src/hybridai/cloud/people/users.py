@@ -23,7 +23,7 @@ from hybridai.cloud.devices import fleet
 from hybridai.cloud.people.secrets import hash_token
 from hybridai.governance import access_tokens, mfa, passwords, rbac
 from hybridai.governance.access_tokens import TokenKeys
-from hybridai.governance.throttle import LoginThrottle
+from hybridai.governance.throttle import Throttle
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.people import (
     USER_NAME_PATTERN,
@@ -150,7 +150,7 @@ def disable_user(session: Session, name: str) -> UserInfo:
 def login(
     session: Session,
     keys: TokenKeys,
-    throttle: LoginThrottle,
+    throttle: Throttle,
     username: str,
     password: str,
     code: str | None,
