@@ -111,8 +111,14 @@ def test_calibration_refuses_two_targets_and_uploaded_versions(
     with pytest.raises(ApiError, match="exactly one"):
         calibration.calibrate(db, blobs, lake, "pm", version, both)
     artifacts = {"edge": blobs.get(registry.blob_key("pm", version, "edge"))}
+    edge_only = registry.register_version(db, blobs, "pm", artifacts, {}, {}, "bob", NOW)
+    with pytest.raises(ApiError, match=r"no cloud variant.*upload both"):
+        calibration.calibrate(
+            db, blobs, lake, "pm", edge_only.version, CalibrationRequest(target_cloud_share=0.2)
+        )
+    artifacts["cloud"] = blobs.get(registry.blob_key("pm", version, "cloud"))
     uploaded = registry.register_version(db, blobs, "pm", artifacts, {}, {}, "bob", NOW)
-    with pytest.raises(ApiError, match="no lineage"):
+    with pytest.raises(ApiError, match=r"no lineage.*--data FILE --label COL"):
         calibration.calibrate(
             db, blobs, lake, "pm", uploaded.version, CalibrationRequest(target_cloud_share=0.2)
         )

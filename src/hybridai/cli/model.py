@@ -121,6 +121,20 @@ def upload(
         Path | None, typer.Option("--cloud-variant", help="ONNX file of the cloud variant.")
     ] = None,
     metrics: Annotated[str, typer.Option(help="Metrics as JSON.")] = "{}",
+    test_data: Annotated[
+        Path | None,
+        typer.Option(
+            help="The model's test rows (Parquet): only their content hashes are kept, so "
+            "`model calibrate` refuses them later. Name the --label column or the --features."
+        ),
+    ] = None,
+    label: Annotated[str | None, typer.Option(help="Label column of --test-data.")] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="Feature columns of --test-data, comma-separated (default: all but --label)."
+        ),
+    ] = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -129,14 +143,12 @@ def upload(
     files = {v: p.read_bytes() for v, p in (("edge", edge), ("cloud", cloud_variant)) if p}
     if not files:
         raise fail("give --edge FILE and/or --cloud-variant FILE")
-    info = call(
-        cloud,
-        token,
-        "POST",
-        f"/api/v1/models/{name}/versions",
-        files={v: (f"{v}.onnx", data, "application/octet-stream") for v, data in files.items()},
-        data={"metrics": metrics},
-    )
+    sent = {v: (f"{v}.onnx", data, "application/octet-stream") for v, data in files.items()}
+    form = {"metrics": metrics}
+    if test_data is not None:
+        sent["test_data"] = ("test.parquet", _read(test_data), "application/octet-stream")
+        form.update({k: v for k, v in (("label", label), ("features", features)) if v})
+    info = call(cloud, token, "POST", f"/api/v1/models/{name}/versions", files=sent, data=form)
     if as_json:
         print_json(info)
     else:
@@ -250,6 +262,13 @@ def deploy(
     out.print(f"{name}: fleet desired version is now v{version}, policy {placed['kind']}{detail}")
 
 
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise fail(f"cannot read {path}: {exc.strerror or exc}") from None
+
+
 def _version_to_calibrate(cloud: str, token: str | None, name: str) -> str:
     for model in call(cloud, token, "GET", "/api/v1/models"):
         if model["name"] == name and model["versions"]:
@@ -272,30 +291,68 @@ def calibrate(
     measure: Annotated[
         str, typer.Option(help="Confidence measure: margin, max_prob or entropy.")
     ] = "margin",
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Labelled validation rows (Parquet) instead of the version's own."),
+    ] = None,
+    query: Annotated[
+        str | None,
+        typer.Option(help="A lake query returning labelled validation rows, instead of --data."),
+    ] = None,
+    label: Annotated[
+        str | None, typer.Option(help="Label column of --data / --query (class numbers).")
+    ] = None,
+    features: Annotated[
+        str | None,
+        typer.Option(
+            help="Feature columns, comma-separated (default: the training run's, else all but "
+            "--label, in order)."
+        ),
+    ] = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Fit the cascade threshold on the validation split and store it with the version.
+    """Fit the cascade threshold on validation rows and store it with the version.
 
-    Shows the validation split's curve (where the threshold is fitted) and the threshold's
-    cloud share and accuracy on each split, labelled; only the test split is held out.
+    The rows are the version's own validation split, or labelled rows given with --data or
+    --query and --label (any version, uploaded ones too; rows the model was trained or tested
+    on are refused). Shows the validation curve (where the threshold is fitted) and the
+    threshold's cloud share and accuracy on each split, labelled; only held-out rows are test.
     """
     if (target_cloud_share is None) == (target_accuracy is None):
         raise fail("give exactly one of --target-cloud-share or --target-accuracy")
+    if data is not None and query is not None:
+        raise fail("give --data FILE or --query SQL, not both")
+    if (data is not None or query is not None) and label is None:
+        raise fail("name the label column of the given rows with --label COL")
     version = version or _version_to_calibrate(cloud, token, name)
-    body = {
+    body: dict[str, Any] = {
         "target_cloud_share": target_cloud_share,
         "target_accuracy": target_accuracy,
         "measure": measure,
     }
-    report = call(
-        cloud, token, "POST", f"/api/v1/models/{name}/versions/{version}/calibration", json=body
-    )
+    if data is not None or query is not None:
+        body.update(query=query, label=label)
+        if features:
+            body["features"] = [f.strip() for f in features.split(",") if f.strip()]
+    path = f"/api/v1/models/{name}/versions/{version}/calibration"
+    if data is None:
+        report = call(cloud, token, "POST", path, json=body)
+    else:
+        report = call(
+            cloud,
+            token,
+            "POST",
+            f"{path}/data",
+            files={"data": (data.name, _read(data), "application/octet-stream")},
+            data={"settings": json.dumps(body)},
+        )
     if as_json:
-        print_json(by_split(report))
+        print_json({**by_split(report), "rows": report.get("rows"), "guard": report.get("guard")})
         return
     print_calibration(out, report)
+    out.print(f"validation rows: {report.get('rows')}; guard: {report.get('guard')}")
 
 
 def _stage(name: str, version: str, stage: str, cloud: str, token: str | None) -> None:

@@ -48,6 +48,9 @@ class ErrorCode(StrEnum):
     BAD_UPSTREAM_RESPONSE = "bad_upstream_response"
     BAD_HEADER_LENGTH = "bad_header_length"
     BINARY_SIZE_MISMATCH = "binary_size_mismatch"
+    TEST_ROWS_LEAK = (
+        "test_rows_leak"  # calibration rows include rows a model was trained or tested on
+    )
 
 
 class ErrorBody(BaseModel):

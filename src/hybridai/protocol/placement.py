@@ -109,11 +109,19 @@ class SitePeer(BaseModel):
 
 
 class CalibrationRequest(BaseModel):
-    """Fit a cascade threshold: give exactly one target."""
+    """Fit a cascade threshold: give exactly one target.
+
+    Rows: the version's own validation split (trained by hybridai), or labelled rows given
+    here, from a lake ``query`` or an uploaded Parquet file, with their ``label`` column;
+    ``features`` default to the training run's, else to every other column in order.
+    """
 
     target_cloud_share: float | None = Field(default=None, ge=0.0, le=1.0)
     target_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
     measure: Measure = Measure.MARGIN
+    query: str | None = Field(default=None, min_length=1, max_length=100_000)
+    label: str | None = Field(default=None, min_length=1)
+    features: list[str] | None = Field(default=None, min_length=1)
 
 
 class CurvePoint(BaseModel):
@@ -145,3 +153,5 @@ class CalibrationReport(BaseModel):
     n_test: int
     curve: list[CurvePoint] = Field(default_factory=list)  # validation, cloud share ascending
     fitted_at: float = 0.0
+    rows: str = "validation split"  # where the validation rows came from
+    guard: str = ""  # what was checked to keep training and test rows out of them

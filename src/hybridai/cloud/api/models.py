@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, Request, Response, UploadFile
+from pydantic import ValidationError
+from starlette.concurrency import run_in_threadpool
 
 from hybridai.cloud.auth import cloud_of, principal, require
 from hybridai.cloud.devices.desired_state import desired_state
 from hybridai.cloud.models import registry, stages
 from hybridai.cloud.pipelines import calibration
+from hybridai.cloud.pipelines.calibration_rows import read_parquet, recorded_test_rows
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.placement import CalibrationReport, CalibrationRequest, Variant
 from hybridai.protocol.registry import Deployment, ModelSummary, ModelVersionInfo
@@ -34,8 +37,16 @@ async def upload_version(
     edge: UploadFile | None = None,
     cloud: UploadFile | None = None,
     metrics: Annotated[str, Form()] = "{}",
+    test_data: UploadFile | None = None,
+    label: Annotated[str | None, Form()] = None,
+    features: Annotated[str | None, Form()] = None,
 ) -> ModelVersionInfo:
-    """Register a new version from uploaded ONNX files (form fields ``edge`` and/or ``cloud``)."""
+    """Register a new version from uploaded ONNX files (form fields ``edge`` and/or ``cloud``).
+
+    ``test_data``: the model's test rows as Parquet (``label`` names the label column,
+    ``features`` the feature columns, comma-separated); only their content hashes are kept,
+    so that ``calibrate`` can refuse them later.
+    """
     who = require(request, "train")
     artifacts = {v: await f.read() for v, f in (("edge", edge), ("cloud", cloud)) if f}
     if not artifacts:
@@ -46,6 +57,11 @@ async def upload_version(
         parsed_metrics = json.loads(metrics)
     except json.JSONDecodeError:
         raise ApiError(400, ErrorCode.MALFORMED_JSON, "the metrics field is not JSON") from None
+    lineage: dict[str, Any] = {"source": "upload"}
+    if test_data is not None:
+        table = read_parquet(await test_data.read(), "test_data")
+        names = [f.strip() for f in features.split(",") if f.strip()] if features else None
+        lineage["test_rows"] = recorded_test_rows(table, label, names)
     ctx = cloud_of(request)
     with ctx.session() as session:
         return registry.register_version(
@@ -54,7 +70,7 @@ async def upload_version(
             name,
             artifacts,
             parsed_metrics,
-            {"source": "upload"},
+            lineage,
             who.name,
             time.time(),
             signing_key=ctx.signing_key,
@@ -113,11 +129,45 @@ def deploy(name: str, body: Deployment, request: Request) -> Deployment:
 def calibrate(
     name: str, version: str, body: CalibrationRequest, request: Request
 ) -> CalibrationReport:
-    """Fit the cascade threshold on the version's validation split and store it with it."""
+    """Fit the cascade threshold on validation rows (the version's own, or a lake query's)."""
     require(request, "train")
     ctx = cloud_of(request)
     with ctx.session() as session:
         return calibration.calibrate(session, ctx.blobs, ctx.lake, name, version, body)
+
+
+@router.post("/models/{name}/versions/{version}/calibration/data")
+async def calibrate_on_file(
+    name: str,
+    version: str,
+    request: Request,
+    data: UploadFile,
+    settings: Annotated[str, Form()] = "{}",
+) -> CalibrationReport:
+    """Fit the cascade threshold on labelled rows uploaded as Parquet (any version).
+
+    ``settings``: the calibration request as JSON (targets, measure, ``label``, ``features``).
+    """
+    require(request, "train")
+    try:
+        body = CalibrationRequest.model_validate_json(settings)
+    except ValidationError as error:
+        raise ApiError(
+            400,
+            ErrorCode.INVALID_INPUT,
+            "settings is not a calibration request: "
+            + "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors()),
+        ) from None
+    table = read_parquet(await data.read(), "the data file")
+    ctx = cloud_of(request)
+
+    def fit() -> CalibrationReport:
+        with ctx.session() as session:
+            return calibration.calibrate(
+                session, ctx.blobs, ctx.lake, name, version, body, data=table
+            )
+
+    return await run_in_threadpool(fit)
 
 
 @router.post("/models/{name}/versions/{version}/stage")

@@ -1,11 +1,12 @@
-"""Cascade calibration of a trained model version, on its validation split only.
+"""Cascade calibration of any model version, on validation rows only.
 
-The rows are read again at the table versions the training run's lineage recorded and split
-exactly as training split them (``training.split_rows``; a digest proves it); both ONNX variants
-run on the validation rows with ONNX Runtime, as the fleet and the cloud would run them, and
-``orchestrator.fit_share`` / ``fit_quality`` fit the threshold there. The test split is only
-evaluated, for the report. The threshold, its measure and the whole curve are stored in the
-version's metrics under ``cascade``; ``deploy --policy cascade`` uses them.
+The rows are the version's own validation split, or labelled rows given with the request
+(``calibration_rows``, which also guards against rows the model was trained or tested on).
+Both ONNX variants run on them with ONNX Runtime, as the fleet and the cloud would run them,
+for k-class models alike; the edge's confidence is the ``CascadeRule`` measure the live edge
+applies, and ``orchestrator.fit_share`` / ``fit_quality`` fit the threshold there. Held-out rows
+are only evaluated, for the report. The threshold, its measure and the whole curve are stored in
+the version's metrics under ``cascade``; ``deploy --policy cascade`` uses them.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ import time
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 from sqlalchemy.orm import Session
 
 from hybridai.cloud.data.lake import Lake
 from hybridai.cloud.models import registry
-from hybridai.cloud.pipelines import training
+from hybridai.cloud.pipelines.calibration_rows import answers, rows_for
 from hybridai.orchestrator import (
     CascadeRule,
     HeldOutSplit,
@@ -32,9 +34,9 @@ from hybridai.orchestrator import (
     fit_quality,
     fit_share,
 )
+from hybridai.orchestrator.cascade import CLASSIFIER_MEASURES
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.placement import CalibrationReport, CalibrationRequest, CurvePoint
-from hybridai.protocol.registry import TrainingSpec
 from hybridai.storage.blobs import BlobStore
 from hybridai.storage.tables import ModelVersionRow
 
@@ -66,26 +68,11 @@ def _thin(points: list[CurvePoint]) -> list[CurvePoint]:
     return [points[i] for i in keep]
 
 
-def _spec(row: ModelVersionRow) -> tuple[TrainingSpec, dict[str, Any]]:
-    lineage = row.lineage or {}
-    if "spec" not in lineage or "table_versions" not in lineage:
-        raise _invalid(
-            f"{row.name} v{row.version} was not trained by hybridai (no lineage to re-read its "
-            "rows): calibrate a version made by `hybridai model train`"
-        )
-    if not lineage.get("validation_sha256") or not lineage.get("rows", {}).get("validation"):
-        raise _invalid(
-            f"{row.name} v{row.version} was trained without a validation split: train it again "
-            "(validation_share > 0) and calibrate the new version"
-        )
-    return TrainingSpec.model_validate(lineage["spec"]), lineage
-
-
 def _outcomes(
     artifacts: dict[str, bytes], x: Any, y: Any, rule: CascadeRule
 ) -> tuple[Any, Any, Any]:
-    edge_label, edge_probabilities = training.run_onnx(artifacts["edge"], x)
-    cloud_label = training.run_onnx(artifacts["cloud"], x)[0]
+    edge_label, edge_probabilities = answers(artifacts["edge"], x, "edge")
+    cloud_label = answers(artifacts["cloud"], x, "cloud")[0]
     confidence = rule.confidences(edge_probabilities)
     return (
         confidence,
@@ -102,31 +89,36 @@ def calibrate(
     version: str,
     request: CalibrationRequest,
     now: float | None = None,
+    data: pa.Table | None = None,
 ) -> CalibrationReport:
-    """Fit, store and report the cascade threshold of ``name`` ``version``."""
+    """Fit, store and report the cascade threshold of ``name`` ``version``.
+
+    ``data``: labelled rows from an uploaded file (``request.query``: from the lake); neither:
+    the version's own validation split.
+    """
     if (request.target_cloud_share is None) == (request.target_accuracy is None):
         raise _invalid("give exactly one of target_cloud_share or target_accuracy")
     info = registry.get_version(session, name, version)  # 404s that say what exists
     row = session.get(ModelVersionRow, (info.name, int(info.version)))
     assert row is not None
-    spec, lineage = _spec(row)
+    if request.measure not in CLASSIFIER_MEASURES:
+        raise _invalid(
+            f"calibration fits classifiers: measure {request.measure.value!r} is for anomaly "
+            f"scores or regression; choose {', '.join(m.value for m in CLASSIFIER_MEASURES)}"
+        )
+    missing = [v for v in ("edge", "cloud") if v not in {a.variant for a in info.artifacts}]
+    if missing:
+        raise _invalid(
+            f"{name} v{version} has no {' or '.join(missing)} variant: a cascade weighs the edge "
+            "variant against the cloud one, so upload both (--edge and --cloud-variant)"
+        )
+    chosen = rows_for(lake, row, request, data)
     artifacts = {
         v: registry.read_artifact(session, blobs, name, version, v) for v in ("edge", "cloud")
     }
-    table = training.query_rows(lake, spec, dict(lineage["table_versions"]))
-    splits = training.split_rows(table, spec)
-    if splits.validation_digest() != lineage["validation_sha256"]:
-        raise ApiError(
-            409,
-            ErrorCode.CONFLICT,
-            f"the validation rows of {name} v{version} read back differently from training "
-            "(the lake's history was vacuumed or rewritten): train a new version",
-        )
     rule = CascadeRule(measure=Measure(request.measure))
-    val = ValidationSplit(
-        *_outcomes(artifacts, splits.x[splits.validation], splits.y[splits.validation], rule)
-    )
-    test = HeldOutSplit(*_outcomes(artifacts, splits.x[splits.test], splits.y[splits.test], rule))
+    val = ValidationSplit(*_outcomes(artifacts, chosen.x_validation, chosen.y_validation, rule))
+    test = HeldOutSplit(*_outcomes(artifacts, chosen.x_test, chosen.y_test, rule))
     if request.target_cloud_share is not None:
         fitted = fit_share(val, request.target_cloud_share)
     else:
@@ -162,6 +154,8 @@ def calibrate(
         n_test=len(test),
         curve=_thin(points),
         fitted_at=time.time() if now is None else now,
+        rows=chosen.rows,
+        guard=chosen.guard,
     )
     row.metrics = {**(row.metrics or {}), "cascade": report.model_dump(mode="json")}
     session.commit()
