@@ -65,10 +65,10 @@ def require(*tiers: Tier) -> None:
             raise fail(not_installed(tier, absent))
 
 
-def run(app: typer.Typer) -> None:
-    """Run the command line; an import a missing extra would satisfy ends in its sentence."""
+def run(app: typer.Typer, args: list[str] | None = None) -> None:
+    """Run the command line (``args``, else sys.argv); a missing extra's import: its sentence."""
     try:
-        app()
+        app(args=args)
     except ModuleNotFoundError as exc:
         tier = tier_of(exc.name)
         if tier is None:
