@@ -8,27 +8,32 @@ but the health probes asks ``lan_auth`` first.
 from __future__ import annotations
 
 import logging
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI, Request, Response
-from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from hybridai import __version__
 from hybridai.edge.admin import admin_router
 from hybridai.edge.agent import EdgeAgent
 from hybridai.edge.grpc_listener import GrpcListener
 from hybridai.edge.ingest import formats
-from hybridai.edge.ingest.schemas import SchemaViolation
+from hybridai.edge.ingest.http_route import (
+    ROUTE,
+    IngestResult,
+    IngestRoute,
+    Limits,
+    answer_ingest,
+    is_ingest,
+)
+from hybridai.edge.ingest.intake import Ingest
 from hybridai.edge.lan_auth import LanAuthMiddleware, LanGuard
 from hybridai.edge.peer_listener import PeerListener
 from hybridai.edge.settings import EdgeSettings
-from hybridai.edge.store.edge_store import AppendResult, InvalidRecord
 from hybridai.observability import trace
 from hybridai.observability.requests import RequestLogMiddleware
-from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.fleet import StatusReport
 from hybridai.serving.body_limit import BodyLimitMiddleware, LimitFor
 from hybridai.serving.errors import install_error_handlers
@@ -36,30 +41,36 @@ from hybridai.serving.path_names import checked_path_names
 from hybridai.serving.v2_fast import FastInferApp
 from hybridai.serving.v2_routes import v2_router
 
-STREAM = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
 INGEST_PATH = "/api/v1/streams/"
 MAX_OTHER_BYTES = 64 * 1024 * 1024  # all but ingest and v2 inference
 
 
-class IngestResult(BaseModel):
-    stream: str
-    accepted: int
-    duplicates: int
+class EdgeApp(FastInferApp):
+    """The edge's app: v2 infer and record ingest take their lean paths (``http_route``).
 
+    ``serve_ingest_into`` once; like the infer chain, the ingest chain is built at the first
+    request, after every ``add_middleware``, from the app's own middleware list.
+    """
 
-def _decode_and_write(
-    agent: EdgeAgent, stream: str, content_type: str | None, body: bytes
-) -> AppendResult:
-    """Decode a batch body (JSON, MessagePack or Arrow IPC) and store it; off the event loop."""
-    import pyarrow as pa
+    _ingest_route: tuple[Ingest, Limits] | None = None
+    _ingest_chain: ASGIApp | None = None
 
-    limits = formats.DecodeLimits(
-        agent.settings.max_ingest_records, agent.settings.max_ingest_decoded_bytes
-    )
-    decoded = formats.decode(content_type, body, limits)
-    if isinstance(decoded, pa.Table):
-        return agent.ingest.write_table(stream, decoded)
-    return agent.ingest.write(stream, decoded)
+    def serve_ingest_into(self, ingest: Ingest, limits: Limits) -> None:
+        self._ingest_route = ingest, limits
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._ingest_route is None or not is_ingest(scope):
+            await super().__call__(scope, receive, send)
+            return
+        if self._ingest_chain is None:
+            app: ASGIApp = IngestRoute(super().__call__, *self._ingest_route)
+            for cls, args, kwargs in reversed(self.user_middleware):
+                app = cls(app, *args, **kwargs)
+            self._ingest_chain = app
+        if self.root_path:
+            scope["root_path"] = self.root_path
+        scope["app"] = self
+        await self._ingest_chain(scope, receive, send)
 
 
 def _body_limits(settings: EdgeSettings) -> LimitFor:
@@ -87,7 +98,7 @@ def create_app(agent: EdgeAgent) -> FastAPI:
         await peers.stop()
         await agent.stop()
 
-    app = FastInferApp(
+    app = EdgeApp(
         title=f"hybridai edge {agent.device_id}",
         version=__version__,
         description="Edge agent: Open Inference Protocol v2 (placed at edge or cloud per "
@@ -97,6 +108,11 @@ def create_app(agent: EdgeAgent) -> FastAPI:
     )
     app.state.agent = agent
     app.serve_infer_from(agent.backend)  # v2 infer: this app's middleware, then the backend
+
+    def limits() -> formats.DecodeLimits:
+        return formats.DecodeLimits(settings.max_ingest_records, settings.max_ingest_decoded_bytes)
+
+    app.serve_ingest_into(agent.ingest, limits)  # ingest: this app's middleware, then the store
     app.add_middleware(BodyLimitMiddleware, limit_for=_body_limits(agent.settings))
     install_error_handlers(app)
     # Outermost: a request without the site's credentials is refused before anything reads it.
@@ -107,45 +123,17 @@ def create_app(agent: EdgeAgent) -> FastAPI:
     app.include_router(v2_router(agent.backend))
     app.include_router(admin_router(agent))  # operators only: cloud-signed access tokens
 
-    @app.post("/api/v1/streams/{stream}/records", tags=["ingest"])
+    @app.post(ROUTE, tags=["ingest"])
     async def ingest(stream: str, request: Request) -> IngestResult:
         """Store a batch of records durably; 200 means every accepted record survives a crash.
 
         The body is JSON, MessagePack (``application/msgpack``) or an Arrow IPC stream
         (``application/vnd.apache.arrow.stream``), by ``Content-Type``; records must fit the
-        stream's schema, or nothing of the batch is stored.
+        stream's schema, or nothing of the batch is stored. (Requests take ``IngestRoute``,
+        outside the framework; this route answers alike and describes it.)
         """
-        if not STREAM.fullmatch(stream):
-            raise ApiError(
-                400,
-                ErrorCode.BAD_REQUEST,
-                f"stream name '{stream}' is invalid: use lowercase letters, digits and _, "
-                "starting with a letter",
-            )
-        try:  # refuse an unknown format before reading the body
-            formats.media_type(request.headers.get("content-type"))
-        except formats.UnsupportedFormat as exc:
-            raise ApiError(415, ErrorCode.UNSUPPORTED_MEDIA_TYPE, str(exc)) from None
-        body = await request.body()
-        try:
-            result = await run_in_threadpool(
-                _decode_and_write, agent, stream, request.headers.get("content-type"), body
-            )
-        except formats.TooLarge as exc:
-            raise ApiError(413, ErrorCode.PAYLOAD_TOO_LARGE, str(exc)) from None
-        except formats.MalformedBody as exc:
-            code = ErrorCode.MALFORMED_JSON if exc.json_invalid else ErrorCode.BAD_REQUEST
-            raise ApiError(400, code, str(exc)) from None
-        except SchemaViolation as exc:
-            raise ApiError(
-                400,
-                ErrorCode.SCHEMA_MISMATCH,
-                f"nothing stored: {exc}; fix the record or the stream's schema "
-                "(`hybridai stream schema set`, or HYBRIDAI_EDGE_STREAM_SCHEMAS)",
-            ) from None
-        except InvalidRecord as exc:
-            raise ApiError(400, ErrorCode.INVALID_INPUT, f"nothing stored: {exc}") from None
-        return IngestResult(stream=stream, accepted=result.accepted, duplicates=result.duplicates)
+        content_type = request.headers.get("content-type")
+        return await answer_ingest(agent.ingest, limits, stream, content_type, request.body)
 
     @app.get("/metrics", tags=["status"], response_class=Response)
     async def metrics() -> Response:

@@ -1,7 +1,8 @@
 """The one door records take into the edge store, whatever carried them (HTTP, SDK, MQTT).
 
-A batch is turned into columns and checked (``columns``), checked against its stream's schema
-(``schema_columns``), then stored all or nothing; only then does
+A batch is turned into columns and checked (``columns``) and hashed in its caller's thread,
+then checked against its stream's schema (``schema_columns``) and stored all or nothing, with
+the batches of concurrent callers in one transaction (``group_commit``); only then does
 its sender hear "accepted" (an HTTP 200, an MQTT PUBACK). Records that cannot be stored are
 refused (HTTP) or parked in the ``dead_letters`` stream with the reason and the raw payload
 (MQTT, where nobody waits for an answer): never dropped silently.
@@ -13,8 +14,10 @@ import base64
 import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from hybridai.edge.ingest.group_commit import GroupCommit
 from hybridai.edge.ingest.schema_columns import admit_table
 from hybridai.edge.ingest.schemas import SchemaRegistry, StreamSchema
 from hybridai.edge.store import columns
@@ -25,8 +28,18 @@ from hybridai.protocol.streams import SchemaSpec
 if TYPE_CHECKING:
     import pyarrow as pa
 
+    from hybridai.edge.store._dedup import Hashes
+
 DEAD_LETTERS = "dead_letters"
 DEAD_LETTER_MAX_BYTES = 256 * 1024  # a bigger payload is kept truncated (and says so)
+
+
+@dataclass(frozen=True)
+class _Batch:
+    stream: str
+    table: pa.Table
+    records: list[dict[str, Any]] | None  # what the table was made of, for precise errors
+    hashes: Hashes | None
 
 
 class Ingest:
@@ -36,6 +49,7 @@ class Ingest:
         self.store = store
         self.schemas = SchemaRegistry(store, declared)
         self._lock = threading.Lock()
+        self._commits: GroupCommit[_Batch, AppendResult] = GroupCommit(self._commit)
 
     def write(self, stream: str, records: list[dict[str, Any]]) -> AppendResult:
         """Store ``records`` durably or raise (``SchemaViolation``, ``InvalidRecord``).
@@ -53,12 +67,39 @@ class Ingest:
     def _write(
         self, stream: str, table: pa.Table, records: list[dict[str, Any]] | None = None
     ) -> AppendResult:
+        hashes = self.store.row_hashes(stream, table) if table.num_rows else None
+        return self._commits.submit(_Batch(stream, table, records, hashes))
+
+    def _commit(self, batches: list[_Batch]) -> list[AppendResult | BaseException]:
+        """Admit and append ``batches`` in one transaction; one outcome each.
+
+        A batch refused (schema, record) or failing leaves nothing behind and the others go
+        on; a schema a batch grows is saved with it, so the next batch (in this group too)
+        is checked against it.
+        """
+        outcomes: list[AppendResult | BaseException] = []
+        grown: set[str] = set()
         with self._lock:
-            grown = admit_table(self.schemas, stream, table, records)
-            result = self.store.append_table(stream, table, checked=True)
-            if grown is not None:
-                self.schemas.save(stream, grown)
-        return result
+            try:
+                with self.store.group() as group:
+                    for batch in batches:
+                        try:
+                            with group.batch():
+                                schema = admit_table(
+                                    self.schemas, batch.stream, batch.table, batch.records
+                                )
+                                result = group.append(batch.stream, batch.table, batch.hashes)
+                                if schema is not None:
+                                    self.schemas.save(batch.stream, schema)
+                                    grown.add(batch.stream)
+                        except Exception as exc:  # this batch's alone: nothing of it stays
+                            outcomes.append(exc)
+                            continue
+                        outcomes.append(result)
+            except BaseException:
+                self.schemas.forget(grown)  # saved in a transaction that did not commit
+                raise
+        return outcomes
 
     def declare_schema(self, stream: str, spec: SchemaSpec) -> StreamSchema:
         """Enforce the cloud's schema for ``stream`` from the next batch on (``SchemaConflict``)."""

@@ -223,6 +223,12 @@ class SchemaRegistry:
             return
         self._put(stream, schema)
 
+    def forget(self, streams: Iterable[str]) -> None:
+        """Read these streams' schemas from the store again (a save was rolled back)."""
+        with self._lock:
+            for stream in streams:
+                self._cache.pop(stream, None)
+
     def cloud_streams(self) -> list[str]:
         raw = self._store.get_meta(CLOUD_STREAMS_KEY)
         return sorted(json.loads(raw)) if raw else []

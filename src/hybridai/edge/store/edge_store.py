@@ -31,11 +31,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hybridai.edge.store import batch_selection, columns, quota
+from hybridai.edge.store._append import AppendGroup
 from hybridai.edge.store._chunks import Chunk, Chunks, select
-from hybridai.edge.store._compress import compress
 from hybridai.edge.store._dedup import Hashes, HashIndex
 from hybridai.edge.store._sqlite import (
-    COMPRESSED_SEQ,
     bump,
     bump_stream,
     create_schema,
@@ -58,7 +57,6 @@ from hybridai.protocol.sync import TIMESTAMP
 if TYPE_CHECKING:
     import pyarrow as pa
 
-COALESCE_ROWS = 1000  # small appends fold into one chunk up to this many records
 
 __all__ = [
     "RESERVED_FIELDS",
@@ -189,102 +187,40 @@ class EdgeStore:
 
         ``checked``: the table came from ``columns.from_records`` or ``columns.from_arrow``.
         """
-        import pyarrow as pa
-
         check_stream(stream)
         if not checked:
             table = columns.from_arrow(table)
         if not table.num_rows:
             return AppendResult(accepted=0, duplicates=0)
-        hashes = columns.row_hashes(stream, table, self._hash_key)
-        spec = self.config.compression.get(stream)
+        hashes = self.row_hashes(stream, table)
+        with self.group() as group:
+            return group.append(stream, table, hashes)
+
+    def row_hashes(self, stream: str, table: pa.Table) -> Hashes:
+        """The de-duplication hashes of a checked table's rows (no lock: before ``group``)."""
+        return columns.row_hashes(stream, table, self._hash_key)
+
+    @contextmanager
+    def group(self) -> Iterator[AppendGroup]:
+        """Appends that share one transaction and one fsync (``_append``).
+
+        Every batch appended in the block is durable, and counted by de-duplication, once the
+        block exits without an exception; none is before.
+        """
         with self._lock:
             with self._transaction() as conn:
-                fresh = self._index.fresh(hashes)
-                accepted = int(fresh.sum())
-                duplicates = table.num_rows - accepted
-                compressed = earlier = evicted = 0
-                if accepted:
-                    if accepted < table.num_rows:
-                        table, hashes = table.filter(pa.array(fresh)), hashes[fresh]
-                    rows, kept, arrival, first_id = table, hashes, None, None
-                    if spec is None:
-                        rows, kept, arrival, first_id = self._coalesce(conn, stream, table, hashes)
-                    if first_id is None:
-                        first_id = self._next_ids(conn, rows.num_rows)
-                    else:
-                        self._next_ids(conn, table.num_rows)  # they follow the folded ones
-                    dropped = None
-                    if spec is not None:
-                        dropped, earlier = compress(
-                            conn, self._chunks, spec, stream, first_id, columns.to_rows(table)
-                        )
-                        compressed = int(dropped.sum())
-                    chunk = self._chunks.insert(
-                        conn, stream, first_id, rows, kept, dropped, arrival=arrival
-                    )
-                    if chunk.live == 0:
-                        conn.execute(
-                            "UPDATE chunks SET batch_seq = ?, synced = 1 WHERE id = ?",
-                            (COMPRESSED_SEQ, chunk.id),
-                        )
-                    bump_stream(conn, stream, records=chunk.live, bytes=chunk.size)
-                bump(conn, "records_ingested", accepted)
-                bump(conn, "records_deduplicated", duplicates)
-                bump_stream(
-                    conn,
-                    stream,
-                    ingested=accepted,
-                    deduplicated=duplicates,
-                    compressed=compressed,
+                group = AppendGroup(
+                    conn, self._chunks, self._index, self.config, self._hash_key, self._enforce
                 )
-                if accepted:
-                    evicted = sum(self._enforce(conn))
-            if accepted:  # after the commit, before anyone else may append
-                self._index.add(hashes)
-                self._waiting_since.setdefault(stream, self._clock())
-            if evicted:
+                yield group
+            if group.evicted:  # records went: rebuild the index from what the store holds
                 self._index = self._load_index()
-        return AppendResult(accepted, duplicates, compressed=compressed + earlier, evicted=evicted)
-
-    def _coalesce(
-        self, conn: sqlite3.Connection, stream: str, table: pa.Table, hashes: Hashes
-    ) -> tuple[pa.Table, Hashes, int | None, int | None]:
-        """Fold a small append into the stream's newest small unbatched chunk, if any.
-
-        One record per MQTT message or SDK call would otherwise make a chunk each, a
-        kilobyte of framing for a hundred bytes of data. The chunk keeps its ids when the new
-        records' ids follow on (nothing else was stored since); otherwise the records folded
-        in, which have never left the store, take new ids. ``arrival`` keeps their place in
-        the sync order. Returns what to store, the arrival to keep and the first id to keep
-        (None: a chunk of its own / new ids).
-        """
-        alone = table, hashes, None, None
-        if table.num_rows >= COALESCE_ROWS:
-            return alone
-        found = select(
-            conn,
-            "stream = ? AND batch_seq IS NULL ORDER BY arrival DESC, first_id DESC LIMIT 1",
-            (stream,),
-        )
-        if not found or found[0].dropped is not None:
-            return alone
-        tail = found[0]
-        if tail.rows + table.num_rows > COALESCE_ROWS:
-            return alone
-        old_table, old_hashes = self._chunks.contents(conn, tail)
-        merged = columns.unify([old_table, table])
-        held = np.concatenate([old_hashes, hashes])
-        self._chunks.delete(conn, tail)
-        bump_stream(conn, stream, records=-tail.live, bytes=-tail.size)
-        (last,) = conn.execute("SELECT value FROM counters WHERE name = 'record_ids'").fetchone()
-        follows = tail.first_id + tail.rows == int(last) + 1  # its last id is the newest
-        return merged, held, tail.arrival, tail.first_id if follows else None
-
-    def _next_ids(self, conn: sqlite3.Connection, n: int) -> int:
-        (last,) = conn.execute("SELECT value FROM counters WHERE name = 'record_ids'").fetchone()
-        bump(conn, "record_ids", n)
-        return int(last) + 1
+            else:
+                for run in group.staged:
+                    self._index.add(run)
+            now = self._clock()
+            for stream in group.streams:
+                self._waiting_since.setdefault(stream, now)
 
     def _enforce(self, conn: sqlite3.Connection) -> tuple[int, int]:
         return quota.enforce(conn, self._chunks, self.config.quota_bytes, self.config.priority)
