@@ -3,7 +3,9 @@
 Unversioned requests go to the deployed version (or the latest one when none is deployed);
 the ``cloud`` variant is preferred, the ``edge`` variant serves when it is the only one.
 Loaded sessions are cached; a version is loaded, verified and warmed up on first use, and
-loaded again when its deployment's runtime options change (``serving.providers``).
+loaded again when its deployment's runtime options change (``serving.providers``). What a name
+resolves to is remembered (``models.resolution``), so a request to a loaded model reads no
+database: a change made here is seen by the next request, another replica's within a second.
 
 A model with a remote tier (``cloud.remote_tier``) is forwarded to that v2 server instead.
 
@@ -23,9 +25,9 @@ from hybridai import __version__
 from hybridai.cloud import policies
 from hybridai.cloud.context import Cloud
 from hybridai.cloud.models import registry
+from hybridai.cloud.models.resolution import Resolution, Resolutions, registry_watch
 from hybridai.cloud.remote_tier import RemoteTarget, RemoteTiers
 from hybridai.governance.egress import data_class
-from hybridai.protocol.batching import BatchingSpec
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.placement import PlacementPolicy
 from hybridai.protocol.runtime import RuntimeOptions
@@ -54,31 +56,60 @@ class CloudBackend:
         self._repository = ModelRepository()
         model_info.watch(cloud.metrics.registry, "hybridai_cloud", self._repository)
         self._loading = threading.Lock()
-        self._batching: dict[str, BatchingSpec | None] = {}  # by model: its deployment's
         self.batchers = Batchers(BatchMetrics(cloud.metrics.registry, "hybridai_cloud"))
-        self._input_streams: dict[str, tuple[float, str | None]] = {}  # name -> (until, stream)
         # name -> the runtime options and needed provider its loaded versions run with
         self._sessions: dict[str, tuple[RuntimeOptions | None, str | None]] = {}
         self.book = StatisticsBook()  # this replica's own counters (v2 statistics extension)
+        self.resolutions = Resolutions(self._resolution, registry_watch(cloud.sessions))
 
-    def _version_for(self, name: str, version: str | None) -> str:
+    def _resolution(self, name: str) -> Resolution:
+        """What ``name`` serves, read from the store (``Resolutions`` keeps it).
+
+        A deployment whose runtime options changed drops the name's loaded versions: they are
+        loaded again on next use, and requests in flight finish on the old ones.
+        """
+        with self._cloud.session() as session:
+            deployment = next(
+                (d for d in registry.get_deployments(session) if d.name == name), None
+            )
+            if deployment is not None:
+                version: str | None = deployment.version
+            else:
+                latest = registry.latest_version(session, name)
+                version = None if latest is None else latest.version
+            policy = deployment.policy if deployment is not None else None
+            stream = policy.input_stream if policy is not None else None
+            restricted = None
+            if stream is not None:
+                known = {p.stream: p for p in policies.list_policies(session)}
+                restricted = stream if data_class(known.get(stream)) == "restricted" else None
+        wanted = _session_settings(policy)
+        if self._sessions.get(name, wanted) != wanted:  # redeployed with new runtime options
+            self._sessions.pop(name, None)
+            self._repository.remove(name)
+        return Resolution(version, policy, restricted)
+
+    def _version_for(self, name: str, version: str | None, resolution: Resolution | None) -> str:
         if version is not None:
             return version
-        with self._cloud.session() as session:
-            for deployment in registry.get_deployments(session):
-                if deployment.name == name:
-                    return deployment.version
-            latest = registry.latest_version(session, name)
-        if latest is None:
+        found = (resolution or self.resolutions.resolve(name)).version
+        if found is None:
             raise ApiError(
                 404,
                 ErrorCode.MODEL_NOT_FOUND,
                 f"model '{name}' is not in the registry; list models with `hybridai model list`",
             )
-        return latest.version
+        return found
+
+    def _loaded(self, name: str, version: str | None, resolution: Resolution) -> OnnxModel | None:
+        """The loaded model a request runs, without blocking; None when it must be loaded."""
+        resolved = self._version_for(name, version, resolution)
+        if resolved in self._repository.versions(name):
+            return self._repository.get(name, resolved)
+        return None
 
     def _model(self, name: str, version: str | None) -> OnnxModel:
-        resolved = self._version_for(name, version)
+        resolved = self._version_for(name, version, None)
         if resolved in self._repository.versions(name):
             return self._repository.get(name, resolved)
         with self._loading:
@@ -151,56 +182,34 @@ class CloudBackend:
     def repository_index(self, ready: bool) -> list[RepositoryModel]:
         return [RepositoryModel(name=n, version=v) for n, v in self._registered()]
 
-    def _refuse_restricted(self, name: str) -> None:
-        """403 for a model fed by a stream that holds restricted data (it stays on site).
-
-        Looked up at most once a second per model: a request costs no queries in between.
-        """
-        now = time.monotonic()
-        cached = self._input_streams.get(name)
-        if cached is None or cached[0] < now:
-            cached = (now + 1.0, self._restricted_stream(name))
-            self._input_streams[name] = cached
-        if cached[1] is not None:
+    @staticmethod
+    def _refuse_restricted(name: str, resolution: Resolution) -> None:
+        """403 for a model fed by a stream that holds restricted data (it stays on site)."""
+        stream = resolution.restricted_stream
+        if stream is not None:
             raise ApiError(
                 403,
                 ErrorCode.FORBIDDEN,
-                f"model '{name}' is fed by stream '{cached[1]}', which holds restricted data: "
+                f"model '{name}' is fed by stream '{stream}', which holds restricted data: "
                 "that never leaves the site, so the cloud does not serve it; ask an edge of the "
                 "site",
             )
 
-    def _restricted_stream(self, name: str) -> str | None:
-        with self._cloud.session() as session:
-            deployment = next(
-                (d for d in registry.get_deployments(session) if d.name == name), None
-            )
-            self._batching[name] = (
-                deployment.policy.batching if deployment and deployment.policy else None
-            )
-            wanted = _session_settings(deployment.policy if deployment else None)
-            if self._sessions.get(name, wanted) != wanted:  # redeployed with new runtime options
-                self._sessions.pop(name, None)
-                self._repository.remove(name)  # reloaded on next use; requests in flight finish
-            stream = deployment.policy.input_stream if deployment and deployment.policy else None
-            if stream is None:
-                return None
-            known = {p.stream: p for p in policies.list_policies(session)}
-        return stream if data_class(known.get(stream)) == "restricted" else None
-
     async def infer(
         self, name: str, version: str | None, request: InferenceRequest
     ) -> InferenceResponse:
-        cached = self._input_streams.get(name)
-        if cached is None or cached[0] < time.monotonic():  # the lookup queries: off the loop
-            await run_in_threadpool(self._refuse_restricted, name)
-        else:
-            self._refuse_restricted(name)
+        resolution = self.resolutions.fresh(name)
+        if resolution is None:  # a read of the store: off the loop
+            resolution = await run_in_threadpool(self.resolutions.resolve, name)
+        self._refuse_restricted(name, resolution)
         target = self.remote.target(name)
         if target is not None:
             return await self._remote(target, name, version, request)
-        model = await run_in_threadpool(self._model, name, version)
-        batcher = self.batchers.get(model, self._batching.get(name))
+        model = self._loaded(name, version, resolution)
+        if model is None:
+            model = await run_in_threadpool(self._model, name, version)
+        policy = resolution.policy
+        batcher = self.batchers.get(model, policy.batching if policy is not None else None)
         if batcher is not None:
             return await self._batched(batcher, name, request)
         started = time.perf_counter()

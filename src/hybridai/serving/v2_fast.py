@@ -10,12 +10,14 @@ the backend with the same codec (``serving.v2_codec``: JSON and the binary tenso
 the same name rules and the same ``ErrorBody`` answers as ``serving.v2_routes``; those routes
 stay mounted, for the OpenAPI document and for apps that do not take this path. It sets the
 scope's ``route`` so the request log names the route template as before. An exception other
-than ``ApiError`` propagates to the app's error middleware (a logged 500).
+than ``ApiError`` propagates to the app's error middleware (a logged 500). An app whose access
+check is a route dependency (the cloud's) passes it as ``admit``, run before the body is read.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable
 
 from fastapi import FastAPI
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -23,8 +25,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from hybridai.protocol.errors import ApiError, ErrorBody
 from hybridai.serving.v2_routes import InferenceBackend, answer_infer
 
-__all__ = ["INFER_PATH", "FastInferApp", "V2FastInfer"]
+__all__ = ["INFER_PATH", "Admit", "FastInferApp", "V2FastInfer"]
 
+Admit = Callable[[Scope], Awaitable[None]]  # raises ApiError (401, 403) for a refused caller
 INFER_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?/infer")
 
 
@@ -68,9 +71,10 @@ async def _answer(send: Send, status: int, content: bytes, headers: dict[str, st
 class V2FastInfer:
     """Answers v2 infer requests from ``backend``; passes everything else to ``app``."""
 
-    def __init__(self, app: ASGIApp, backend: InferenceBackend) -> None:
+    def __init__(self, app: ASGIApp, backend: InferenceBackend, admit: Admit | None = None) -> None:
         self.app = app
         self.backend = backend
+        self.admit = admit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST":
@@ -93,6 +97,8 @@ class V2FastInfer:
             return None
 
         try:
+            if self.admit is not None:
+                await self.admit(scope)
             content, answer_headers = await answer_infer(
                 self.backend, name, version, header, lambda: _read_body(receive)
             )
@@ -115,18 +121,21 @@ def is_infer(scope: Scope) -> bool:
 class FastInferApp(FastAPI):
     """A FastAPI app whose v2 infer requests pass its own middleware only, then the backend.
 
-    Call ``serve_infer_from(backend)`` once; the chain is built at the first request, after
-    every ``add_middleware``, from the app's middleware list exactly as the framework builds it.
+    Call ``serve_infer_from(backend)`` once (with ``admit``, the access check the v2 routes'
+    dependencies make); the chain is built at the first request, after every
+    ``add_middleware``, from the app's middleware list exactly as the framework builds it.
     """
 
     _infer_backend: InferenceBackend | None = None
+    _infer_admit: Admit | None = None
     _infer_chain: ASGIApp | None = None
 
-    def serve_infer_from(self, backend: InferenceBackend) -> None:
+    def serve_infer_from(self, backend: InferenceBackend, admit: Admit | None = None) -> None:
         self._infer_backend = backend
+        self._infer_admit = admit
 
     def _chain(self, backend: InferenceBackend) -> ASGIApp:
-        app: ASGIApp = V2FastInfer(super().__call__, backend)
+        app: ASGIApp = V2FastInfer(super().__call__, backend, self._infer_admit)
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
         return app
