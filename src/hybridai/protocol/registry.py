@@ -57,6 +57,46 @@ class EdgeBudget(BaseModel):
     max_drop: float = Field(default=0.01, ge=0, le=1)
 
 
+# Who labels a hard example: the cloud model's answer, a person's label (added later through
+# the API), or a person's label where there is one and the cloud's answer elsewhere.
+HardLabelSource = Literal["cloud", "human", "human-else-cloud"]
+
+
+class HardExamplesSpec(BaseModel):
+    """Add a model's hard examples (escalated inputs, labelled) to the training rows.
+
+    They join the training split only: validation and test stay the query's rows, so a
+    retrained version is measured on the same footing as the one before it.
+    """
+
+    label_source: HardLabelSource = "cloud"
+    model: str | None = Field(default=None, pattern=MODEL_NAME_PATTERN)  # None: model_name
+    max_rows: int = Field(default=100_000, ge=1)  # the newest rows first
+
+
+class HardExampleLabel(BaseModel):
+    """A person's label for one row of one escalated request (``request_id`` as recorded)."""
+
+    request_id: str = Field(min_length=1, max_length=200)
+    row: int = Field(default=0, ge=0)
+    label: int = Field(ge=0)
+
+
+class HardExampleLabels(BaseModel):
+    labels: list[HardExampleLabel] = Field(min_length=1, max_length=100_000)
+
+
+class HardExampleSummary(BaseModel):
+    """What the lake holds of a model's hard examples, and how many rows each source labels."""
+
+    model: str
+    requests: int
+    rows: int
+    cloud_labelled: int
+    human_labelled: int
+    unreadable: int  # inputs withheld or pseudonymised by a data policy, or not decodable
+
+
 class TrainingSpec(BaseModel):
     """A training run: a lake query that yields features and a label, and two model sizes.
 
@@ -80,6 +120,7 @@ class TrainingSpec(BaseModel):
     validation_share: float = Field(default=0.2, ge=0, lt=1)  # of the rows left after test
     seed: int = 0
     deploy: bool = True  # make the new version the fleet's desired version
+    hard_examples: HardExamplesSpec | None = None  # add escalated inputs to the training rows
 
 
 class TrainingRun(BaseModel):

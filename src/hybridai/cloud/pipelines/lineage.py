@@ -68,11 +68,16 @@ def reference(features: list[str], x: Array, confidence: Array) -> dict[str, Any
     }
 
 
-def row_hashes(x: Array) -> set[bytes]:
+def row_digests(x: Array) -> list[bytes]:
     """The content hash of each row of features (as float32, the models' input type)."""
     rows = np.ascontiguousarray(np.asarray(x, dtype=np.float32))
     rows = rows.reshape(len(rows), -1) + np.float32(0.0)  # -0.0 and 0.0 are one value
-    return {hashlib.blake2b(r.tobytes(), digest_size=ROW_HASH_BYTES).digest() for r in rows}
+    return [hashlib.blake2b(r.tobytes(), digest_size=ROW_HASH_BYTES).digest() for r in rows]
+
+
+def row_hashes(x: Array) -> set[bytes]:
+    """The set of ``row_digests``: what a split is checked against."""
+    return set(row_digests(x))
 
 
 def pack_hashes(hashes: set[bytes]) -> str:

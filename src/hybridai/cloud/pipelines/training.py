@@ -40,8 +40,8 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn.utils.class_weight import compute_sample_weight
 
 from hybridai.cloud.data.lake import Lake, LakeQueryError
-from hybridai.cloud.pipelines import edge_variants
-from hybridai.cloud.pipelines.lineage import code_version, reference
+from hybridai.cloud.pipelines import edge_variants, hard_examples
+from hybridai.cloud.pipelines.lineage import code_version, reference, row_digests, row_hashes
 from hybridai.protocol.registry import TrainingSpec
 from hybridai.serving.providers import create_session
 
@@ -329,12 +329,56 @@ def _reported(metrics: dict[str, float], wanted: list[str]) -> dict[str, float]:
     return {k: v for k, v in metrics.items() if not wanted or k not in quality or k in wanted}
 
 
+def _with_hard_examples(
+    lake: Lake, spec: TrainingSpec, versions: dict[str, int], splits: Splits
+) -> tuple[Array, Array, dict[str, Any] | None]:
+    """The training rows, plus the model's labelled hard examples when the spec asks.
+
+    Hard rows join the training split only; one whose features equal a validation or test
+    row's is left out (it would leak into what the run is judged on), as is one with a class
+    the query's rows do not have.
+    """
+    x_train, y_train = splits.x[splits.train], splits.y[splits.train]
+    wanted = spec.hard_examples
+    if wanted is None:
+        return x_train, y_train, None
+    hard = hard_examples.rows(
+        lake,
+        wanted.model or spec.model_name,
+        len(spec.features),
+        wanted.label_source,
+        versions,
+        wanted.max_rows,
+    )
+    held = row_hashes(splits.x[np.concatenate([splits.validation, splits.test])])
+    k = int(splits.y.max()) + 1
+    keep = np.asarray([h not in held for h in row_digests(hard.x)], dtype=bool)
+    known = hard.y < k
+    used = keep & known
+    report = {
+        "label_source": wanted.label_source,
+        "requests": hard.requests,
+        "rows": int(used.sum()),
+        "left_out": {
+            **{k_: v for k_, v in hard.counts.items() if k_.startswith(("un", "wrong"))},
+            "held_out_duplicates": int((~keep).sum()),
+            "unknown_class": int((keep & ~known).sum()),
+        },
+        "labelled": {"by_cloud": hard.counts["by_cloud"], "by_human": hard.counts["by_human"]},
+    }
+    if not used.any():
+        return x_train, y_train, report
+    x_all = np.vstack([x_train, hard.x[used]])
+    return x_all, np.concatenate([y_train, hard.y[used]]), report
+
+
 def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
     """Train the edge and cloud variants of ``spec`` on the lake as it is now."""
     versions = lake.versions()
     splits = split_rows(query_rows(lake, spec, versions), spec)
-    x, y, train_idx, test_idx = splits.x, splits.y, splits.train, splits.test
+    x, y, test_idx = splits.x, splits.y, splits.test
     x_test, y_test = x[test_idx], y[test_idx]
+    x_train, y_train, hard_report = _with_hard_examples(lake, spec, versions, splits)
 
     artifacts: dict[str, bytes] = {}
     metrics: dict[str, dict[str, float]] = {}
@@ -344,7 +388,7 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
         plan.append(("edge", spec.edge_family))
     for variant, family in plan:
         artifact, predict_proba, used[variant] = _fit_export(
-            family, spec.params.get(variant, {}), spec.seed, x[train_idx], y[train_idx]
+            family, spec.params.get(variant, {}), spec.seed, x_train, y_train
         )
         label, probabilities = run_onnx(artifact, x_test)
         diff = float(np.max(np.abs(probabilities - predict_proba(x_test))))
@@ -359,7 +403,7 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
         how = f"{spec.edge_variant} int8 quantization of the cloud model"
         try:
             artifacts["edge"] = edge_variants.quantize(
-                artifacts["cloud"], spec.edge_variant, INPUT_NAME, x[train_idx]
+                artifacts["cloud"], spec.edge_variant, INPUT_NAME, x_train
             )
         except edge_variants.EdgeVariantError as error:
             raise TrainingError(str(error)) from error
@@ -384,14 +428,14 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
         "cloud_latency_p50_ms": latency["cloud"],
     }
     metrics = {v: _reported(metrics[v], spec.metrics) for v in ("edge", "cloud")}
-    _, served_confidence = run_onnx(artifacts["edge"], x[train_idx])
+    _, served_confidence = run_onnx(artifacts["edge"], x_train)
 
     lineage: dict[str, Any] = {
         "query": spec.query,
         "table_versions": versions,
         "rows": {
             "total": len(y),
-            "train": len(train_idx),
+            "train": len(splits.train),
             "validation": len(splits.validation),
             "test": len(test_idx),
             "dropped_null": int(splits.dropped),
@@ -400,11 +444,12 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
         "validation_split": splits.validation_split,
         "validation_sha256": splits.validation_digest(),
         "classes": len(np.unique(y)),
+        "hard_examples": hard_report,
         "families": {"edge": spec.edge_family, "cloud": spec.cloud_family},
         "edge_variant": {"kind": spec.edge_variant, "how": how},
         "params": used,
         "code_version": code_version(),
-        "reference": reference(spec.features, x[train_idx], served_confidence.max(axis=1)),
+        "reference": reference(spec.features, x_train, served_confidence.max(axis=1)),
         "onnx": {
             "input": INPUT_NAME,
             "outputs": list(OUTPUT_NAMES),
