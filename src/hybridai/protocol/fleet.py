@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+from hybridai.protocol.deferral import DeferralSpec
 from hybridai.protocol.edge_settings import AppliedSetting, DeviceSettings
 from hybridai.protocol.loops import LoopHealth
 from hybridai.protocol.metrics import MetricsSummary
@@ -124,6 +125,8 @@ class ModelAssignment(BaseModel):
     policy: PlacementPolicy | None = None  # how requests are placed (None: latency, no budget)
     # Histograms of the training data (per feature, and of confidence): edges measure drift
     reference: dict[str, Any] | None = None
+    # How its cascade decides, with the learned router (signed) when it has one
+    deferral: DeferralSpec | None = None
 
 
 class DesiredState(BaseModel):
