@@ -7,6 +7,7 @@ need=()
 command -v chromium >/dev/null || need+=(chromium)  # the dashboard's browser tests (Playwright)
 command -v promtool >/dev/null || need+=(prometheus)  # promtool: deploy/prometheus checks
 command -v wrk >/dev/null || need+=(wrk)  # the serving benchmarks' load generator, its test
+command -v systemd-analyze >/dev/null || need+=(systemd)  # deploy/systemd unit checks
 command -v nginx >/dev/null || need+=(nginx)  # load balancer in front of cloud replicas
 if [ ${#need[@]} -eq 0 ]; then exit 0; fi
 if [ "$(id -u)" -ne 0 ]; then
