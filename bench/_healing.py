@@ -125,10 +125,10 @@ class SimFleet:
         self.fired += sum(1 for _, e in events if e == "fired")
         _heal(self.cloud, events, self.now)
 
-    def firing(self, kind: str, device: str) -> str | None:
+    def firing(self, kinds: str, device: str) -> str | None:
         with self.cloud.session() as session:
             for a in alerts.list_alerts(session, "firing"):
-                if a.kind == kind and a.subject.device_id == device:
+                if a.kind in kinds.split(",") and a.subject.device_id == device:
                     return a.alert_id
         return None
 
@@ -181,7 +181,7 @@ FAULTS = ("model", "backlog", "stalled_sync", "bad_rollout", "slow_link", "clock
 KIND = {
     "model": "model_unhealthy",
     "backlog": "backlog_growth",
-    "stalled_sync": "sync_stopped",
+    "stalled_sync": "sync_stopped,backlog_growth",  # whichever comes first
     "bad_rollout": "error_rate",
     "slow_link": "cloud_link_slow",
     "clock": "clock_skew",
@@ -290,9 +290,8 @@ def healing_part(quick: bool) -> tuple[dict[str, float], dict[str, Any]]:
         "devices": len(DEVICES),
         "alert_only": sorted(set(FAULTS) - HEALS),
         "time": "simulated fleet time; the edges' reactions to orders are modelled",
-        "stalled_sync": "a closed sync window: the overlay opens it, the backlog alert resolves "
-        "and lifts it, the window closes again; the two alerts take turns until the rule's rate "
-        "limit stops it and the backlog alert is suppressed as flapping: not healed (a person "
-        "must fix the window; the sync_stopped alert stays firing and says so)",
+        "stalled_sync": "a sync window closed by mistake: the backlog alert comes first; the "
+        "overlay opens the window and stays half an hour after the backlog drained (hold_s), so "
+        "the two alerts no longer take turns; healed = the alert resolved",
     }
     return metrics, notes

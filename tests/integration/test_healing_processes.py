@@ -136,6 +136,11 @@ def test_a_stopped_sync_is_raised_until_the_backlog_drains(tmp_path: Path) -> No
             "SELECT count(*) FROM failures"
         )
         assert rows == total  # everything the edge acknowledged arrived, once
+        # Held half an hour after the alert (the closed window would fill the backlog again at
+        # once); an operator who fixed the window lifts it
+        held = _actions(fleet, alert["alert_id"])["drain-backlog"]
+        assert held["active"] and held["lift_at"] > time.time() + 1700
+        fleet.call("POST", f"/api/v1/healing/{held['action_id']}/revert")
         back = fleet.call("GET", "/api/v1/fleet-config/effective", params={"device": "gw-1"})
         assert back["settings"]["sync_window"] == window  # the overlay is gone
 

@@ -190,8 +190,24 @@ def test_a_growing_backlog_raises_sync_then_falls_back(synthetic: Fleet) -> None
     synthetic.edges["gw-3"].faults.clear()
     synthetic.edges["gw-3"].backlog = 0
     synthetic.tick(5)
+    # Drained: the alert resolved, and the overlay is held half an hour (hold_s: 1800)
+    held = synthetic.done()["drain-backlog"]
+    assert held.active and held.lift_at is not None and held.lift_at > synthetic.now + 1700
+    assert device_desired(synthetic.cloud, "gw-3").settings.sync_window == ""
+    # The backlog grows again within the hold (the alert reopens): the same action serves it
+    synthetic.edges["gw-3"].faults.add("backlog")
+    synthetic.tick(4)
+    raises = [a for a in synthetic.actions() if a.rule == "drain-backlog"]
+    assert len(raises) == 1 and raises[0].active and raises[0].lift_at is None
+    synthetic.edges["gw-3"].faults.clear()
+    synthetic.edges["gw-3"].backlog = 0
+    synthetic.tick(5)
+    synthetic.now += 1800  # the hold is over: the device's own settings again
+    synthetic.tick()
     back = device_desired(synthetic.cloud, "gw-3").settings
     assert back.sync_bandwidth_bytes_per_s == 1000.0 and back.sync_window == "22:00-06:00"
+    ended = synthetic.done()["drain-backlog"]
+    assert not ended.active and ended.ended_at == synthetic.now
 
 
 def test_a_stalled_sync_alerts_and_raises_sync(synthetic: Fleet) -> None:
@@ -429,4 +445,8 @@ def test_an_action_two_alerts_call_for_is_taken_once_and_handed_over(synthetic: 
     stalled["on"] = False
     synthetic.tick(5)
     (action,) = [a for a in synthetic.actions() if a.rule == "drain-backlog"]
-    assert not action.active
+    assert action.active and action.lift_at is not None  # held after the last alert ended
+    synthetic.now += 1800
+    synthetic.tick()
+    (action,) = [a for a in synthetic.actions() if a.rule == "drain-backlog"]
+    assert not action.active and action.lift_at is None

@@ -52,6 +52,9 @@ class HealingRule(BaseModel):
     dry_run: bool = False  # record what it would do, do nothing
     # raise_sync_priority: the sync bandwidth cap (if any) is multiplied by this
     bandwidth_factor: float = Field(default=4.0, gt=1.0, le=1000.0)
+    # on_resolve: orders stay this long after the alert resolves (a fault the action only
+    # masks comes back at once when lifted); an alert it serves within the hold takes it over
+    hold_s: float = Field(default=0.0, ge=0.0, le=86400.0)
     # rollback: only a rollout that started at most this long before the alert is blamed
     rollout_window_s: float = Field(default=3600.0, gt=0)
 

@@ -87,6 +87,7 @@ class HealingAction(BaseModel):
     revert: RevertPolicy = "on_resolve"
     taken_at: float
     ended_at: float | None = None  # its orders were lifted (alert resolved, or reverted)
+    lift_at: float | None = None  # its alert resolved: orders lifted then, unless one fires
     reverted_at: float | None = None
     reverted_by: str | None = None
     detail: str = ""  # for people: what it did or why it did nothing

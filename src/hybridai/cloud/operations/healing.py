@@ -373,17 +373,65 @@ def _end(session: Session, rules: HealingRules, alert_id: str, now: float) -> li
             continue
         other = _still_needed(session, rules, row)
         if other is not None:
-            row.alert_id = other
-            action = action.model_copy(update={"alert_id": other})
-            _store(session, action, row.orders, now)
-            log.info("healing %s goes on: alert %s still calls for it", action.rule, other)
+            _hand_over(session, row, action, other, now)
             continue
-        action = action.model_copy(update={"active": False, "ended_at": now})
-        _store(session, action, row.orders, now)
-        log.info("healing %s ended: alert %s resolved", action.rule, alert_id)
-        ended.append(action)
+        rule = next((r for r in rules.rules if r.name == row.rule), None)
+        if rule is not None and rule.hold_s > 0:
+            action = action.model_copy(update={"lift_at": now + rule.hold_s})
+            _store(session, action, row.orders, now)
+            log.info("healing %s held %g s after alert %s resolved", action.rule, rule.hold_s,
+                     alert_id)  # fmt: skip
+            continue
+        ended.append(_lift(session, row, action, now))
     session.commit()
     return ended
+
+
+def _hand_over(
+    session: Session, row: HealingActionRow, action: HealingAction, alert_id: str, now: float
+) -> None:
+    row.alert_id = alert_id
+    action = action.model_copy(update={"alert_id": alert_id, "lift_at": None})
+    _store(session, action, row.orders, now)
+    log.info("healing %s goes on: alert %s calls for it", action.rule, alert_id)
+
+
+def _lift(
+    session: Session, row: HealingActionRow, action: HealingAction, now: float
+) -> HealingAction:
+    action = action.model_copy(update={"active": False, "ended_at": now, "lift_at": None})
+    _store(session, action, row.orders, now)
+    log.info("healing %s ended: alert %s resolved", action.rule, action.alert_id)
+    return action
+
+
+def _held(session: Session, rules: HealingRules, now: float) -> list[HealingAction]:
+    """Lift held actions whose hold is over, unless an alert they serve fires again."""
+    ended = []
+    for row in session.scalars(select(HealingActionRow).where(HealingActionRow.active.is_(True))):
+        action = HealingAction.model_validate(row.action)
+        if action.lift_at is None or action.lift_at > now:
+            continue
+        other = _still_needed(session, rules, row)
+        if other is not None:
+            _hand_over(session, row, action, other, now)
+        else:
+            ended.append(_lift(session, row, action, now))
+    return ended
+
+
+def _adopt(session: Session, rule: str, key: str, alert: Alert, now: float) -> None:
+    """A held action of ``rule`` on the subject serves ``alert`` now (no second action)."""
+    for row in session.scalars(
+        select(HealingActionRow).where(
+            HealingActionRow.rule == rule,
+            HealingActionRow.subject_key == key,
+            HealingActionRow.active.is_(True),
+        )
+    ):
+        action = HealingAction.model_validate(row.action)
+        if action.lift_at is not None:
+            _hand_over(session, row, action, alert.alert_id, now)
 
 
 def handle(
@@ -393,16 +441,22 @@ def handle(
     defaults: EdgeConfig,
     now: float,
 ) -> list[HealingAction]:
-    """Act on fired and reopened alerts; end on-resolve actions of resolved ones."""
+    """Act on fired and reopened alerts; end on-resolve actions of resolved ones.
+
+    Actions held after their alert (``hold_s``) are lifted on the first call past their hold.
+    """
     done: list[HealingAction] = []
     for alert, event in events:
         if event == "resolved":
             done += _end(session, rules, alert.alert_id, now)
         elif event in ("fired", "reopened"):
             for rule in matching(rules, alert):
-                if _already(session, rule.name, subject_key(alert.subject)):
+                key = subject_key(alert.subject)
+                if _already(session, rule.name, key):
+                    _adopt(session, rule.name, key, alert, now)  # held: it serves this one
                     continue  # in force already (this alert reopened, or another one's)
                 done.append(_take(session, rules, rule, alert, defaults, now))
+    done += _held(session, rules, now)
     session.commit()
     return done
 

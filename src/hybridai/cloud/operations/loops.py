@@ -37,9 +37,10 @@ def retention(settings: CloudSettings) -> telemetry.Retention:
 
 
 def _heal(cloud: Cloud, events: list[tuple[Alert, Event]], now: float) -> None:
-    """Self-healing acts on what the detectors found (in its own session and transaction)."""
-    if not events:
-        return
+    """Self-healing acts on what the detectors found, in its own session and transaction.
+
+    Called after every evaluation, events or not: it also lifts actions whose hold is over.
+    """
     with cloud.session() as session:
         healing.handle(
             session, cloud.healing_rules, events, device_settings.defaults(cloud.settings), now
@@ -76,4 +77,5 @@ def on_report(cloud: Cloud, notifier: Notifier, device_id: str, now: float) -> N
     with cloud.session() as session:
         found = alerts.evaluate(session, checks(cloud.settings), now, device_id, per_report=True)
     notifier.submit(found)
-    _heal(cloud, found, now)
+    if found:  # held actions are lifted by the evaluator's loop, not on every report
+        _heal(cloud, found, now)
