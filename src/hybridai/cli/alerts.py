@@ -17,6 +17,13 @@ def _when(ts: float | None) -> str:
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(ts))
 
 
+def _in_force(action: dict[str, Any]) -> str:
+    if not action["active"]:
+        return "no"
+    held = action.get("lift_at")
+    return "yes" if held is None else f"held until {_when(held)}"
+
+
 def _subject(alert: dict[str, Any]) -> str:
     subject = alert["subject"]
     text = subject.get("device_id") or subject.get("site") or "fleet"
@@ -137,7 +144,7 @@ def actions(
             action["rule"],
             action["action"],
             action["state"],
-            "yes" if action["active"] else "no",
+            _in_force(action),
             action["alert_id"][:12],
             _subject(action),
             action["detail"],
