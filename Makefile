@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/serving_batching.py
 	$(BIN)/python bench/serving_remote.py
 	$(BIN)/python bench/serving_grpc.py
+	$(BIN)/python bench/install.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/infer.py --quick
@@ -53,6 +54,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/serving_batching.py --quick
 	$(BIN)/python bench/serving_remote.py --quick
 	$(BIN)/python bench/serving_grpc.py --quick
+	$(BIN)/python bench/install.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
