@@ -14,6 +14,7 @@ FORBIDDEN = {
     "edge": {"cloud", "cli", "demo"},
     "cloud": {"edge", "cli", "demo"},
     "serving": {"edge", "cloud", "cli", "demo"},
+    "planner": {"edge", "cloud", "cli", "demo"},
 }
 ONLY = {
     "protocol": set(),

@@ -24,6 +24,7 @@ from hybridai.cli import (
     login,
     model,
     model_lifecycle,
+    plan,
     policy,
     rollout,
     site,
@@ -62,6 +63,7 @@ app.add_typer(token.app, name="token")
 app.add_typer(audit.app, name="audit")
 app.add_typer(alerts.app, name="alerts")
 app.add_typer(doctor.app, name="doctor")
+app.add_typer(plan.app, name="plan")
 app.command("login")(login.login)
 app.command("logout")(login.logout)
 

@@ -15,7 +15,7 @@ current value in its own state and the simulator can replay exactly the same upd
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 
 @dataclass(frozen=True)
@@ -27,10 +27,12 @@ class Ewma:
     samples: int = 0
 
     def update(self, sample: float) -> Ewma:
+        # Constructors, not ``dataclasses.replace``: this runs several times per request, live
+        # and in the simulator, and ``replace`` costs as much as the rest of the update.
         if self.value is None:
-            return replace(self, value=sample, samples=1)
+            return Ewma(self.alpha, sample, 1)
         value = self.alpha * sample + (1.0 - self.alpha) * self.value
-        return replace(self, value=value, samples=self.samples + 1)
+        return Ewma(self.alpha, value, self.samples + 1)
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,7 @@ class Window:
 
     def update(self, sample: float) -> Window:
         kept = self.samples[-(self.size - 1) :] if self.size > 1 else ()
-        return replace(self, samples=(*kept, sample))
+        return Window(self.size, (*kept, sample))
 
     def quantile(self, q: float) -> float | None:
         """The q-quantile (0..1) by linear interpolation, None while empty."""
@@ -125,20 +127,14 @@ class LinkEstimate:
         (large requests, once an RTT is known) so that predictions scale with request size.
         """
         service = 0.0 if service_ms is None else min(max(service_ms, 0.0), total_ms)
-        link = (
-            self
-            if service_ms is None
-            else replace(self, service_ms=self.service_ms.update(service))
-        )
+        served = self.service_ms if service_ms is None else self.service_ms.update(service)
         network_ms = max(total_ms - service, 0.0)
-        rtt = link.rtt_ms.value()
-        if n_bytes <= RTT_PROBE_BYTES or rtt is None:
-            return replace(link, rtt_ms=link.rtt_ms.update(network_ms))
-        transfer_ms = network_ms - rtt
-        if transfer_ms <= 0.0:
-            # Faster than the RTT estimate: the RTT estimate is stale, not the bandwidth infinite.
-            return replace(link, rtt_ms=link.rtt_ms.update(network_ms))
-        return replace(link, bandwidth_bps=link.bandwidth_bps.update(n_bytes / (transfer_ms / 1e3)))
+        rtt = self.rtt_ms.value()
+        # Faster than the RTT estimate: the RTT estimate is stale, not the bandwidth infinite.
+        if n_bytes <= RTT_PROBE_BYTES or rtt is None or network_ms - rtt <= 0.0:
+            return LinkEstimate(self.rtt_ms.update(network_ms), self.bandwidth_bps, served)
+        bandwidth = n_bytes / ((network_ms - rtt) / 1e3)
+        return LinkEstimate(self.rtt_ms, self.bandwidth_bps.update(bandwidth), served)
 
     def predict_ms(self, n_bytes: int, quantile: float | None = None) -> float | None:
         """RTT + bytes / bandwidth + cloud service time; None until an RTT is measured.

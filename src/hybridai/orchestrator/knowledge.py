@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from hybridai.orchestrator.breaker import Breaker
 from hybridai.orchestrator.candidates import Candidate, Tier
@@ -146,33 +146,35 @@ def build_candidates(
 
 
 # -- bookkeeping: one function per kind of observation --------------------------------------
+# (Constructors rather than ``dataclasses.replace``: these run on every request.)
 
 
 def started(load: ModelLoad) -> ModelLoad:
     """A request joined this node's queue for the model."""
-    return replace(load, inflight=load.inflight + 1)
+    return ModelLoad(load.edge, load.cloud, load.inflight + 1)
 
 
 def finished(load: ModelLoad) -> ModelLoad:
     """A request left this node's queue (answered or failed)."""
-    return replace(load, inflight=max(load.inflight - 1, 0))
+    return ModelLoad(load.edge, load.cloud, max(load.inflight - 1, 0))
 
 
 def served_here(load: ModelLoad, service_ms: float, wait_ms: float) -> ModelLoad:
     """The model ran here: ``wait_ms`` queued, then ``service_ms`` running."""
-    return replace(load, edge=load.edge.observe(service_ms, wait_ms))
+    return ModelLoad(load.edge.observe(service_ms, wait_ms), load.cloud, load.inflight)
 
 
 def cloud_answered(
     load: ModelLoad, n_bytes: int, total_ms: float, service_ms: float | None
 ) -> ModelLoad:
     """A cloud call answered after ``total_ms``; the cloud said it spent ``service_ms``."""
-    return replace(load, cloud=load.cloud.observe(n_bytes, total_ms, service_ms=service_ms))
+    cloud = load.cloud.observe(n_bytes, total_ms, service_ms=service_ms)
+    return ModelLoad(load.edge, cloud, load.inflight)
 
 
 def cloud_failed(load: ModelLoad, n_bytes: int, elapsed_ms: float) -> ModelLoad:
     """A cloud call failed or timed out: what it took is a floor for a slow link."""
-    return replace(load, cloud=load.cloud.observe(n_bytes, elapsed_ms))
+    return ModelLoad(load.edge, load.cloud.observe(n_bytes, elapsed_ms), load.inflight)
 
 
 def probed(load: ModelLoad, elapsed_ms: float, ok: bool) -> ModelLoad:
@@ -182,5 +184,5 @@ def probed(load: ModelLoad, elapsed_ms: float, ok: bool) -> ModelLoad:
     model never measured (that would make an unreachable cloud look measured and fast).
     """
     if ok or load.cloud.rtt_ms.samples:
-        return replace(load, cloud=load.cloud.observe(0, elapsed_ms))
+        return ModelLoad(load.edge, load.cloud.observe(0, elapsed_ms), load.inflight)
     return load
