@@ -35,6 +35,7 @@ from hybridai.edge.models.bundle import start_from_bundle
 from hybridai.edge.models.drift import DriftMonitor
 from hybridai.edge.models.reconciler import Reconciler
 from hybridai.edge.routing.backend import CloudLink, EdgeBackend
+from hybridai.edge.routing.deferral import DeferralRouters
 from hybridai.edge.routing.hard_examples import STREAM as HARD_EXAMPLES
 from hybridai.edge.routing.peer_calls import PeerCalls
 from hybridai.edge.routing.peer_tls import PeerTls
@@ -144,6 +145,10 @@ class EdgeAgent:
             settings.threads,
             trust=trusted_key(settings),
             execution_providers=settings.execution_providers,
+        )
+        # Learned deferral routers, verified under the key the model artifacts are
+        self.backend.deferral = DeferralRouters(
+            lambda: self.desired.current, lambda: self.reconciler.trust.current()
         )
         self.data_policy = EdgeDataPolicy(settings, self.store, lambda: self.policies)
         self.dataplane = DataPlane(settings, self.store)

@@ -24,6 +24,7 @@ from starlette.concurrency import run_in_threadpool
 from hybridai import __version__
 from hybridai.edge.cloud_client import CloudUnavailable
 from hybridai.edge.routing.call import Call, Outcome
+from hybridai.edge.routing.deferral import DeferralRouters
 from hybridai.edge.routing.hard_examples import HardExampleSink, hard_example
 from hybridai.edge.routing.metrics import RouterMetrics
 from hybridai.edge.routing.model_health import ModelHealthTracker
@@ -102,6 +103,7 @@ class EdgeBackend:
         hard_examples: HardExampleSink | None = None,
         desired: Callable[[], DesiredState | None] | None = None,
         peers: PeerInference | None = None,
+        deferral: DeferralRouters | None = None,
     ) -> None:
         self.repository = repository
         self.cloud = cloud
@@ -114,6 +116,7 @@ class EdgeBackend:
         self.probe_interval_s = probe_interval_s
         self.hard_examples = hard_examples
         self.desired = desired
+        self.deferral = deferral  # learned routers; None: the threshold decides every cascade
         self.stats = InferenceStats()
         self.on_served: ServedHook | None = None
         self.metrics = RouterMetrics()
@@ -364,10 +367,21 @@ class EdgeBackend:
         name, request, where = call.name, call.request, outcome.where
         placing = self.state.placing_for(name)
         rule = placing.policy.cascade
-        confidence = rule.confidence(_output(outcome.response, placing.output))
+        output = _output(outcome.response, placing.output)
+        confidence = rule.confidence(output)
         extra: dict[str, Any] = {"confidence": round(confidence, 6), "threshold": rule.threshold}
         first = _only_asked(outcome.response, request)
-        if where == "cloud" or not escalate(confidence, rule.threshold):
+        if where == "cloud":
+            return replace(outcome, response=first, extra=extra)
+        escalating = escalate(confidence, rule.threshold)
+        if self.deferral is not None:
+            version = outcome.response.model_version
+            decided, said = self.deferral.decide(
+                name, version, request, output, confidence, rule.threshold
+            )
+            escalating = decided.escalate
+            extra.update(said)
+        if not escalating:
             return replace(outcome, response=first, extra=extra)
         # The edge compute an escalation spent is counted: in service_ms (the whole request)
         # and here, next to the cloud's cost.
