@@ -5,6 +5,10 @@
   uvicorn process, same onnxruntime thread settings), both plain HTTP on loopback, 8 rows per
   request, 8 connections, rounds alternated, medians; latency from wrk's distribution. The bare
   endpoint is also driven by a Python httpx client (4 threads) to show that wrk saturates it;
+- the cloud's v2 inference (its TLS API, an admin's bearer token, the demo's pm cloud variant)
+  against the same bare endpoint serving that file over TLS with the cloud's certificate;
+- each server's CPU per request (``/proc``), which shows where the time goes when the machine
+  is shared, and the load generator's own CPU (wrk must not be the bottleneck);
 - the edge's idle RSS with the demo models loaded;
 - record ingest: ``POST /api/v1/streams/{stream}/records`` with 1,000-record bodies (JSON and
   Arrow IPC, every record new) by wrk, over raw SQLite ``executemany`` of the same records with
@@ -26,11 +30,14 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import os
+import resource
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -89,25 +96,65 @@ async def infer(name: str, request: Request):
         {"name": n, "shape": list(r.shape), "datatype": "FP32" if r.dtype == np.float32
          else "INT64", "data": r.reshape(-1).tolist()} for n, r in zip(names, results)]}
 
+tls = sys.argv[3:5] or [None, None]
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning",
-            access_log=False, timeout_keep_alive=75)
+            access_log=False, timeout_keep_alive=75, ssl_certfile=tls[0], ssl_keyfile=tls[1])
 """
 
 
-def serve_bare(model: Path) -> tuple[subprocess.Popen[bytes], str]:
+def serve_bare(
+    model: Path, tls: tuple[Path, Path] | None = None
+) -> tuple[subprocess.Popen[bytes], str]:
     """The bare endpoint: FastAPI + onnxruntime, nothing else, as its own uvicorn process."""
     port = free_port()
-    process = subprocess.Popen([sys.executable, "-c", BARE_APP, str(port), str(model)])
-    url = f"http://127.0.0.1:{port}"
+    args = [sys.executable, "-c", BARE_APP, str(port), str(model), *map(str, tls or ())]
+    process = subprocess.Popen(args)
+    url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
     def up() -> bool:
         try:
-            return httpx.get(f"{url}/v2/health/ready", timeout=1).status_code == 200
+            answer = httpx.get(f"{url}/v2/health/ready", timeout=1, verify=False)
+            return answer.status_code == 200
         except httpx.HTTPError:
             return False
 
     wait_for("the bare endpoint", up, 30)
     return process, url
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def runqueue_wait_s(pid: int) -> float:
+    """How long the process's main thread (the event loop) has waited for a core so far."""
+    return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1]) / 1e9
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """One wrk run against one server, with the CPU both sides used meanwhile."""
+
+    run: _wrk.WrkRun
+    server_cpu_s: float
+    client_cpu_s: float
+    server_wait_s: float  # the event loop ready to run but waiting for a core (other jobs)
+
+    @property
+    def cpu_us_per_request(self) -> float:
+        return self.server_cpu_s / max(1, self.run.requests) * 1e6
+
+
+def loaded(pid: int, url: str, payload: bytes, headers: dict[str, str], seconds: float) -> Loaded:
+    """wrk against ``url`` for ``seconds``; the server's (``pid``) and wrk's CPU meanwhile."""
+    server, client = cpu_seconds(pid), resource.getrusage(resource.RUSAGE_CHILDREN)
+    waited = runqueue_wait_s(pid)
+    run = _wrk.run(url, body=payload, headers=headers, seconds=seconds, connections=CONNECTIONS)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    client_s = after.ru_utime + after.ru_stime - client.ru_utime - client.ru_stime
+    return Loaded(run, cpu_seconds(pid) - server, client_s, runqueue_wait_s(pid) - waited)
 
 
 def start_edge(work: Path, models: dict[str, bytes]) -> tuple[LocalFleet, Any]:
@@ -206,15 +253,27 @@ def others(quick: bool) -> tuple[dict[str, Any], dict[str, str]]:
     return merged, status
 
 
+def _summary(prefix: str, runs: list[Loaded]) -> dict[str, Any]:
+    return {
+        f"{prefix}_rps": round(median([r.run.rps for r in runs]), 1),
+        f"{prefix}_p50_ms": round(median([r.run.p50_ms for r in runs]), 3),
+        f"{prefix}_p99_ms": round(median([r.run.p99_ms for r in runs]), 3),
+        f"{prefix}_cpu_us_per_request": round(median([r.cpu_us_per_request for r in runs]), 1),
+        f"{prefix}_server_cpu_cores": round(
+            median([r.server_cpu_s / r.run.seconds for r in runs]), 3
+        ),
+    }
+
+
 def measure_infer(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
-    """The v2 face against the bare endpoint, and the edge's idle RSS."""
+    """The edge's and the cloud's v2 faces against bare endpoints, and the edge's idle RSS."""
     rounds, seconds = (1, 3.0) if quick else (5, 8.0)
-    edge_runs: list[_wrk.WrkRun] = []
-    bare_runs: list[_wrk.WrkRun] = []
+    runs: dict[str, list[Loaded]] = {"edge": [], "bare": [], "cloud": [], "bare_tls": []}
     python_bare: list[float] = []
     placements: dict[str, int] = {}
     models = demo_models(work)
     (work / "edge.onnx").write_bytes(models["edge"])
+    (work / "cloud.onnx").write_bytes(models.get("cloud", models["edge"]))
     one_tick = plant_records(1)[0]
     rows = np.asarray([[r[f] for f in FEATURES] for r in one_tick], dtype=np.float32)
     body: dict[str, Any] = infer_body(rows)
@@ -222,66 +281,92 @@ def measure_infer(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, An
     payload = json.dumps(body).encode()
     bare, bare_url = serve_bare(work / "edge.onnx")
     fleet, edge = start_edge(work, models)
+    pki = work / "cloud" / "pki"  # the bare TLS endpoint wears the cloud's certificate
+    bare_tls, bare_tls_url = serve_bare(
+        work / "cloud.onnx", (pki / "server.crt", pki / "server.key")
+    )
     try:
+        assert fleet.cloud is not None
+        cloud_url = fleet.cloud.url
+        token = (work / "cloud" / "admin.token").read_text().strip()
+        bearer = {"Authorization": f"Bearer {token}"}
         edge_url, auth = _wrk.split_credentials(edge.url)
-        with httpx.Client(headers=auth, timeout=10) as http:
-            for _ in range(200):  # warm both; the router learns its estimates
+        with (
+            httpx.Client(headers=auth, timeout=10) as http,
+            httpx.Client(headers=bearer, verify=False) as tls,
+        ):
+            for _ in range(200):  # warm all; the router learns its estimates
                 reply = http.post(f"{edge_url}/v2/models/pm/infer", content=payload)
                 reply.raise_for_status()
                 where = reply.json()["parameters"]["placement"]
                 placements[where] = placements.get(where, 0) + 1
-                http.post(f"{bare_url}/v2/models/pm/infer", content=payload)
+                http.post(f"{bare_url}/v2/models/pm/infer", content=payload).raise_for_status()
+                tls.post(f"{cloud_url}/v2/models/pm/infer", content=payload).raise_for_status()
+                tls.post(f"{bare_tls_url}/v2/models/pm/infer", content=payload).raise_for_status()
         time.sleep(1.0)
         idle_rss = rss_mb(edge.process.pid)
-        headers = {"Content-Type": "application/json", **auth}
-        for _ in range(rounds):  # alternated: drifts in machine load hit both alike
-            edge_runs.append(
-                _wrk.run(
-                    f"{edge_url}/v2/models/pm/infer",
-                    body=payload,
-                    headers=headers,
-                    seconds=seconds,
-                    connections=CONNECTIONS,
+        json_type = {"Content-Type": "application/json"}
+        targets = {
+            "edge": (edge.process.pid, edge_url, {**json_type, **auth}),
+            "bare": (bare.pid, bare_url, json_type),
+            "cloud": (fleet.cloud.process.pid, cloud_url, {**json_type, **bearer}),
+            "bare_tls": (bare_tls.pid, bare_tls_url, json_type),
+        }
+        for _ in range(rounds):  # alternated: drifts in machine load hit all alike
+            for name, (pid, url, headers) in targets.items():
+                runs[name].append(
+                    loaded(pid, f"{url}/v2/models/pm/infer", payload, headers, seconds)
                 )
-            )
-            bare_runs.append(
-                _wrk.run(
-                    f"{bare_url}/v2/models/pm/infer",
-                    body=payload,
-                    headers=headers,
-                    seconds=seconds,
-                    connections=CONNECTIONS,
-                )
-            )
             python_bare.append(http_rps(bare_url, body, min(seconds, 3.0)))
     finally:
-        bare.terminate()
-        bare.wait(10)
+        for process in (bare, bare_tls):
+            process.terminate()
+            process.wait(10)
         fleet.close()
-    edge_rps = median([r.rps for r in edge_runs])
-    bare_rps = median([r.rps for r in bare_runs])
+    edge_m, bare_m = _summary("edge", runs["edge"]), _summary("bare", runs["bare"])
+    cloud_m, tls_m = _summary("cloud", runs["cloud"]), _summary("bare_tls", runs["bare_tls"])
+    wrk_cores = [r.client_cpu_s / r.run.seconds for rs in runs.values() for r in rs]
     metrics: dict[str, Any] = {
-        "edge_rps": round(edge_rps, 1),
-        "bare_rps": round(bare_rps, 1),
-        "edge_vs_bare_rps_ratio": round(edge_rps / bare_rps, 3),
-        "edge_p50_ms": round(median([r.p50_ms for r in edge_runs]), 3),
-        "bare_p50_ms": round(median([r.p50_ms for r in bare_runs]), 3),
-        "edge_p99_ms": round(median([r.p99_ms for r in edge_runs]), 3),
-        "bare_p99_ms": round(median([r.p99_ms for r in bare_runs]), 3),
+        **edge_m,
+        **bare_m,
+        "edge_vs_bare_rps_ratio": round(edge_m["edge_rps"] / bare_m["bare_rps"], 3),
+        "edge_vs_bare_cpu_ratio": round(
+            edge_m["edge_cpu_us_per_request"] / bare_m["bare_cpu_us_per_request"], 3
+        ),
         "python_client_bare_rps": round(median(python_bare), 1),
-        "client_saturates_bare": bool(bare_rps > median(python_bare)),
+        "client_saturates_bare": bool(bare_m["bare_rps"] > median(python_bare)),
+        "wrk_cpu_cores": round(max(wrk_cores), 3),
+        **cloud_m,
+        **tls_m,
+        "cloud_vs_bare_rps_ratio": round(cloud_m["cloud_rps"] / tls_m["bare_tls_rps"], 3),
+        "cloud_vs_bare_cpu_ratio": round(
+            cloud_m["cloud_cpu_us_per_request"] / tls_m["bare_tls_cpu_us_per_request"], 3
+        ),
         "edge_rss_mb": round(idle_rss, 1),
     }
     notes = {
         "rounds": rounds,
         "seconds_per_run": seconds,
-        "load_generator": "wrk -t1 -c8 (infer), -t1 -c2 (ingest), lua body and done hook",
+        "load_generator": "wrk -t1 -c8 (infer), -t1 -c2 (ingest), lua body and done hook; "
+        "wrk_cpu_cores: the most CPU wrk used in any run (well under one core: not the limit)",
         "python_client": "httpx, 4 threads, against the bare endpoint",
         "model": "demo pm edge variant (ONNX), 8 rows per request, no placement hint",
         "edge": "enrolled edge agent, plain HTTP LAN port, site key (basic auth)",
+        "cloud": "the cloud's TLS API, admin bearer token, pm cloud variant; bare_tls: the bare "
+        "endpoint on that file over TLS with the cloud's certificate (1 onnxruntime thread; "
+        "the cloud loads with 2)",
+        "cpu_us_per_request": "server process CPU (user+system, all threads, /proc) over the "
+        "run divided by requests answered: steadier than requests/s when other jobs share "
+        "the cores",
+        "runqueue_wait_share": "per run, the share of its time the server's event loop was "
+        "ready but waiting for a core (/proc/PID/schedstat): near 0 on a quiet machine; the "
+        "requests/s of a run with a large share measure the machine's other jobs",
         "warm_up_placements": placements,
-        "edge_rps_rounds": [round(r.rps, 1) for r in edge_runs],
-        "bare_rps_rounds": [round(r.rps, 1) for r in bare_runs],
+        **{f"{name}_rps_rounds": [round(r.run.rps, 1) for r in rs] for name, rs in runs.items()},
+        **{
+            f"{name}_runqueue_wait_share": [round(r.server_wait_s / r.run.seconds, 2) for r in rs]
+            for name, rs in runs.items()
+        },
     }
     return metrics, notes
 
