@@ -2,11 +2,11 @@
 
 The router is a small classifier (logistic regression, or gradient-boosted trees: 100 of
 depth 3, or 200 of 15 leaves) over ``orchestrator.deferral.router_features`` that predicts
-whether the edge model's answer is right. Its validation figures are out of fold: each validation row is scored by a router
-fitted on the other folds, so the APGR that decides between router and plain threshold, and
-the router threshold calibrated to a target share or quality, are those of a router that did
-not see the row (the shipped router is then fitted on every validation row). The test split
-is never an argument here.
+whether the edge model's answer is right. Its validation figures are out of fold: each
+validation row is scored by a router fitted on the other folds, so the APGR that decides
+between router and plain threshold, and the router threshold calibrated to a target share or
+quality, are those of a router that did not see the row (the shipped router is then fitted
+on every validation row). The test split is never an argument here.
 
 The export is ONNX (skl2onnx, the opsets the fleet loads), run by ONNX Runtime at the edge; it
 is signed like a model artifact (``link.signing``, variant ``protocol.deferral.ROUTER_VARIANT``).
