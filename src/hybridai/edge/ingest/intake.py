@@ -1,11 +1,11 @@
 """The one door records take into the edge store, whatever carried them (HTTP, SDK, MQTT).
 
-A batch is turned into columns and checked (``columns``) and hashed in its caller's thread,
-then checked against its stream's schema (``schema_columns``) and stored all or nothing, with
-the batches of concurrent callers in one transaction (``group_commit``); only then does
-its sender hear "accepted" (an HTTP 200, an MQTT PUBACK). Records that cannot be stored are
-refused (HTTP) or parked in the ``dead_letters`` stream with the reason and the raw payload
-(MQTT, where nobody waits for an answer): never dropped silently.
+A batch is turned into columns and checked (``columns``), hashed and encoded in its caller's
+thread, then checked against its stream's schema (``schema_columns``) and stored all or
+nothing, with the batches of concurrent callers in one transaction (``group_commit``); only
+then does its sender hear "accepted" (an HTTP 200, an MQTT PUBACK). Records that cannot be
+stored are refused (HTTP) or parked in the ``dead_letters`` stream with the reason and the raw
+payload (MQTT, where nobody waits for an answer): never dropped silently.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from hybridai.protocol.streams import SchemaSpec
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from hybridai.edge.store._dedup import Hashes
+    from hybridai.edge.store._append import Prepared
 
 DEAD_LETTERS = "dead_letters"
 DEAD_LETTER_MAX_BYTES = 256 * 1024  # a bigger payload is kept truncated (and says so)
@@ -39,7 +39,7 @@ class _Batch:
     stream: str
     table: pa.Table
     records: list[dict[str, Any]] | None  # what the table was made of, for precise errors
-    hashes: Hashes | None
+    prepared: Prepared | None  # hashed and encoded in the caller's thread
 
 
 class Ingest:
@@ -67,8 +67,8 @@ class Ingest:
     def _write(
         self, stream: str, table: pa.Table, records: list[dict[str, Any]] | None = None
     ) -> AppendResult:
-        hashes = self.store.row_hashes(stream, table) if table.num_rows else None
-        return self._commits.submit(_Batch(stream, table, records, hashes))
+        prepared = self.store.prepare(stream, table) if table.num_rows else None
+        return self._commits.submit(_Batch(stream, table, records, prepared))
 
     def _commit(self, batches: list[_Batch]) -> list[AppendResult | BaseException]:
         """Admit and append ``batches`` in one transaction; one outcome each.
@@ -88,7 +88,7 @@ class Ingest:
                                 schema = admit_table(
                                     self.schemas, batch.stream, batch.table, batch.records
                                 )
-                                result = group.append(batch.stream, batch.table, batch.hashes)
+                                result = group.append(batch.stream, batch.table, batch.prepared)
                                 if schema is not None:
                                     self.schemas.save(batch.stream, schema)
                                     grown.add(batch.stream)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -29,6 +30,25 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
 COALESCE_ROWS = 1000  # small appends fold into one chunk up to this many records
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """What a batch's append needs that can be worked out before the store's lock is taken.
+
+    Its row hashes, and its chunk encoded (Arrow IPC, zstd) when it will most likely be a
+    chunk of its own (as many rows as ``COALESCE_ROWS`` or more): the writer holding the lock
+    then only seals and inserts it, unless duplicates make the chunk smaller.
+    """
+
+    hashes: Hashes
+    encoded: bytes | None
+
+    @classmethod
+    def of(cls, stream: str, table: pa.Table, hash_key: bytes) -> Prepared:
+        alone = table.num_rows >= COALESCE_ROWS
+        encoded = Chunks.encode(table) if alone else None
+        return cls(columns.row_hashes(stream, table, hash_key), encoded)
 
 
 class AppendGroup:
@@ -72,24 +92,28 @@ class AppendGroup:
             raise
         self._conn.execute("RELEASE batch")
 
-    def append(self, stream: str, table: pa.Table, hashes: Hashes | None = None) -> AppendResult:
+    def append(
+        self, stream: str, table: pa.Table, prepared: Prepared | None = None
+    ) -> AppendResult:
         """Append a checked table (``columns``); on failure nothing of it stays in the group.
 
-        ``hashes``: its row hashes (``EdgeStore.row_hashes``), when already computed.
+        ``prepared``: its ``Prepared.of``, when already worked out.
         """
         if not table.num_rows:
             return AppendResult(accepted=0, duplicates=0)
-        if hashes is None:
-            hashes = columns.row_hashes(stream, table, self._hash_key)
+        if prepared is None:
+            prepared = Prepared(columns.row_hashes(stream, table, self._hash_key), None)
         with self.batch():
-            result, added = self._append(stream, table, hashes)
+            result, added = self._append(stream, table, prepared.hashes, prepared.encoded)
             if result.accepted:
                 self.staged.append(sorted_run(added))
                 self.streams.add(stream)
             self.evicted = self.evicted or bool(result.evicted)
         return result
 
-    def _append(self, stream: str, table: pa.Table, hashes: Hashes) -> tuple[AppendResult, Hashes]:
+    def _append(
+        self, stream: str, table: pa.Table, hashes: Hashes, encoded: bytes | None
+    ) -> tuple[AppendResult, Hashes]:
         import pyarrow as pa
 
         conn, chunks = self._conn, self._chunks
@@ -101,6 +125,7 @@ class AppendGroup:
         if accepted:
             if accepted < table.num_rows:
                 table, hashes = table.filter(pa.array(fresh)), hashes[fresh]
+                encoded = None  # not these rows
             rows, kept, arrival, first_id = table, hashes, None, None
             if spec is None:
                 rows, kept, arrival, first_id = self._coalesce(stream, table, hashes)
@@ -114,7 +139,16 @@ class AppendGroup:
                     conn, chunks, spec, stream, first_id, columns.to_rows(table)
                 )
                 compressed = int(dropped.sum())
-            chunk = chunks.insert(conn, stream, first_id, rows, kept, dropped, arrival=arrival)
+            chunk = chunks.insert(
+                conn,
+                stream,
+                first_id,
+                rows,
+                kept,
+                dropped,
+                arrival=arrival,
+                encoded=encoded if rows is table else None,
+            )
             if chunk.live == 0:
                 conn.execute(
                     "UPDATE chunks SET batch_seq = ?, synced = 1 WHERE id = ?",

@@ -96,13 +96,17 @@ class Chunks:
     def __init__(self, cipher: PayloadCipher | None) -> None:
         self.cipher = cipher
 
-    def _encode(self, stream: str, first_id: int, table: pa.Table) -> bytes:
+    @staticmethod
+    def encode(table: pa.Table) -> bytes:
+        """A chunk's records as stored, before sealing: no lock needed (``insert(encoded=)``)."""
         import pyarrow as pa
 
         sink = pa.BufferOutputStream()
         with pa.ipc.new_stream(sink, table.schema, options=_ipc_options()) as writer:
             writer.write_table(table.combine_chunks())  # one record batch, one framing
-        data = sink.getvalue().to_pybytes()
+        return bytes(sink.getvalue().to_pybytes())
+
+    def _seal(self, stream: str, first_id: int, data: bytes) -> bytes:
         if self.cipher is not None:
             data = self.cipher.seal_bytes(_aad(stream, first_id), data)
         return bytes(data)
@@ -136,13 +140,15 @@ class Chunks:
         batch_seq: int | None = None,
         synced: bool = False,
         arrival: int | None = None,
+        encoded: bytes | None = None,
     ) -> Chunk:
         """Store ``table`` (ts column first) as one chunk; return it.
 
-        ``arrival`` orders it among chunks (default: ``first_id``, it arrives now).
+        ``arrival`` orders it among chunks (default: ``first_id``, it arrives now);
+        ``encoded``: ``encode(table)``, when already done.
         """
         arrival = first_id if arrival is None else arrival
-        data = self._encode(stream, first_id, table)
+        data = self._seal(stream, first_id, self.encode(table) if encoded is None else encoded)
         rows = table.num_rows
         live = rows - (0 if dropped is None else int(dropped.sum()))
         ts = table.column(TIMESTAMP).to_numpy()

@@ -31,9 +31,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from hybridai.edge.store import batch_selection, columns, quota
-from hybridai.edge.store._append import AppendGroup
+from hybridai.edge.store._append import AppendGroup, Prepared
 from hybridai.edge.store._chunks import Chunk, Chunks, select
-from hybridai.edge.store._dedup import Hashes, HashIndex
+from hybridai.edge.store._dedup import HashIndex
 from hybridai.edge.store._sqlite import (
     bump,
     bump_stream,
@@ -192,13 +192,13 @@ class EdgeStore:
             table = columns.from_arrow(table)
         if not table.num_rows:
             return AppendResult(accepted=0, duplicates=0)
-        hashes = self.row_hashes(stream, table)
+        prepared = self.prepare(stream, table)
         with self.group() as group:
-            return group.append(stream, table, hashes)
+            return group.append(stream, table, prepared)
 
-    def row_hashes(self, stream: str, table: pa.Table) -> Hashes:
-        """The de-duplication hashes of a checked table's rows (no lock: before ``group``)."""
-        return columns.row_hashes(stream, table, self._hash_key)
+    def prepare(self, stream: str, table: pa.Table) -> Prepared:
+        """What ``AppendGroup.append`` can take ready-made: work done before the lock."""
+        return Prepared.of(stream, table, self._hash_key)
 
     @contextmanager
     def group(self) -> Iterator[AppendGroup]:
