@@ -25,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Sequence
+from itertools import repeat
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -91,7 +92,7 @@ def from_records(records: Sequence[Any]) -> pa.Table:
 
     if not records:
         return empty()
-    if not all(type(r) is dict for r in records):
+    if set(map(type, records)) != {dict}:  # map and set: no Python frame per record
         raise _precise_error(records, "records must be JSON objects")
     names: set[Any] = set().union(*records)
     if (
@@ -103,12 +104,12 @@ def from_records(records: Sequence[Any]) -> pa.Table:
     fields: list[pa.Field] = []
     arrays: list[pa.Array] = []
     for name in [TIMESTAMP, *sorted(names - {TIMESTAMP})]:
-        values = [r.get(name) for r in records]
+        values = list(map(dict.get, records, repeat(name)))
         try:
             array = pa.array(values)
         except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, UnicodeError):
             array = None
-        if array is not None and _numeric(array.type) and any(v.__class__ is bool for v in values):
+        if array is not None and _numeric(array.type) and bool in set(map(type, values)):
             array = None  # Arrow would read True as 1: a field mixing booleans and numbers
         if array is None or not (pa.types.is_null(array.type) or _kind_kept(array.type)):
             error = _first_invalid(records)
