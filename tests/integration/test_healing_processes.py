@@ -145,6 +145,53 @@ def test_a_stopped_sync_is_raised_until_the_backlog_drains(tmp_path: Path) -> No
         assert back["settings"]["sync_window"] == window  # the overlay is gone
 
 
+def test_a_growing_backlog_gets_more_bandwidth_until_it_drains(tmp_path: Path) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "rules:\n  - name: drain-backlog\n    when: [backlog_growth]\n"
+        "    action: raise_sync_priority\n    bandwidth_factor: 200\n"
+    )
+    cloud_env = {**FAST_ALERTS, "HYBRIDAI_CLOUD_HEALING_RULES_FILE": str(rules)}
+    with local_fleet(tmp_path, cloud_env) as fleet:
+        edge = fleet.start_edge("gw-1", "north", env=EDGE)
+        feeder = Feeder(edge.url, "gw-1", machines=20, seed=5)
+        for _ in range(15):  # the detectors' history: the sync keeps up
+            feeder.feed(1)
+            time.sleep(0.5)
+        # The fault: a bandwidth cap far below what the plant produces
+        fleet.call("PATCH", "/api/v1/fleet-config/device:gw-1",
+                   json={"sync_bandwidth_bytes_per_s": 200.0})  # fmt: skip
+        started = time.monotonic()
+        while _firing(fleet, "backlog_growth", "gw-1") is None:
+            assert time.monotonic() - started < ALERT_WITHIN_S, "no backlog_growth alert"
+            feeder.feed(2)
+            time.sleep(0.5)
+        alert, _ = _wait_alert(fleet, "backlog_growth", "gw-1")
+        alert_s = time.monotonic() - started
+        wait_for(
+            "the sync to be raised",
+            lambda: (
+                _actions(fleet, alert["alert_id"]).get("drain-backlog", {}).get("state") == "done"
+            ),
+            10,
+        )
+        action = _actions(fleet, alert["alert_id"])["drain-backlog"]
+        assert action["changes"]["settings"]["sync_bandwidth_bytes_per_s"] == 40000.0
+        healing_started = time.monotonic()
+        wait_for("the backlog to drain", lambda: fleet.edge_status("gw-1")["store"]
+                 ["backlog_records"] == 0, HEALED_WITHIN_S)  # fmt: skip
+        wait_for("the alert to resolve", lambda: _resolved(fleet, alert["alert_id"]),
+                 HEALED_WITHIN_S)  # fmt: skip
+        healed_s = time.monotonic() - healing_started
+        rows = fleet.lake_count("SELECT count(*) FROM telemetry") + fleet.lake_count(
+            "SELECT count(*) FROM failures"
+        )
+        assert rows == feeder.total  # everything acknowledged arrived, once
+        back = fleet.call("GET", "/api/v1/fleet-config/effective", params={"device": "gw-1"})
+        assert back["settings"]["sync_bandwidth_bytes_per_s"] == 200.0  # the overlay is gone
+        print(f"backlog: alert after {alert_s:.1f} s, healed {healed_s:.1f} s later")
+
+
 def test_a_certificate_near_its_end_is_renewed_at_once(tmp_path: Path) -> None:
     # Certificates live a minute and alert once a tenth of their life is gone: the edge would
     # renew by itself only after 40 s, so a renewal well before that is the healer's
