@@ -355,6 +355,40 @@ def calibrate(
     out.print(f"validation rows: {report.get('rows')}; guard: {report.get('guard')}")
 
 
+@app.command("hard-examples")
+def hard_examples(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Count the model's hard examples in the lake: escalated requests, rows, who labelled them."""
+    got = call(cloud, token, "GET", f"/api/v1/models/{name}/hard-examples")
+    if as_json:
+        print_json(got)
+        return
+    out.print(
+        f"{name}: {got['requests']} escalated requests, {got['rows']} rows "
+        f"({got['human_labelled']} labelled by people, every one by the cloud model); "
+        f"{got['unreadable']} unreadable (inputs withheld by a data policy)"
+    )
+
+
+@app.command()
+def label(
+    name: Annotated[str, typer.Argument(help="Model name.")],
+    request_id: Annotated[str, typer.Argument(help="The escalated request's id.")],
+    label: Annotated[int, typer.Argument(help="The right class number for the row.", min=0)],
+    row: Annotated[int, typer.Option(help="Row of the request (from 0).", min=0)] = 0,
+    cloud: CloudOpt = DEFAULT_CLOUD,
+    token: TokenOpt = None,
+) -> None:
+    """Label one row of a hard example by hand (train with label_source human to use it)."""
+    body = {"labels": [{"request_id": request_id, "row": row, "label": label}]}
+    call(cloud, token, "POST", f"/api/v1/models/{name}/hard-examples/labels", json=body)
+    out.print(f"{name}: request {request_id} row {row} labelled {label}")
+
+
 def _stage(name: str, version: str, stage: str, cloud: str, token: str | None) -> None:
     info = call(
         cloud,

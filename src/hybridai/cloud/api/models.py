@@ -13,11 +13,17 @@ from starlette.concurrency import run_in_threadpool
 from hybridai.cloud.auth import cloud_of, principal, require
 from hybridai.cloud.devices.desired_state import desired_state
 from hybridai.cloud.models import registry, stages
-from hybridai.cloud.pipelines import calibration
+from hybridai.cloud.pipelines import calibration, hard_examples
 from hybridai.cloud.pipelines.calibration_rows import read_parquet, recorded_test_rows
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.placement import CalibrationReport, CalibrationRequest, Variant
-from hybridai.protocol.registry import Deployment, ModelSummary, ModelVersionInfo
+from hybridai.protocol.registry import (
+    Deployment,
+    HardExampleLabels,
+    HardExampleSummary,
+    ModelSummary,
+    ModelVersionInfo,
+)
 from hybridai.protocol.stages import StageChange, VersionComparison
 
 router = APIRouter(prefix="/api/v1", tags=["models"])
@@ -184,3 +190,20 @@ def compare_versions(name: str, a: str, b: str, request: Request) -> VersionComp
     require(request, "read")
     with cloud_of(request).session() as session:
         return stages.compare(session, name, a, b)
+
+
+@router.get("/models/{name}/hard-examples")
+def hard_example_summary(name: str, request: Request) -> HardExampleSummary:
+    """How many escalations of ``name`` the lake holds, and how many rows people labelled."""
+    require(request, "read")
+    return hard_examples.summary(cloud_of(request).lake, name)
+
+
+@router.post("/models/{name}/hard-examples/labels")
+def label_hard_examples(name: str, body: HardExampleLabels, request: Request) -> dict[str, int]:
+    """Store people's labels for rows of hard examples (training with label_source human)."""
+    who = require(request, "train")
+    version = hard_examples.add_labels(
+        cloud_of(request).lake, name, body.labels, who.name, time.time()
+    )
+    return {"stored": len(body.labels), "table_version": version}
