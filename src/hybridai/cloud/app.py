@@ -47,8 +47,8 @@ def _body_limits(settings: CloudSettings) -> LimitFor:
     def limit(method: str, path: str) -> int:
         if "/batches/" in path:
             return sync.MAX_BATCH_BYTES
-        if path.startswith("/api/v1/models/") and path.endswith("/versions"):
-            return settings.max_upload_bytes
+        if path.startswith("/api/v1/models/") and path.endswith(("/versions", "/calibration/data")):
+            return settings.max_upload_bytes  # model files, and validation rows as Parquet
         if path.startswith("/v2/"):
             return settings.max_infer_json_bytes
         return settings.max_request_bytes
