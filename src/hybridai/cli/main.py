@@ -23,6 +23,7 @@ from hybridai.cli import (
     lake,
     login,
     model,
+    model_deferral,
     model_lifecycle,
     plan,
     policy,
@@ -51,6 +52,7 @@ app.add_typer(site.app, name="site")
 model.app.command("bundle")(model_lifecycle.bundle)
 model.app.command("retraining")(model_lifecycle.retraining)
 model.app.command("rows")(model_lifecycle.rows)
+model.app.command("defer")(model_deferral.defer)
 app.add_typer(model.app, name="model")
 app.add_typer(rollout.app, name="rollout")
 app.add_typer(lake.app, name="lake")

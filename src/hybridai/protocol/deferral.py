@@ -49,3 +49,65 @@ class DeferralSpec(BaseModel):
     method: DeferralMethod = DeferralMethod.THRESHOLD
     router: RouterSpec | None = None
     apgr: dict[DeferralMethod, float] = Field(default_factory=dict)  # on the validation split
+
+
+class DeferralChoice(StrEnum):
+    """The method an operator asks for: ``auto`` takes the higher validation APGR."""
+
+    AUTO = "auto"
+    THRESHOLD = "threshold"
+    ROUTER = "router"
+
+
+class DeferralRequest(BaseModel):
+    """Fit a version's learned router and choose its method: give exactly one target.
+
+    Rows as for calibration: the version's own validation split, or labelled rows from a lake
+    ``query`` with their ``label`` column.
+    """
+
+    target_cloud_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    target_accuracy: float | None = Field(default=None, ge=0.0, le=1.0)
+    method: DeferralChoice = DeferralChoice.AUTO
+    query: str | None = Field(default=None, min_length=1, max_length=100_000)
+    label: str | None = Field(default=None, min_length=1)
+    features: list[str] | None = Field(default=None, min_length=1)
+
+
+class MethodFigures(BaseModel):
+    """One method on one split: where its calibrated threshold lands, and its whole curve."""
+
+    threshold: float
+    cloud_share: float
+    accuracy: float
+    apgr: float | None = None
+    cpt50: float | None = None
+    cpt80: float | None = None
+
+
+class SplitFigures(BaseModel):
+    """Both methods on one split; ``role`` says what the split was used for."""
+
+    role: str
+    rows: int
+    edge_alone_accuracy: float
+    cloud_alone_accuracy: float
+    methods: dict[DeferralMethod, MethodFigures]
+
+
+class DeferralReport(BaseModel):
+    """What ``POST .../deferral`` fitted, chose and stored, validation and test apart."""
+
+    model: str
+    version: str
+    method: DeferralMethod  # what the version now ships
+    chosen_by: str  # "validation APGR" or "named in the request"
+    target_cloud_share: float | None = None
+    target_accuracy: float | None = None
+    threshold_measure: str
+    router_family: str | None = None  # None: too few edge errors on validation to learn from
+    router_bytes: int = 0
+    validation: SplitFigures  # fitted here: router out of fold, thresholds calibrated here
+    test: SplitFigures  # held out: measured once with what was fitted
+    rows: str = "validation split"
+    fitted_at: float = 0.0

@@ -6,6 +6,7 @@ from hybridai.cloud.api import (
     audit,
     certificates,
     compliance,
+    deferral,
     fleet,
     fleet_config,
     lake,
@@ -29,6 +30,7 @@ ROUTERS: tuple[APIRouter, ...] = (
     site_keys.router,  # API keys of a site's LAN clients
     sync.router,
     models.router,
+    deferral.router,  # a version's learned deferral router
     remote_tiers.router,  # models another v2 server serves for the cloud
     training.router,
     lifecycle.router,  # retraining policies, bundles, training rows

@@ -50,6 +50,14 @@ def reference_of(session: Session, name: str, version: int) -> dict[str, Any] | 
     return reference if isinstance(reference, dict) else None
 
 
+def deferral_of(session: Session, name: str, version: int) -> dict[str, Any] | None:
+    """How the version's cascade decides, with its signed router (None: the threshold)."""
+    row = session.get(ModelVersionRow, (name, version))
+    stored = (row.metrics or {}).get("deferral") if row is not None else None
+    spec = stored.get("spec") if isinstance(stored, dict) else None
+    return spec if isinstance(spec, dict) else None
+
+
 def desired_state(
     session: Session,
     device_id: str,
@@ -110,6 +118,9 @@ def desired_state(
                     "signature": artifact.signature,
                     "policy": deployment.policy,
                     "reference": reference_of(session, artifact.name, artifact.version),
+                    "deferral": deferral_of(session, artifact.name, artifact.version)
+                    if artifact.variant == "edge"
+                    else None,
                 }
             )
         )

@@ -229,7 +229,7 @@ def router_spec(
         onnx=base64.b64encode(artifact).decode(),
         sha256=digest,
         signature=signature,
-        threshold=_finite(threshold),
+        threshold=finite(threshold),
         features=n_features,
         family=family,
     )
@@ -249,7 +249,7 @@ def deferral_spec(
     )
 
 
-def _finite(threshold: float) -> float:
+def finite(threshold: float) -> float:
     """Thresholds beyond every confidence stay finite in JSON: 0 never, 2 always escalates."""
     if math.isinf(threshold):
         return 2.0 if threshold > 0 else 0.0
