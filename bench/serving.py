@@ -371,11 +371,36 @@ def measure_infer(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, An
     return metrics, notes
 
 
-def closed_sync_window() -> str:
+def closed_window() -> str:
     """A local-time sync window that opens hours from now: bulk sync holds while we measure."""
     opens = time.localtime(time.time() + 3 * 3600)
     closes = time.localtime(time.time() + 4 * 3600)
     return f"{opens.tm_hour:02d}:00-{closes.tm_hour:02d}:00"
+
+
+def warm_up(edge_url: str, auth: dict[str, str]) -> None:
+    """A few bodies of each format first: what a long-running edge imported and cached long ago.
+
+    They go to their own stream, so the measured one starts empty, and they wait for the
+    desired state (which brings the closed sync window) to be applied.
+    """
+    records = [{**r, "ts": r["ts"] - 1e7} for r in base_records()]
+    with httpx.Client(headers=auth, timeout=60) as http:
+        for i in range(5):
+            batch = [{**r, "ts": r["ts"] - i} for r in records]
+            for media, body in (
+                (JSON, json.dumps({"records": batch}).encode()),
+                (ARROW, encode_arrow([{**r, "ts": r["ts"] - 0.5} for r in batch])),
+            ):
+                path = f"{edge_url}/api/v1/streams/warmup/records"
+                http.post(path, content=body, headers={"Content-Type": media}).raise_for_status()
+    time.sleep(3.0)
+
+
+def edge_store(edge_url: str, auth: dict[str, str]) -> dict[str, int]:
+    status = httpx.get(f"{edge_url}/api/v1/status", headers=auth, timeout=30).json()
+    keys = ("records_ingested", "records_synced", "backlog_records")
+    return {k: int(status["store"][k]) for k in keys}
 
 
 def measure_ingest(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -384,14 +409,19 @@ def measure_ingest(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, A
     json_rates: list[float] = []
     arrow_rates: list[float] = []
     raw_rates: list[float] = []
-    fleet = LocalFleet(work)
+    # Self-healing off: it would open the closed window below to drain the growing backlog.
+    rules = work / "no-healing.yaml"
+    rules.write_text("max_actions_per_hour: 0\nrules: []\n")
+    fleet = LocalFleet(work, cloud_env={"HYBRIDAI_CLOUD_HEALING_RULES_FILE": str(rules)})
     try:
         fleet.start_cloud()
-        edge = fleet.start_edge(
-            "edge-1", "plant-a", env={"HYBRIDAI_EDGE_SYNC_WINDOW": closed_sync_window()}
-        )
+        # The fleet's sync window, closed while we measure (the edge's desired state brings it)
+        fleet.call("PATCH", "/api/v1/fleet-config/fleet", json={"sync_window": closed_window()})
+        edge = fleet.start_edge("edge-1", "plant-a")
         fleet.wait_enrolled(1)
         edge_url, auth = _wrk.split_credentials(edge.url)
+        warm_up(edge_url, auth)
+        before = edge_store(edge_url, auth)
         first = 0
         for r in range(rounds):  # alternated: drifts in machine load hit all three alike
             for name, media, rates in (("json", JSON, json_rates), ("arrow", ARROW, arrow_rates)):
@@ -403,6 +433,7 @@ def measure_ingest(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, A
                     raw_rates.append(sqlite_floor(work, files, r, seconds))
                 for path in files:
                     path.unlink()
+        after = edge_store(edge_url, auth)
     finally:
         fleet.close()
     floor = median(raw_rates)
@@ -417,12 +448,16 @@ def measure_ingest(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, A
         "ingest": "1,000-record bodies, every record new, wrk -t1 -c2; raw SQLite: WAL, "
         "synchronous=FULL, executemany, one transaction per body, each record's JSON as a row, "
         "as long as each HTTP run; rounds alternated JSON, raw, Arrow; medians; the edge's "
-        "bulk sync held by a closed sync window while measuring",
+        "bulk sync held by a closed sync window (self-healing off, or it would open it) while "
+        "measuring",
         "ingest_rounds": rounds,
         "ingest_seconds_per_run": seconds,
         "ingest_json_rounds": [round(x) for x in json_rates],
         "ingest_arrow_rounds": [round(x) for x in arrow_rates],
         "sqlite_raw_rounds": [round(x) for x in raw_rates],
+        # what the edge held before and after: every record stored, none synced meanwhile
+        "ingest_edge_store_before": before,
+        "ingest_edge_store_after": after,
     }
     return metrics, notes
 
