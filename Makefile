@@ -39,6 +39,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/serving_remote.py
 	$(BIN)/python bench/serving_grpc.py
 	$(BIN)/python bench/install.py
+	$(BIN)/python bench/planner.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/infer.py --quick
@@ -55,6 +56,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/serving_remote.py --quick
 	$(BIN)/python bench/serving_grpc.py --quick
 	$(BIN)/python bench/install.py --quick
+	$(BIN)/python bench/planner.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
