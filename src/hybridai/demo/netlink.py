@@ -3,6 +3,9 @@
 While cut, open connections are reset and new ones are closed at once: the edge sees exactly
 what a dead uplink looks like (connection errors, no answers), not a simulated flag.
 ``delay_s`` slows it instead: every chunk relayed either way waits that long (a slow uplink).
+``latency_s`` adds propagation delay instead: every chunk arrives that much later, chunks in
+flight together (a long link, as ``tc netem delay`` makes one: a message of several chunks is
+late once, not once per chunk).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ class NetLink:
         self._writers: set[asyncio.StreamWriter] = set()
         self.up = True
         self.delay_s = 0.0  # added to every relayed chunk, each direction
+        self.latency_s = 0.0  # propagation delay each direction, chunks pipelined
         self.port = 0
 
     def start(self) -> int:
@@ -82,6 +86,9 @@ class NetLink:
         self._writers -= {writer, up_writer}
 
     async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.latency_s > 0:
+            await self._pipe_late(reader, writer)
+            return
         try:
             while data := await reader.read(65536):
                 if self.delay_s > 0:
@@ -93,5 +100,35 @@ class NetLink:
         except (ConnectionError, OSError):
             pass
         finally:
+            with contextlib.suppress(Exception):
+                writer.transport.abort() if not self.up else writer.close()
+
+    async def _pipe_late(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """Relay each chunk ``latency_s`` after it was read, in order, without serialising."""
+        loop = asyncio.get_running_loop()
+        late: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue()
+
+        async def release() -> None:
+            while (item := await late.get()) is not None:
+                when, data = item
+                if (wait := when - loop.time()) > 0:
+                    await asyncio.sleep(wait)
+                if not self.up:
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        sender = loop.create_task(release())
+        try:
+            while data := await reader.read(65536):
+                if not self.up:
+                    break
+                late.put_nowait((loop.time() + self.latency_s, data))
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            late.put_nowait(None)
+            with contextlib.suppress(Exception):
+                await sender
             with contextlib.suppress(Exception):
                 writer.transport.abort() if not self.up else writer.close()

@@ -10,6 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
+import numpy.typing as npt
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -88,20 +90,30 @@ class Cloud(_Strict):
 class Confidence(_Strict):
     """The edge variant's confidence profile: the cascade escalates below its threshold.
 
-    Confidence per answer ~ Beta(alpha, beta); an answer of confidence c is right with
-    probability ``accuracy_at_0 + (accuracy_at_1 - accuracy_at_0) * c``.
+    Confidence per answer ~ Beta(alpha, beta), or drawn from measured ``samples``; an answer
+    of confidence c is right with probability ``accuracy_at_0 + (accuracy_at_1 -
+    accuracy_at_0) * c``.
     """
 
     alpha: Positive = 4.0
     beta: Positive = 1.5
     accuracy_at_0: Annotated[float, Field(ge=0, le=1)] = 0.5
     accuracy_at_1: Annotated[float, Field(ge=0, le=1)] = 0.99
+    # Measured confidences (e.g. the model's on validation rows): drawn from instead of Beta.
+    samples: list[Annotated[float, Field(ge=0, le=1)]] = Field(default_factory=list)
+
+    def draw(self, rng: np.random.Generator, n: int) -> npt.NDArray[np.float64]:
+        if self.samples:
+            return rng.choice(np.asarray(self.samples, dtype=np.float64), n)
+        return rng.beta(self.alpha, self.beta, n)
 
     def accuracy(self, confidence: float) -> float:
         return self.accuracy_at_0 + (self.accuracy_at_1 - self.accuracy_at_0) * confidence
 
     @property
     def mean_accuracy(self) -> float:
+        if self.samples:
+            return self.accuracy(float(np.mean(self.samples)))
         return self.accuracy(self.alpha / (self.alpha + self.beta))
 
 

@@ -70,6 +70,7 @@ class DeviceSim:
     peer_inflight: dict[str, int] = field(default_factory=dict)
     last_cloud_sample: float = 0.0
     probing: bool = False
+    hosts: frozenset[str] = frozenset()  # edge variants it holds that fit in its memory
 
     def load(self, model: str) -> kb.ModelLoad:
         found = self.loads.get(model)
@@ -157,8 +158,9 @@ class Simulation:
                         memory_mb=d.memory_mb,
                         accelerator=d.accelerator,
                     )
+                    fits = frozenset(m for m in d.models if s.model(m).edge.size_mb <= d.memory_mb)
                     site.devices[d.name] = DeviceSim(
-                        node.device_id, d, site, node, Servers(d.cores)
+                        node.device_id, d, site, node, Servers(d.cores), hosts=fits
                     )
                 self.sites.append(site)
                 self._streams(site, seeds[ci])
@@ -185,7 +187,7 @@ class Simulation:
                     model.edge.service_ms.draw(rng, n),
                     model.cloud.service_ms.draw(rng, n),
                     site.shape.link.rtt_ms.draw(rng, n),
-                    rng.beta(c.alpha, c.beta, n),
+                    c.draw(rng, n),
                     rng.uniform(0.0, 1.0, n) < site.shape.link.loss,
                 )
             )
@@ -237,7 +239,7 @@ class Simulation:
         st.site.pending_sync += self.s.sync.bytes_per_request
         facts = RequestFacts(m.name, w.data_class, w.latency_budget_ms, "auto")
         peers = self._peer_views(dev, m.name)
-        local = m.name in dev.shape.models
+        local = m.name in dev.hosts
         candidates = kb.build_candidates(
             dev.node, dev.load(m.name), dev.cloud, m.name, None, local, n_bytes, now, peers=peers
         )
@@ -387,7 +389,7 @@ class Simulation:
         for other in dev.site.devices.values():
             if other is dev:
                 continue
-            has = {m: "1" for m in other.shape.models}
+            has = {m: "1" for m in other.hosts}
             link = dev.peer_links.get((other.name, model))
             views.append(
                 kb.PeerView(
