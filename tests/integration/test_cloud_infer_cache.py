@@ -204,3 +204,22 @@ def test_a_revoked_token_is_refused_by_the_next_request(
     assert error_of(refused) == (401, "unauthenticated")
     anonymous = api.post(f"/v2/models/{MODEL}/infer", json=infer_body(3))
     assert error_of(anonymous) == (401, "unauthenticated")
+
+
+def test_a_stream_declared_restricted_stops_cloud_inference_at_the_next_request(
+    api: TestClient, admin: dict[str, str]
+) -> None:
+    version = _upload(api, admin, seed=0)
+    body = {"name": MODEL, "version": version, "policy": {"input_stream": "vitals"}}
+    assert api.put(f"/api/v1/deployments/{MODEL}", json=body, headers=admin).status_code == 200
+    _infer(api, admin)  # an internal stream: the cloud serves it
+
+    restricted = {"classification": "restricted"}
+    assert api.put("/api/v1/policies/vitals", json=restricted, headers=admin).status_code == 200
+    refused = api.post(f"/v2/models/{MODEL}/infer", json=infer_body(3), headers=admin)
+
+    assert error_of(refused) == (403, "forbidden")
+    assert "'vitals'" in refused.json()["error"]
+    internal = {"classification": "internal"}
+    assert api.put("/api/v1/policies/vitals", json=internal, headers=admin).status_code == 200
+    _infer(api, admin)
