@@ -58,3 +58,12 @@ def test_the_router_is_chosen_only_with_a_higher_validation_apgr(router, plain, 
 
 def test_no_router_figure_keeps_the_threshold():
     assert choose({THRESHOLD: 0.5}) is THRESHOLD
+
+
+def test_one_row_features_equal_the_batch_ones():
+    rng = np.random.default_rng(4)
+    x, p = rng.normal(size=(50, 6)), rng.dirichlet([0.5] * 4, size=50)
+    p[0] = [1.0, 0.0, 0.0, 0.0]  # 0 log 0
+    batch = router_features(x, p)
+    for i in range(50):
+        np.testing.assert_allclose(router_features(x[i], p[i])[0], batch[i], rtol=1e-6, atol=1e-7)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from hybridai.orchestrator.cascade import entropy_confidence, escalate, margin, max_probability
+from hybridai.orchestrator.cascade import escalate
 from hybridai.protocol.deferral import DeferralMethod
 
 FloatArray = npt.NDArray[np.float64]
@@ -31,21 +31,45 @@ def router_width(n_inputs: int, n_classes: int) -> int:
 def router_features(inputs: npt.ArrayLike, probabilities: npt.ArrayLike) -> npt.NDArray[np.float32]:
     """One feature row per example: input, class probabilities, max_prob, margin, entropy.
 
-    ``inputs`` has shape (n, d) (or (d,)), ``probabilities`` (n, k) (or (k,)), same n.
+    ``inputs`` has shape (n, d) (or (d,)), ``probabilities`` (n, k) (or (k,)), same n. The
+    three measures equal ``orchestrator.cascade``'s, computed in one pass: this runs on every
+    escalation decision at the edge, where a handful of numpy calls is most of the cost.
     """
-    x = np.atleast_2d(np.asarray(inputs, dtype=np.float64))
-    p = np.atleast_2d(np.asarray(probabilities, dtype=np.float64))
-    x = x.reshape(x.shape[0], -1)
+    x = np.asarray(inputs, dtype=np.float64)
+    p = np.asarray(probabilities, dtype=np.float64)
+    x = x.reshape(1, -1) if x.ndim == 1 else x.reshape(x.shape[0], -1)
+    p = p.reshape(1, -1) if p.ndim == 1 else p
     if x.shape[0] != p.shape[0]:
         raise ValueError(f"{x.shape[0]} input rows but {p.shape[0]} rows of probabilities")
-    columns = (
-        x,
-        p,
-        max_probability(p)[:, None],
-        margin(p)[:, None],
-        entropy_confidence(p)[:, None],
-    )
-    return np.concatenate(columns, axis=1).astype(np.float32)
+    k = p.shape[1]
+    if k < 2:
+        raise ValueError("class probabilities must have shape (classes,) or (n, classes>=2)")
+    if x.shape[0] == 1:
+        return _one_row(x[0].tolist(), p[0].tolist())
+    top = np.sort(p, axis=1)[:, -2:]
+    out = np.empty((x.shape[0], x.shape[1] + k + EXTRA_FEATURES), dtype=np.float32)
+    out[:, : x.shape[1]] = x
+    out[:, x.shape[1] : x.shape[1] + k] = p
+    out[:, -3] = np.clip((top[:, 1] - 1.0 / k) / (1.0 - 1.0 / k), 0.0, 1.0)
+    out[:, -2] = np.clip(top[:, 1] - top[:, 0], 0.0, 1.0)
+    q = np.clip(p, 0.0, 1.0)
+    entropy = -(q * np.log(np.maximum(q, 1e-300))).sum(axis=1)  # 0 log 0 = 0
+    out[:, -1] = np.clip(1.0 - entropy / np.log(k), 0.0, 1.0)
+    return out
+
+
+def _one_row(x: list[float], p: list[float]) -> npt.NDArray[np.float32]:
+    """``router_features`` of one request row in plain floats: a third of numpy's time."""
+    k = len(p)
+    second, top = sorted(p)[-2:]
+    q = [min(max(v, 0.0), 1.0) for v in p]
+    entropy = -sum(v * math.log(v) for v in q if v > 0.0)
+    measures = [
+        min(max((top - 1.0 / k) / (1.0 - 1.0 / k), 0.0), 1.0),
+        min(max(top - second, 0.0), 1.0),
+        min(max(1.0 - entropy / math.log(k), 0.0), 1.0),
+    ]
+    return np.array([x + p + measures], dtype=np.float32)
 
 
 @dataclass(frozen=True)
