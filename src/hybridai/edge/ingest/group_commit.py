@@ -48,13 +48,14 @@ class GroupCommit(Generic[T, R]):
     def submit(self, item: T) -> R:
         """``item``'s result once it is durable, or its exception."""
         waiter: _Waiter[T, R] = _Waiter(item)
+        group: list[_Waiter[T, R]] = []
         with self._ready:
             self._queue.append(waiter)
             while not waiter.done and self._queue[0] is not waiter:
                 self._ready.wait()
-            if not waiter.done:  # at the head of the line: lead a group
+            if not waiter.done:  # at the head of the line: lead the group queued behind it
                 group = list(itertools.islice(self._queue, self._max_group))
-        if not waiter.done:
+        if group:
             self._lead(group)
         outcome = waiter.outcome
         if isinstance(outcome, BaseException):
