@@ -155,3 +155,4 @@ class CalibrationReport(BaseModel):
     fitted_at: float = 0.0
     rows: str = "validation split"  # where the validation rows came from
     guard: str = ""  # what was checked to keep training and test rows out of them
+    band: float | None = None  # spread: the spread at which confidence is 0 (goes to the edge)

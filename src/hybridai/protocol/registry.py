@@ -53,7 +53,7 @@ Family = Literal["logistic", "tree", "forest", "gbm", "mlp", "mlp-torch"]
 class EdgeBudget(BaseModel):
     """How much worse than the cloud variant, on held-out data, an edge variant may be."""
 
-    metric: Literal["accuracy", "f1", "roc_auc", "precision", "recall"] = "accuracy"
+    metric: Literal["accuracy", "f1", "roc_auc", "precision", "recall", "r2"] = "accuracy"
     max_drop: float = Field(default=0.01, ge=0, le=1)
 
 
@@ -108,6 +108,9 @@ class TrainingSpec(BaseModel):
     query: str
     features: list[str] = Field(min_length=1)
     label: str
+    # regression: each variant is a bagged ensemble answering its mean and its members' answers
+    # (``params.<variant>.members``, default 5), so the cascade can escalate by their spread
+    task: Literal["classification", "regression"] = "classification"
     group: str | None = None  # column to split on, so held-out rows come from unseen groups
     edge_family: Family = "tree"
     cloud_family: Family = "gbm"

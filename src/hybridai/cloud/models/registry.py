@@ -300,6 +300,8 @@ def _resolved_policy(row: ModelVersionRow, policy: PlacementPolicy | None) -> di
             )
         cascade = policy.cascade.model_dump() if policy.cascade else {}
         cascade.update(threshold=float(fitted["threshold"]), measure=fitted["measure"])
+        if fitted.get("band"):  # spread: the scale calibration ranked confidences on
+            cascade.update(band=float(fitted["band"]))
         policy = PlacementPolicy.model_validate({**policy.model_dump(), "cascade": cascade})
     return policy.model_dump(mode="json")
 

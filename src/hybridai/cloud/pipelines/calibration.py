@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from hybridai.cloud.data.lake import Lake
 from hybridai.cloud.models import registry
-from hybridai.cloud.pipelines.calibration_rows import answers, rows_for
+from hybridai.cloud.pipelines.calibration_rows import answers, members, rows_for
 from hybridai.orchestrator import (
     CascadeRule,
     HeldOutSplit,
@@ -71,6 +71,15 @@ def _thin(points: list[CurvePoint]) -> list[CurvePoint]:
 def _outcomes(
     artifacts: dict[str, bytes], x: Any, y: Any, rule: CascadeRule
 ) -> tuple[Any, Any, Any]:
+    """Confidence, edge and cloud quality per row: correctness, or minus the absolute error."""
+    if rule.measure is Measure.SPREAD:
+        edge_prediction, edge_members = members(artifacts["edge"], x, "edge")
+        cloud_prediction = members(artifacts["cloud"], x, "cloud")[0]
+        return (
+            rule.confidences(edge_members),
+            -np.abs(edge_prediction - y),
+            -np.abs(cloud_prediction - y),
+        )
     edge_label, edge_probabilities = answers(artifacts["edge"], x, "edge")
     cloud_label = answers(artifacts["cloud"], x, "cloud")[0]
     confidence = rule.confidences(edge_probabilities)
@@ -101,10 +110,17 @@ def calibrate(
     info = registry.get_version(session, name, version)  # 404s that say what exists
     row = session.get(ModelVersionRow, (info.name, int(info.version)))
     assert row is not None
-    if request.measure not in CLASSIFIER_MEASURES:
+    regression = request.measure is Measure.SPREAD
+    if request.measure not in (*CLASSIFIER_MEASURES, Measure.SPREAD):
         raise _invalid(
-            f"calibration fits classifiers: measure {request.measure.value!r} is for anomaly "
-            f"scores or regression; choose {', '.join(m.value for m in CLASSIFIER_MEASURES)}"
+            f"measure {request.measure.value!r} is for anomaly scores; calibrate a classifier "
+            f"with {', '.join(m.value for m in CLASSIFIER_MEASURES)}, a regression ensemble "
+            "with spread"
+        )
+    if regression and request.target_accuracy is not None:
+        raise _invalid(
+            "a regression cascade is calibrated to a cloud share (target_cloud_share); its "
+            "quality is minus the absolute error, not an accuracy"
         )
     missing = [v for v in ("edge", "cloud") if v not in {a.variant for a in info.artifacts}]
     if missing:
@@ -112,11 +128,15 @@ def calibrate(
             f"{name} v{version} has no {' or '.join(missing)} variant: a cascade weighs the edge "
             "variant against the cloud one, so upload both (--edge and --cloud-variant)"
         )
-    chosen = rows_for(lake, row, request, data)
+    chosen = rows_for(lake, row, request, data, regression)
     artifacts = {
         v: registry.read_artifact(session, blobs, name, version, v) for v in ("edge", "cloud")
     }
     rule = CascadeRule(measure=Measure(request.measure))
+    if regression:  # confidence 0 at twice the widest validation spread: an order kept intact
+        spread = members(artifacts["edge"], chosen.x_validation, "edge")[1]
+        widest = float((spread.max(axis=1) - spread.min(axis=1)).max())
+        rule = CascadeRule(measure=Measure.SPREAD, band=2.0 * widest if widest > 0 else 1.0)
     val = ValidationSplit(*_outcomes(artifacts, chosen.x_validation, chosen.y_validation, rule))
     test = HeldOutSplit(*_outcomes(artifacts, chosen.x_test, chosen.y_test, rule))
     if request.target_cloud_share is not None:
@@ -154,8 +174,9 @@ def calibrate(
         n_test=len(test),
         curve=_thin(points),
         fitted_at=time.time() if now is None else now,
-        rows=chosen.rows,
+        rows=chosen.rows + ("; quality is minus the absolute error" if regression else ""),
         guard=chosen.guard,
+        band=rule.band if regression else None,
     )
     row.metrics = {**(row.metrics or {}), "cascade": report.model_dump(mode="json")}
     session.commit()

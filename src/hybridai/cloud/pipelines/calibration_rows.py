@@ -64,8 +64,10 @@ def read_parquet(data: bytes, what: str) -> pa.Table:
         raise _invalid(f"{what} is not a readable Parquet file ({type(error).__name__})") from None
 
 
-def labelled(table: pa.Table, features: list[str], label: str | None) -> tuple[Array, Array]:
-    """Features (float32) and class numbers of ``table``; rows with a null are dropped."""
+def labelled(
+    table: pa.Table, features: list[str], label: str | None, regression: bool = False
+) -> tuple[Array, Array]:
+    """Features (float32) and class numbers (or targets) of ``table``; nulls are dropped."""
     needed = [*features, label] if label is not None else list(features)
     missing = [c for c in dict.fromkeys(needed) if c not in table.column_names]
     if missing:
@@ -85,7 +87,10 @@ def labelled(table: pa.Table, features: list[str], label: str | None) -> tuple[A
     if label is None:
         return x, np.zeros(len(x), dtype=np.int64)
     try:
-        y = training.class_labels(kept.column(label), label)
+        if regression:
+            y = training.targets(kept.column(label), label)
+        else:
+            y = training.class_labels(kept.column(label), label)
     except training.TrainingError as error:
         raise _invalid(str(error)) from None
     return x, y
@@ -122,6 +127,11 @@ def answers(artifact: bytes, x: Array, variant: str) -> tuple[Array, Array]:
             "[rows, features] tensor"
         )
     chosen = "probabilities" if "probabilities" in outputs else outputs[-1]
+    if chosen == "members":
+        raise _invalid(
+            f"the {variant} variant is a regression ensemble (it answers members, not class "
+            "probabilities): calibrate it with measure spread"
+        )
     try:
         results = session.run(None, {inputs[0].name: x})
     except Exception as error:  # ONNX Runtime raises its own, unexported exception classes
@@ -140,6 +150,30 @@ def answers(artifact: bytes, x: Array, variant: str) -> tuple[Array, Array]:
     else:
         labels = probabilities.argmax(axis=1)
     return labels, probabilities.astype(np.float64)
+
+
+def members(artifact: bytes, x: Array, variant: str) -> tuple[Array, Array]:
+    """A regression ensemble's answer [n] and its members' answers [n, m] (``regression``)."""
+    threads = os.cpu_count() or 1
+    session = create_session(artifact, label=f"calibration ({variant})", threads=threads).session
+    names = [o.name for o in session.get_outputs()]
+    if "members" not in names or len(session.get_inputs()) != 1:
+        raise _invalid(
+            f"the {variant} variant answers {', '.join(names)}: the spread measure needs a "
+            "regression ensemble with one input and outputs prediction and members "
+            "(train with task: regression)"
+        )
+    try:
+        got = session.run(None, {session.get_inputs()[0].name: x})
+    except Exception as error:  # ONNX Runtime raises its own, unexported exception classes
+        first = str(error).splitlines()[0][:300] if str(error) else type(error).__name__
+        raise _invalid(f"the {variant} variant cannot run on these rows: {first}") from None
+    spread = np.asarray(got[names.index("members")], dtype=np.float64)
+    if "prediction" in names:
+        prediction = np.asarray(got[names.index("prediction")], dtype=np.float64).reshape(-1)
+    else:
+        prediction = spread.mean(axis=1)
+    return prediction, spread
 
 
 def _recorded(lake: Lake, spec: TrainingSpec, lineage: dict[str, Any], where: str) -> Any:
@@ -181,7 +215,11 @@ def _hold_out(y: Array) -> tuple[Array, Array]:
 
 
 def rows_for(
-    lake: Lake, row: ModelVersionRow, request: CalibrationRequest, data: pa.Table | None
+    lake: Lake,
+    row: ModelVersionRow,
+    request: CalibrationRequest,
+    data: pa.Table | None,
+    regression: bool = False,
 ) -> CalibrationRows:
     """The rows to calibrate ``row`` on, checked by the guard; 4xx when they cannot be used."""
     lineage = row.lineage or {}
@@ -211,7 +249,7 @@ def rows_for(
         )
 
     table, source = _given(lake, request, data)
-    x, y = labelled(table, features_of(table, request, spec), request.label)
+    x, y = labelled(table, features_of(table, request, spec), request.label, regression)
     if len(y) < MIN_ROWS:
         raise _invalid(f"the given rows hold {len(y)} usable rows; at least {MIN_ROWS} are needed")
     given = row_hashes(x)
@@ -238,7 +276,7 @@ def rows_for(
         )
     if spec is not None:
         return CalibrationRows(x, y, s.x[s.test], s.y[s.test], source, guard)
-    fit, held = _hold_out(y)
+    fit, held = _hold_out(np.zeros(len(y)) if regression else y)
     source += f", {len(held)} of its rows held out to report on"
     return CalibrationRows(x[fit], y[fit], x[held], y[held], source, guard)
 

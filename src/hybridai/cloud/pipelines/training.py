@@ -32,7 +32,7 @@ from sklearn.metrics import (
     recall_score,
     roc_auc_score,
 )
-from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
+from sklearn.model_selection import GroupShuffleSplit, ShuffleSplit, StratifiedShuffleSplit
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
@@ -170,7 +170,10 @@ def _load(table: pa.Table, spec: TrainingSpec) -> tuple[Array, Array, Array | No
         ).reshape(kept.num_rows, len(spec.features))
     except (TypeError, ValueError, pa.ArrowException) as error:
         raise TrainingError(f"features must be numeric: {error}") from error
-    y = class_labels(kept.column(spec.label), spec.label)
+    if spec.task == "regression":
+        y = targets(kept.column(spec.label), spec.label)
+    else:
+        y = class_labels(kept.column(spec.label), spec.label)
     groups = kept.column(spec.group).to_numpy(zero_copy_only=False) if spec.group else None
     return x, y, groups, dropped
 
@@ -203,11 +206,24 @@ def class_labels(column: pa.ChunkedArray | pa.Array, name: str) -> Array:
     return values.astype(np.int64)
 
 
-def _check_rows(y: Array) -> None:
+def targets(column: pa.ChunkedArray, name: str) -> Array:
+    """Regression targets as float64: numbers, finite."""
+    kind = column.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind)):
+        raise TrainingError(f"label column {name!r} is {kind}: a regression target is a number")
+    values = np.asarray(column.to_numpy(zero_copy_only=False), dtype=np.float64)
+    if not np.isfinite(values).all():
+        raise TrainingError(f"label column {name!r} holds infinities or NaN: filter them out")
+    return values
+
+
+def _check_rows(y: Array, regression: bool = False) -> None:
     if len(y) < MIN_ROWS:
         raise TrainingError(
             f"the query yields {len(y)} usable rows; at least {MIN_ROWS} are needed"
         )
+    if regression:
+        return
     classes = set(np.unique(y).tolist())
     if len(classes) < 2:
         raise TrainingError(
@@ -224,15 +240,15 @@ def _split(
     y: Array, groups: Array | None, spec: TrainingSpec
 ) -> tuple[Array, Array, dict[str, Any]]:
     """Train/test indices; both sides must hold every class so every metric is defined."""
+    regression = spec.task == "regression"
     if groups is None:
-        splitter = StratifiedShuffleSplit(
-            n_splits=1, test_size=spec.test_share, random_state=spec.seed
-        )
+        kind = ShuffleSplit if regression else StratifiedShuffleSplit
+        splitter = kind(n_splits=1, test_size=spec.test_share, random_state=spec.seed)
         try:
             train, test = next(splitter.split(np.zeros(len(y)), y))
         except ValueError as error:
             raise TrainingError(f"cannot split the rows: {error}") from error
-        return train, test, {"kind": "stratified", "seed": spec.seed}
+        return train, test, {"kind": "random" if regression else "stratified", "seed": spec.seed}
     if len(np.unique(groups)) < 2:
         raise TrainingError(f"a split on {spec.group!r} needs at least two distinct groups")
     for attempt in range(_GROUP_SPLIT_TRIES):
@@ -240,7 +256,7 @@ def _split(
         splitter_g = GroupShuffleSplit(n_splits=1, test_size=spec.test_share, random_state=seed)
         train, test = next(splitter_g.split(np.zeros(len(y)), y, groups))
         k = len(np.unique(y))
-        if len(np.unique(y[train])) == k and len(np.unique(y[test])) == k:
+        if regression or (len(np.unique(y[train])) == k and len(np.unique(y[test])) == k):
             held_out = sorted(str(g) for g in np.unique(groups[test]))
             split = {"kind": "group", "group": spec.group, "seed": seed, "test_groups": held_out}
             return train, test, split
@@ -283,7 +299,7 @@ def split_rows(table: pa.Table, spec: TrainingSpec) -> Splits:
     present = [c for c in dict.fromkeys(needed) if c in table.column_names]
     table = table.sort_by([(c, "ascending") for c in present])  # query order is not stable
     x, y, groups, dropped = _load(table, spec)
-    _check_rows(y)
+    _check_rows(y, spec.task == "regression")
     rest, test_idx, split = _split(y, groups, spec)
     validation_split: dict[str, Any] | None = None
     train_idx, validation_idx = rest, rest[:0]
@@ -376,6 +392,10 @@ def train(lake: Lake, spec: TrainingSpec) -> TrainingResult:
     """Train the edge and cloud variants of ``spec`` on the lake as it is now."""
     versions = lake.versions()
     splits = split_rows(query_rows(lake, spec, versions), spec)
+    if spec.task == "regression":
+        from hybridai.cloud.pipelines import regression_training  # it builds on this module
+
+        return regression_training.train(spec, splits, versions)
     x, y, test_idx = splits.x, splits.y, splits.test
     x_test, y_test = x[test_idx], y[test_idx]
     x_train, y_train, hard_report = _with_hard_examples(lake, spec, versions, splits)
