@@ -94,6 +94,7 @@ def test_unrelated_missing_module_still_raises() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)  # the first test here builds the venv: minutes on a busy machine
 def test_edge_venv_imports_every_agent_module_without_a_cloud_package(
     edge_python: Path, tmp_path: Path
 ) -> None:
@@ -124,6 +125,7 @@ def test_edge_venv_imports_every_agent_module_without_a_cloud_package(
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize(
     "command", [["cloud", "serve"], ["cloud", "migrate"], ["doctor", "cloud"], ["demo"]]
 )
@@ -146,6 +148,7 @@ def fleet(tmp_path: Path) -> Iterator[LocalFleet]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_edge_only_agent_enrolls_serves_v2_and_syncs(
     edge_python: Path, fleet: LocalFleet, classifier_onnx: bytes, monkeypatch: pytest.MonkeyPatch
 ) -> None:
