@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Generator
-from dataclasses import dataclass, field
 
 import numpy as np
 import simpy
@@ -32,68 +31,13 @@ from hybridai.orchestrator import (
 )
 from hybridai.orchestrator import knowledge as kb
 from hybridai.orchestrator.placement import Placement
-from hybridai.planner.arrivals import arrival_times
-from hybridai.planner.queues import Pipe, Servers
+from hybridai.planner.queues import Servers
 from hybridai.planner.results import Run
-from hybridai.planner.scenario import Device, Model, Scenario, Site, Workload
+from hybridai.planner.scenario import Scenario
+from hybridai.planner.world import DeviceSim, Stream, build, peer_views
 from hybridai.protocol.placement import PolicyKind
 
 MIN_UPSTREAM_TIMEOUT_S = 0.02  # as the live router: no call with less time left than this
-
-
-@dataclass
-class SiteSim:
-    name: str
-    shape: Site
-    weight: float  # how many real sites this one stands for
-    up: Pipe
-    down: Pipe
-    outages: list[tuple[float, float]]
-    devices: dict[str, DeviceSim] = field(default_factory=dict)
-    pending_sync: float = 0.0
-
-    def down_during(self, t0: float, t1: float) -> bool:
-        return any(start < t1 and t0 < end for start, end in self.outages)
-
-
-@dataclass
-class DeviceSim:
-    name: str
-    shape: Device
-    site: SiteSim
-    node: kb.NodeFacts
-    servers: Servers
-    loads: dict[str, kb.ModelLoad] = field(default_factory=dict)
-    cloud: Breaker = field(default_factory=Breaker)
-    peer_breakers: dict[str, Breaker] = field(default_factory=dict)
-    peer_links: dict[tuple[str, str], LinkEstimate] = field(default_factory=dict)
-    peer_inflight: dict[str, int] = field(default_factory=dict)
-    last_cloud_sample: float = 0.0
-    probing: bool = False
-    hosts: frozenset[str] = frozenset()  # edge variants it holds that fit in its memory
-
-    def load(self, model: str) -> kb.ModelLoad:
-        found = self.loads.get(model)
-        if found is None:
-            found = self.loads[model] = kb.ModelLoad()
-        return found
-
-
-@dataclass
-class Stream:
-    """One workload at one site: its requests' times and their pre-drawn randomness."""
-
-    workload: Workload
-    model: Model
-    site: SiteSim
-    device: DeviceSim
-    times: np.ndarray
-    payload: np.ndarray
-    edge_ms: np.ndarray
-    cloud_ms: np.ndarray
-    rtt_ms: np.ndarray
-    confidence: np.ndarray
-    lost: np.ndarray
 
 
 class Simulation:
@@ -114,9 +58,7 @@ class Simulation:
         self.instances = c.instances
         self.instance_s = 0.0
         self._instances_since = 0.0
-        self.sites: list[SiteSim] = []
-        self.streams: list[Stream] = []
-        self._build()
+        self.sites, self.streams = build(scenario)
         # A simulated site may stand for several: the autoscaler sizes the cloud for them all.
         total = sum(site.shape.count for site in {id(x.shape): x for x in self.sites}.values())
         self.cloud_weight = total / max(len(self.sites), 1)
@@ -126,71 +68,6 @@ class Simulation:
             m.name: ModelPolicy(kind=policy, cascade=CascadeRule(threshold=m.cascade_threshold))
             for m in scenario.models
         }
-
-    # -- building the world --------------------------------------------------------------------
-
-    def _build(self) -> None:
-        s = self.s
-        sim = s.simulation
-        shape_streams = np.random.SeedSequence(s.seed).spawn(len(s.sites))
-        for si, shape in enumerate(s.sites):
-            copies = shape.count
-            if sim.max_sites_per_shape is not None:
-                copies = min(copies, sim.max_sites_per_shape)
-            weight = shape.count / copies
-            seeds = shape_streams[si].spawn(copies)
-            for ci in range(copies):
-                name = shape.name if shape.count == 1 else f"{shape.name}-{ci + 1}"
-                bps = shape.link.bandwidth_mbps * 1e6 / 8
-                site = SiteSim(
-                    name,
-                    shape,
-                    weight,
-                    Pipe(bps),
-                    Pipe(bps),
-                    [(o.start_s, o.start_s + o.duration_s) for o in shape.link.outages],
-                )
-                for d in shape.devices:
-                    node = kb.NodeFacts(
-                        f"{name}/{d.name}",
-                        queue_budget=sim.queue_budget,
-                        cloud_cost_per_call=s.cloud.cost_per_call,
-                        memory_mb=d.memory_mb,
-                        accelerator=d.accelerator,
-                    )
-                    fits = frozenset(m for m in d.models if s.model(m).edge.size_mb <= d.memory_mb)
-                    site.devices[d.name] = DeviceSim(
-                        node.device_id, d, site, node, Servers(d.cores), hosts=fits
-                    )
-                self.sites.append(site)
-                self._streams(site, seeds[ci])
-
-    def _streams(self, site: SiteSim, seed: np.random.SeedSequence) -> None:
-        s = self.s
-        for wi, w in enumerate(s.workloads):
-            rng = np.random.default_rng(seed.spawn(wi + 1)[-1])
-            runs_here = w.sites is None or site.shape.name in w.sites
-            if not runs_here or w.device not in site.devices:
-                continue
-            model = s.model(w.model)
-            times = arrival_times(w.arrival, s.duration_s, rng)
-            n = len(times)
-            c = model.edge.confidence
-            self.streams.append(
-                Stream(
-                    w,
-                    model,
-                    site,
-                    site.devices[w.device],
-                    times,
-                    np.maximum(w.payload_bytes.draw(rng, n), 1.0).astype(np.int64),
-                    model.edge.service_ms.draw(rng, n),
-                    model.cloud.service_ms.draw(rng, n),
-                    site.shape.link.rtt_ms.draw(rng, n),
-                    c.draw(rng, n),
-                    rng.uniform(0.0, 1.0, n) < site.shape.link.loss,
-                )
-            )
 
     # -- the clock -----------------------------------------------------------------------------
 
@@ -238,7 +115,7 @@ class Simulation:
         n_bytes = int(st.payload[j])
         st.site.pending_sync += self.s.sync.bytes_per_request
         facts = RequestFacts(m.name, w.data_class, w.latency_budget_ms, "auto")
-        peers = self._peer_views(dev, m.name)
+        peers = peer_views(dev, m.name)
         local = m.name in dev.hosts
         candidates = kb.build_candidates(
             dev.node, dev.load(m.name), dev.cloud, m.name, None, local, n_bytes, now, peers=peers
@@ -383,27 +260,6 @@ class Simulation:
             self.at(back, answer)
 
         self.at(arrive, at_cloud)
-
-    def _peer_views(self, dev: DeviceSim, model: str) -> list[kb.PeerView]:
-        views = []
-        for other in dev.site.devices.values():
-            if other is dev:
-                continue
-            has = {m: "1" for m in other.hosts}
-            link = dev.peer_links.get((other.name, model))
-            views.append(
-                kb.PeerView(
-                    other.node.device_id,
-                    has,
-                    memory_mb=other.shape.memory_mb,
-                    accelerator=other.shape.accelerator,
-                    queue_depth=other.load(model).inflight,
-                    breaker=dev.peer_breakers.get(other.name, Breaker()),
-                    links={} if link is None else {model: link},
-                    inflight=dev.peer_inflight.get(other.name, 0),
-                )
-            )
-        return views
 
     def _peer(
         self,
