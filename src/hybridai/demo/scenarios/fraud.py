@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
 from hybridai.demo.scenarios.base import Array, Holdout, Quality, Records, Site, Sizes, UseCase
 
@@ -323,6 +323,7 @@ class Fraud(UseCase):
             float(average_precision_score(holdout.y, scores)),
             {
                 "roc_auc": float(roc_auc_score(holdout.y, scores)),
+                "f1": float(f1_score(holdout.y, scores >= 0.5, zero_division=0)),
                 "precision_at_alert_rate": precision,
                 "recall_at_alert_rate": recall,
                 "alert_rate": ALERT_RATE,

@@ -23,7 +23,6 @@ from hybridai.demo.scenarios.base import Array, Holdout, Quality, Records, Site,
 from hybridai.observability import nab
 
 FEATURES = (
-    "traffic_log",
     "traffic_z",
     "traffic_vs_yesterday",
     "cpu_pct",
@@ -100,7 +99,6 @@ def host_series(
                 "traffic_mbps": round(float(traffic[t]), 3),
                 "latency_ms": round(float(latency[t]), 3),
                 "errors": int(errors[t]),
-                "traffic_log": round(math.log1p(float(traffic[t])), 4),
                 "traffic_z": round(float(z), 4),
                 "traffic_vs_yesterday": round(math.log(traffic[t] / max(yesterday, 1e-3)), 4),
                 "cpu_pct": round(float(cpu[t]), 3),
@@ -183,10 +181,10 @@ class Network(UseCase):
     sites = (Site("noc-1", "dc-east"),)
     target_cloud_share = 0.1
     edge_budget_ms = 50.0
-    hosts_per_site = 6
+    hosts_per_site = 12
     sizes = {
-        "quick": Sizes(train_units=1_200, live_requests=400, holdout_units=2_000),
-        "full": Sizes(train_units=3_000, live_requests=2_000, holdout_units=4_000),
+        "quick": Sizes(train_units=1_500, live_requests=400, holdout_units=1_500),
+        "full": Sizes(train_units=3_000, live_requests=2_000, holdout_units=3_000),
     }
 
     def records(self, seed: int, units: int, site: Site) -> Records:
