@@ -38,6 +38,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/serving_batching.py
 	$(BIN)/python bench/serving_remote.py
 	$(BIN)/python bench/serving_grpc.py
+	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/install.py
 	$(BIN)/python bench/planner.py
 
@@ -55,6 +56,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/serving_batching.py --quick
 	$(BIN)/python bench/serving_remote.py --quick
 	$(BIN)/python bench/serving_grpc.py --quick
+	$(BIN)/python bench/fleet.py --quick
 	$(BIN)/python bench/install.py --quick
 	$(BIN)/python bench/planner.py --quick
 

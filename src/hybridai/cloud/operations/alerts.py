@@ -88,6 +88,8 @@ def apply(
 
 def _active(session: Session, device_id: str | None) -> dict[tuple[str, str], Alert]:
     query = select(AlertRow).where(AlertRow.state.in_(("firing", "suppressed")))
+    if device_id is not None:  # its subject key starts with the device (subject_key)
+        query = query.where(AlertRow.subject_key.startswith(f"{device_id}|", autoescape=True))
     alerts = [Alert.model_validate(r.alert) for r in session.scalars(query)]
     return {
         (a.kind, subject_key(a.subject)): a
@@ -120,9 +122,10 @@ def evaluate(
     profiles: dict[tuple[str, str, str], np.ndarray | None] = {}
     active = _active(session, device_id)
     series = telemetry.recent_raw(session, now - checks.lookback_s, device_id)
-    sites: dict[str, str] = {
-        d: s for d, s in session.execute(select(DeviceRow.device_id, DeviceRow.site))
-    }
+    devices = select(DeviceRow.device_id, DeviceRow.site)
+    if device_id is not None:  # one device's report: not a read of the whole fleet
+        devices = devices.where(DeviceRow.device_id == device_id)
+    sites: dict[str, str] = {d: s for d, s in session.execute(devices)}
     for (dev, metric, model), points in series.items():
         values = [v for _, v in points]
         for rule in checks.rules:
