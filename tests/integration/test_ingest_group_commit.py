@@ -59,7 +59,12 @@ def _start_edge(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
         except httpx.HTTPError:
             return False
 
-    wait_for("the edge to listen", live, 60)
+    try:
+        wait_for("the edge to listen", live, 60)
+    except BaseException:
+        process.kill()
+        process.wait(10)
+        raise
     return process, url
 
 
