@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/fleet.py
 	$(BIN)/python bench/install.py
 	$(BIN)/python bench/planner.py
+	$(BIN)/python bench/usecases.py
 
 bench-quick: $(STAMP)
 	$(BIN)/python bench/infer.py --quick
@@ -59,6 +60,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/fleet.py --quick
 	$(BIN)/python bench/install.py --quick
 	$(BIN)/python bench/planner.py --quick
+	$(BIN)/python bench/usecases.py --quick
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
