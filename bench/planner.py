@@ -27,6 +27,7 @@ import asyncio
 import sys
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -263,6 +264,15 @@ def validate(quick: bool) -> tuple[dict[str, float], dict[str, Any]]:
         "live_errors": int(sum(p == "error" for p in places)),
         "live_escalation_failed": int(sum(bool(p.get("escalation_failed")) for p in said)),
         "live_degraded": int(sum(bool(p.get("degraded")) for p in said)),
+        "live_escalated": int(sum(bool(p.get("escalated")) for p in said)),
+        "live_reasons": dict(Counter(str(p.get("reason")) for p in said)),
+        "sim_reasons": dict(Counter(simulated.reason)),
+        "live_should_escalate_but_did_not": int(
+            sum(
+                float(c) < threshold and not p.get("escalated")
+                for p, c in zip(said, stream.confidence, strict=True)
+            )
+        ),
         "live_confidence_mismatches": int(
             sum(
                 p.get("confidence") is not None and abs(p["confidence"] - float(c)) > 1e-4
