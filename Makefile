@@ -17,9 +17,11 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/hybridai demo
 
+# One BLAS thread per process: tests run many processes on few cores, and OpenBLAS threads that
+# spin waiting for a core made a small MLP's training take minutes instead of seconds.
 test: $(STAMP)
 	bash tests/system_packages.sh
-	$(BIN)/python -m pytest tests -q
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest tests -q
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
