@@ -89,11 +89,19 @@ def _plots(
     names = [r.policy for r in runs]
     colours = [COLOURS.get(n, "#888888") for n in names]
 
+    styles = ["-", "--", "-.", ":"]  # policies that behave alike stay visible on top of another
     fig, ax = plt.subplots(figsize=(8, 4))
-    for run, colour in zip(runs, colours, strict=True):
+    for i, (run, colour) in enumerate(zip(runs, colours, strict=True)):
         lat = np.sort(run.latency_ms[~run.failed])
         if lat.size:
-            ax.plot(lat, np.linspace(0, 1, lat.size), label=run.policy, color=colour, lw=2)
+            ax.plot(
+                lat,
+                np.linspace(0, 1, lat.size),
+                label=run.policy,
+                color=colour,
+                lw=2,
+                ls=styles[i % len(styles)],
+            )
     budgets = sorted({w.latency_budget_ms for w in scenario.workloads if w.latency_budget_ms})
     for b in budgets:
         ax.axvline(b, color="#999", ls="--", lw=1)
@@ -141,7 +149,7 @@ def _plots(
 
     fig, ax = plt.subplots(figsize=(8, 3.6))
     bins = np.linspace(0, scenario.duration_s, 97)
-    for run, colour in zip(runs, colours, strict=True):
+    for i, (run, colour) in enumerate(zip(runs, colours, strict=True)):
         ok = ~run.failed
         which = np.digitize(run.arrival[ok], bins) - 1
         lat = run.latency_ms[ok]
@@ -149,7 +157,7 @@ def _plots(
             float(np.percentile(lat[which == i], 95)) if np.any(which == i) else np.nan
             for i in range(96)
         ]
-        ax.plot(bins[:-1] / 3600.0, p95, color=colour, label=run.policy)
+        ax.plot(bins[:-1] / 3600.0, p95, color=colour, label=run.policy, ls=styles[i % 4])
     ax.set_yscale("log")
     ax.set_xlabel("hour of the simulated day")
     ax.set_ylabel("p95 latency (ms)")
