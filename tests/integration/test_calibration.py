@@ -175,7 +175,7 @@ def test_cli_labels_validation_and_test_figures_apart(
     title = " ".join(shown.output.split())  # the table title wraps
     assert "accuracy vs cloud share on the VALIDATION split" in title, shown.output
     [val_row] = [line for line in lines if "fitted here" in line]
-    [test_row] = [line for line in lines if "held out" in line]
+    [test_row] = [line for line in lines if "held out:" in line]  # not the guard's line
     assert any(line.startswith("validation split only: edge alone") for line in lines)
     report = json.loads(as_json.output)
     val, test = report["validation"], report["test"]
@@ -184,3 +184,9 @@ def test_cli_labels_validation_and_test_figures_apart(
     assert set(test) == {"role", "rows", "cloud_share", "accuracy"}  # nothing fitted passes as test
     assert "fitted" in val["role"] and "held out" in test["role"]
     assert f"{val['accuracy']:.4f}" in val_row and f"{test['accuracy']:.4f}" in test_row
+    curves = {c["split"]: c for c in report["curves_by_split"]}
+    assert set(curves) == {"validation", "test"}
+    assert curves["validation"]["rows"] == val["rows"] and curves["test"]["rows"] == test["rows"]
+    assert curves["validation"]["apgr"] == val["apgr"]  # the unprefixed figures: validation's
+    assert "fitted" in curves["validation"]["role"] and "held out" in curves["test"]["role"]
+    assert any(line.lstrip("│┃ ").startswith("TEST") for line in lines)

@@ -44,6 +44,8 @@ def by_split(report: dict[str, Any]) -> dict[str, Any]:
             "cloud_share": test["cloud_share"],
             "accuracy": test["quality"],
         },
+        # Each split's own curve (edge alone, cloud alone, CPT, APGR), named by its split
+        "curves_by_split": report.get("splits", []),
     }
 
 
@@ -92,9 +94,28 @@ def _threshold_table(report: dict[str, Any]) -> Table:
     return table
 
 
+def _splits_table(report: dict[str, Any]) -> Table:
+    table = Table(title="each split's own curve (the measure's ranking; only validation is fitted)")
+    table.add_column("split")
+    for col in ("rows", "edge alone", "cloud alone", "CPT(50%)", "CPT(80%)", "APGR", "at 30%"):
+        table.add_column(col, justify="right")
+    for s in report.get("splits", []):
+        cells = [s.get(k) for k in ("cpt50", "cpt80", "apgr", "gap_recovered_at_30")]
+        table.add_row(
+            s["split"].upper(),
+            str(s["rows"]),
+            f"{s['edge_alone']:.4f}",
+            f"{s['cloud_alone']:.4f}",
+            *("-" if v is None else f"{v:.3f}" for v in cells),
+        )
+    return table
+
+
 def print_calibration(out: Console, report: dict[str, Any]) -> None:
     out.print(_curve_table(report))
     out.print(_threshold_table(report))
+    if report.get("splits"):
+        out.print(_splits_table(report))
     if not report["met"]:
         out.print("target accuracy NOT reachable on the validation split: best point chosen")
     out.print(

@@ -132,8 +132,26 @@ class CurvePoint(BaseModel):
     quality: float
 
 
+class SplitCurveFigures(BaseModel):
+    """One split's own quality vs cloud-share curve, summarised; ``split`` names it."""
+
+    split: Literal["validation", "test"]
+    role: str
+    rows: int
+    edge_alone: float
+    cloud_alone: float
+    cpt50: float | None = None  # cloud share recovering 50% of the edge-to-cloud gap
+    cpt80: float | None = None
+    apgr: float | None = None
+    gap_recovered_at_30: float | None = None  # at exactly 30% cloud share, interpolated
+
+
 class CalibrationReport(BaseModel):
-    """A fitted threshold with the whole quality vs cloud-share curve of the validation split."""
+    """A fitted threshold with the whole quality vs cloud-share curve of the validation split.
+
+    The unprefixed figures (``edge_quality`` .. ``apgr``, ``curve``) are the validation
+    split's; ``splits`` gives each split's curve figures under its own name.
+    """
 
     model: str
     version: str
@@ -156,3 +174,4 @@ class CalibrationReport(BaseModel):
     rows: str = "validation split"  # where the validation rows came from
     guard: str = ""  # what was checked to keep training and test rows out of them
     band: float | None = None  # spread: the spread at which confidence is 0 (goes to the edge)
+    splits: list[SplitCurveFigures] = Field(default_factory=list)  # validation, then test

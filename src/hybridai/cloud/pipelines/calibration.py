@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pyarrow as pa
@@ -26,6 +26,7 @@ from hybridai.orchestrator import (
     CascadeRule,
     HeldOutSplit,
     Measure,
+    Outcomes,
     ValidationSplit,
     apgr,
     cpt,
@@ -33,10 +34,16 @@ from hybridai.orchestrator import (
     evaluate,
     fit_quality,
     fit_share,
+    pgr_at,
 )
 from hybridai.orchestrator.cascade import CLASSIFIER_MEASURES
 from hybridai.protocol.errors import ApiError, ErrorCode
-from hybridai.protocol.placement import CalibrationReport, CalibrationRequest, CurvePoint
+from hybridai.protocol.placement import (
+    CalibrationReport,
+    CalibrationRequest,
+    CurvePoint,
+    SplitCurveFigures,
+)
 from hybridai.storage.blobs import BlobStore
 from hybridai.storage.tables import ModelVersionRow
 
@@ -87,6 +94,23 @@ def _outcomes(
         confidence,
         (edge_label == y).astype(np.float64),
         (cloud_label == y).astype(np.float64),
+    )
+
+
+def _figures(split: Literal["validation", "test"], outcomes: Outcomes) -> SplitCurveFigures:
+    """A split's own curve figures, labelled with the split (only validation is fitted on)."""
+    c = curve(outcomes)
+    role = "the threshold is fitted here" if split == "validation" else "held out, never fitted"
+    return SplitCurveFigures(
+        split=split,
+        role=role,
+        rows=len(outcomes),
+        edge_alone=c.edge_quality,
+        cloud_alone=c.cloud_quality,
+        cpt50=_number(cpt(c, 0.5)),
+        cpt80=_number(cpt(c, 0.8)),
+        apgr=_number(apgr(c)),
+        gap_recovered_at_30=_number(pgr_at(c, 0.3)),
     )
 
 
@@ -178,6 +202,7 @@ def calibrate(
         guard=chosen.guard,
         band=rule.band if regression else None,
     )
+    report.splits = [_figures("validation", val), _figures("test", test)]
     row.metrics = {**(row.metrics or {}), "cascade": report.model_dump(mode="json")}
     session.commit()
     return report
