@@ -192,36 +192,43 @@ def ingest_bodies(work: Path, name: str, first: int, count: int) -> list[Path]:
     return paths
 
 
-def sqlite_floor(work: Path, body_files: list[Path], round_no: int, seconds: float) -> float:
+def sqlite_floor(
+    work: Path, body_files: list[Path], round_no: int, seconds: float
+) -> tuple[float, float]:
     """Raw SQLite ``executemany`` of the same records with the edge store's durability.
 
     WAL, synchronous=FULL, one transaction (one fsync) per 1,000-record body, each record's
     JSON as a row; bodies in turn for ``seconds`` (as long as an HTTP run). The bodies are
-    parsed outside the timed part: the floor is SQLite's, not the JSON parser's.
+    parsed outside the timed part: the floor is SQLite's, not the JSON parser's. Returns
+    records/s and the CPU microseconds this process spent per record in the timed part.
     """
     db = sqlite3.connect(work / f"raw-{round_no}.db")
     db.execute("PRAGMA journal_mode=WAL")
     db.execute("PRAGMA synchronous=FULL")
     db.execute("CREATE TABLE IF NOT EXISTS r (id INTEGER PRIMARY KEY, ts REAL, payload TEXT)")
-    stored, elapsed = 0, 0.0
+    stored, elapsed, cpu = 0, 0.0, 0.0
     for body_file in body_files:
         batch = json.loads(body_file.read_bytes())["records"]
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         with db:
             db.executemany(
                 "INSERT INTO r (ts, payload) VALUES (?, ?)",
                 [(r["ts"], json.dumps(r, separators=(",", ":"))) for r in batch],
             )
         elapsed += time.perf_counter() - started
+        cpu += time.process_time() - cpu_started
         stored += len(batch)
         if elapsed >= seconds:
             break
     db.close()
-    return stored / elapsed
+    return stored / elapsed, cpu / stored * 1e6
 
 
-def ingest_rate(url: str, headers: dict[str, str], files: list[Path], seconds: float) -> float:
-    """Records/s the edge stored (its own answers' ``accepted``), 1,000-record bodies."""
+def ingest_rate(
+    url: str, headers: dict[str, str], files: list[Path], seconds: float, pid: int
+) -> tuple[float, float]:
+    """Records/s the edge (``pid``) stored (its answers' ``accepted``), and its CPU us/record."""
+    cpu = cpu_seconds(pid)
     run = _wrk.run(
         f"{url}/api/v1/streams/bench/records",
         bodies=files,
@@ -232,7 +239,7 @@ def ingest_rate(url: str, headers: dict[str, str], files: list[Path], seconds: f
     )
     if run.requests > len(files):
         raise RuntimeError(f"wrk sent {run.requests} bodies, only {len(files)} are new")
-    return run.accepted / run.seconds
+    return run.accepted / run.seconds, (cpu_seconds(pid) - cpu) / max(1, run.accepted) * 1e6
 
 
 def others(quick: bool) -> tuple[dict[str, Any], dict[str, str]]:
@@ -409,6 +416,7 @@ def measure_ingest(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, A
     json_rates: list[float] = []
     arrow_rates: list[float] = []
     raw_rates: list[float] = []
+    cpu: dict[str, list[float]] = {"json": [], "arrow": [], "raw": []}  # us per record
     # Self-healing off: it would open the closed window below to drain the growing backlog.
     rules = work / "no-healing.yaml"
     rules.write_text("max_actions_per_hour: 0\nrules: []\n")
@@ -428,9 +436,13 @@ def measure_ingest(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, A
                 files = ingest_bodies(work, name, first, n_bodies)
                 first += n_bodies
                 headers = {"Content-Type": media, **auth}
-                rates.append(ingest_rate(edge_url, headers, files, seconds))
+                rate, used = ingest_rate(edge_url, headers, files, seconds, edge.process.pid)
+                rates.append(rate)
+                cpu[name].append(used)
                 if name == "json":
-                    raw_rates.append(sqlite_floor(work, files, r, seconds))
+                    rate, used = sqlite_floor(work, files, r, seconds)
+                    raw_rates.append(rate)
+                    cpu["raw"].append(used)
                 for path in files:
                     path.unlink()
         after = edge_store(edge_url, auth)
@@ -443,6 +455,13 @@ def measure_ingest(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, A
         "sqlite_raw_records_per_s": round(floor, 0),
         "http_ingest_json_ratio": round(median(json_rates) / floor, 3),
         "http_ingest_arrow_ratio": round(median(arrow_rates) / floor, 3),
+        # CPU per record, whatever the machine's load: the edge process (all its threads,
+        # HTTP included) against the baseline's executemany and its JSON rows
+        "http_ingest_json_cpu_us_per_record": round(median(cpu["json"]), 2),
+        "http_ingest_arrow_cpu_us_per_record": round(median(cpu["arrow"]), 2),
+        "sqlite_raw_cpu_us_per_record": round(median(cpu["raw"]), 2),
+        "http_ingest_json_cpu_ratio": round(median(cpu["json"]) / median(cpu["raw"]), 3),
+        "http_ingest_arrow_cpu_ratio": round(median(cpu["arrow"]) / median(cpu["raw"]), 3),
     }
     notes = {
         "ingest": "1,000-record bodies, every record new, wrk -t1 -c2; raw SQLite: WAL, "
@@ -455,6 +474,7 @@ def measure_ingest(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, A
         "ingest_json_rounds": [round(x) for x in json_rates],
         "ingest_arrow_rounds": [round(x) for x in arrow_rates],
         "sqlite_raw_rounds": [round(x) for x in raw_rates],
+        "ingest_cpu_us_per_record_rounds": {k: [round(x, 2) for x in v] for k, v in cpu.items()},
         # what the edge held before and after: every record stored, none synced meanwhile
         "ingest_edge_store_before": before,
         "ingest_edge_store_after": after,
