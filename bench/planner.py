@@ -189,7 +189,11 @@ def validate(quick: bool) -> tuple[dict[str, float], dict[str, Any]]:
         rows = np.asarray([[r[f] for f in FEATURES] for r in telemetry], dtype=np.float32)
         conf = confidences(models["edge"], rows)
         threshold = between(conf, ESCALATE_SHARE)
-        fleet = LocalFleet(work)
+        # Self-healing off: its edge-while-link-slow rule would answer at the edge while the
+        # delayed link is slow, an operations override the planner does not simulate.
+        rules = work / "no-healing.yaml"
+        rules.write_text("max_actions_per_hour: 0\nrules: []\n")
+        fleet = LocalFleet(work, cloud_env={"HYBRIDAI_CLOUD_HEALING_RULES_FILE": str(rules)})
         try:
             fleet.start_cloud()
             edge = fleet.start_edge("edge-1", "plant-a")
