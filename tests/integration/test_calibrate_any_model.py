@@ -108,7 +108,7 @@ def test_an_uploaded_model_calibrates_on_a_file_via_the_cli(
     as_json = run(*args, "--target-cloud-share", "0.3", "--json")
 
     assert shown.exit_code == 0, shown.output
-    assert "uploaded file (3000 rows), 750 of its rows held out" in shown.output
+    assert "uploaded file (3000 rows), 750 of its rows kept apart as the test split" in shown.output
     assert "no row is one of the 750 test rows recorded with the upload" in shown.output
     report = json.loads(as_json.output)
     assert report["validation"]["rows"] == 2250 and report["test"]["rows"] == 750

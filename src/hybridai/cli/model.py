@@ -289,7 +289,7 @@ def calibrate(
         float | None, typer.Option(help="Accuracy to reach with the fewest cloud calls.")
     ] = None,
     measure: Annotated[
-        str, typer.Option(help="Confidence measure: margin, max_prob or entropy.")
+        str, typer.Option(help="Confidence measure: margin, max_prob, entropy; regression: spread.")
     ] = "margin",
     data: Annotated[
         Path | None,

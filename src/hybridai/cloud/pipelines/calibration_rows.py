@@ -245,7 +245,7 @@ def rows_for(
             s.x[s.test],
             s.y[s.test],
             "validation split",
-            "the validation split training recorded (its sha256 checked); test rows held out",
+            "the validation split training recorded (sha256 checked), apart from the test split",
         )
 
     table, source = _given(lake, request, data)
@@ -277,7 +277,7 @@ def rows_for(
     if spec is not None:
         return CalibrationRows(x, y, s.x[s.test], s.y[s.test], source, guard)
     fit, held = _hold_out(np.zeros(len(y)) if regression else y)
-    source += f", {len(held)} of its rows held out to report on"
+    source += f", {len(held)} of its rows kept apart as the test split"
     return CalibrationRows(x[fit], y[fit], x[held], y[held], source, guard)
 
 
