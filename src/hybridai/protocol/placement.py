@@ -132,10 +132,14 @@ class CurvePoint(BaseModel):
     quality: float
 
 
+# The split a figure was measured on: thresholds are fitted on validation, test is held out
+SplitName = Literal["validation", "test"]
+
+
 class SplitCurveFigures(BaseModel):
     """One split's own quality vs cloud-share curve, summarised; ``split`` names it."""
 
-    split: Literal["validation", "test"]
+    split: SplitName
     role: str
     rows: int
     edge_alone: float

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 import time
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -43,6 +43,7 @@ from hybridai.protocol.placement import (
     CalibrationRequest,
     CurvePoint,
     SplitCurveFigures,
+    SplitName,
 )
 from hybridai.storage.blobs import BlobStore
 from hybridai.storage.tables import ModelVersionRow
@@ -97,7 +98,7 @@ def _outcomes(
     )
 
 
-def _figures(split: Literal["validation", "test"], outcomes: Outcomes) -> SplitCurveFigures:
+def _figures(split: SplitName, outcomes: Outcomes) -> SplitCurveFigures:
     """A split's own curve figures, labelled with the split (only validation is fitted on)."""
     c = curve(outcomes)
     role = "the threshold is fitted here" if split == "validation" else "held out, never fitted"
