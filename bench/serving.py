@@ -108,7 +108,8 @@ def serve_bare(
     """The bare endpoint: FastAPI + onnxruntime, nothing else, as its own uvicorn process."""
     port = free_port()
     args = [sys.executable, "-c", BARE_APP, str(port), str(model), *map(str, tls or ())]
-    process = subprocess.Popen(args)
+    # its own session, as the fleet's processes: the kernel schedules both alike (autogroups)
+    process = subprocess.Popen(args, start_new_session=True)
     url = f"{'https' if tls else 'http'}://127.0.0.1:{port}"
 
     def up() -> bool:
@@ -275,6 +276,7 @@ def _summary(prefix: str, runs: list[Loaded]) -> dict[str, Any]:
 def measure_infer(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """The edge's and the cloud's v2 faces against bare endpoints, and the edge's idle RSS."""
     rounds, seconds = (1, 3.0) if quick else (5, 8.0)
+    load_before = os.getloadavg()[0]
     runs: dict[str, list[Loaded]] = {"edge": [], "bare": [], "cloud": [], "bare_tls": []}
     python_bare: list[float] = []
     placements: dict[str, int] = {}
@@ -365,6 +367,11 @@ def measure_infer(work: Path, quick: bool) -> tuple[dict[str, Any], dict[str, An
         "cpu_us_per_request": "server process CPU (user+system, all threads, /proc) over the "
         "run divided by requests answered: steadier than requests/s when other jobs share "
         "the cores",
+        "machine_load": f"{os.cpu_count()} cores; load average {load_before:.1f} before the "
+        f"infer runs, {os.getloadavg()[0]:.1f} after: when other jobs share the machine, each "
+        "server waits for a core for much of each run (*_runqueue_wait_share), and requests/s "
+        "and latency measure that contention as much as the server; CPU per request is the "
+        "steadier comparison",
         "runqueue_wait_share": "per run, the share of its time the server's event loop was "
         "ready but waiting for a core (/proc/PID/schedstat): near 0 on a quiet machine; the "
         "requests/s of a run with a large share measure the machine's other jobs",

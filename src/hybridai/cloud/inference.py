@@ -104,9 +104,10 @@ class CloudBackend:
     def _loaded(self, name: str, version: str | None, resolution: Resolution) -> OnnxModel | None:
         """The loaded model a request runs, without blocking; None when it must be loaded."""
         resolved = self._version_for(name, version, resolution)
-        if resolved in self._repository.versions(name):
+        try:
             return self._repository.get(name, resolved)
-        return None
+        except ApiError:  # not loaded (or dropped a moment ago for new runtime options)
+            return None
 
     def _model(self, name: str, version: str | None) -> OnnxModel:
         resolved = self._version_for(name, version, None)
