@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 import tempfile
 import time
@@ -343,6 +344,7 @@ def main() -> None:
         live_metrics, live_notes = validate(args.quick)
         metrics = {**live_metrics, **metrics}
         notes = {**live_notes, **notes}
+    notes["load_average_1_5_15"] = [round(x, 1) for x in os.getloadavg()]  # 2 cores, shared
     notes["targets"] = {
         "p50_rel_error": 0.10,
         "p95_rel_error": 0.15,
