@@ -131,5 +131,7 @@ def test_demo_scenario_fraud_end_to_end(tmp_path: Path) -> None:
     assert summary["live_degraded"] == 0
     assert 0 < summary["wire_ratio"] < 0.2  # synced Parquet and escalations vs raw JSON
     assert summary["edge_p50_ms"] is not None and summary["edge_p99_ms"] >= summary["edge_p50_ms"]
-    assert summary["retraining"]["lineage"]["label_source"] == "cloud"
+    retraining = summary["retraining"]  # escalations labelled by their chargebacks
+    assert retraining["lineage"]["label_source"] == "human-else-cloud"
+    assert retraining["lineage"]["labelled"]["by_human"] == retraining["hard_examples"] > 0
     assert not (tmp_path / "demo").exists()

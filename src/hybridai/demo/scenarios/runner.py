@@ -6,9 +6,9 @@ sync (and so through the data policy); the cloud trains both models with the pla
 pipeline (``POST /api/v1/training-runs``, what ``hybridai model train`` calls), calibrates the
 cascade at the case's cloud share and deploys it; field requests go to the edges one row at a
 time, as a branch or a collector sends them; one retraining round adds the escalated hard
-examples. Quality is measured offline on the holdout with the registry's own ONNX artifacts
-(the same bytes the fleet serves) and the calibrated rule the edges apply, which the live
-requests are checked against.
+examples, labelled with what happened to them. Quality is measured offline on a holdout with
+the registry's own ONNX artifacts (the same bytes the fleet serves) and the calibrated rule
+the edges apply, which the live answers are checked against.
 """
 
 from __future__ import annotations
@@ -110,10 +110,25 @@ class Run:
         for stream, n in acked.items():
             wait_for(f"{n} {stream} records in the lake", synced(stream, n), timeout_s)
 
+    def label_outcomes(self, escalated: Array, truth: Array) -> None:
+        """Label each escalated request with what happened, through the hard-examples API.
+
+        A chargeback, a failure or an incident ticket tells the people who learn it.
+        """
+        labels = [
+            {"request_id": f"{self.case.name}-{i}", "row": 0, "label": int(truth[i])}
+            for i in np.flatnonzero(escalated)
+        ]
+        self.fleet.call(
+            "POST",
+            f"/api/v1/models/{self.case.model}/hard-examples/labels",
+            json={"labels": labels},
+        )
+
     def train(self, hard_examples: bool = False) -> dict[str, Any]:
         spec = {**self.case.training_spec(self.seed), "deploy": False}
-        if hard_examples:
-            spec["hard_examples"] = {"label_source": "cloud"}
+        if hard_examples:  # people's labels where given, else the cloud model's answer
+            spec["hard_examples"] = {"label_source": "human-else-cloud"}
         return self.fleet.train(spec)
 
     def deploy(self, version: str) -> dict[str, Any]:
@@ -238,22 +253,28 @@ class Run:
         self._phase(f"calibrating the cascade at {case.target_cloud_share:.0%} and deploying")
         calibrated = self.deploy(v1["version"])
         holdout: Holdout = case.holdout(self.seed + 1000, sizes.holdout_units)
-        self._phase(f"{sizes.live_requests} field requests to the edges")
-        live_rows = holdout.x[: sizes.live_requests]
+        # Field traffic: other rows of the same generator, so what retraining learns from
+        # the escalations is never what it is judged on.
+        field = case.holdout(self.seed + 2000, sizes.holdout_units)
+        pick = np.random.default_rng(self.seed).permutation(len(field.y))[: sizes.live_requests]
+        live_rows, live_truth = field.x[pick], field.y[pick]
+        self._phase(f"{len(pick)} field requests to the edges")
         live = self.field_requests(live_rows)
-        edge_p = _scores(self.artifact(v1["version"], "edge"), holdout.x)
+        edge_artifact = self.artifact(v1["version"], "edge")
+        edge_p = _scores(edge_artifact, holdout.x)
         cloud_p = _scores(self.artifact(v1["version"], "cloud"), holdout.x)
         rule = CascadeRule(Measure(calibrated.get("measure", "margin")))
         threshold = float(calibrated["threshold"])
         escalate = rule.confidences(edge_p) < threshold
         cascade_p = np.where(escalate[:, None], cloud_p, edge_p)
-        agreement = float((escalate[: len(live_rows)] == live["escalated"]).mean())
+        field_escalate = rule.confidences(_scores(edge_artifact, live_rows)) < threshold
+        agreement = float((field_escalate == live["escalated"]).mean())
         quality = {
             "edge": case.quality(holdout, edge_p[:, 1]),
             "cloud": case.quality(holdout, cloud_p[:, 1]),
             "cascade": case.quality(holdout, cascade_p[:, 1]),
         }
-        self._phase("hard examples reaching the lake; retraining on them")
+        self._phase("hard examples reaching the lake; labelled by outcome; retraining")
         escalations = int(live["escalated"].sum())
         sql = f"SELECT count(*) FROM hard_examples WHERE model = '{case.model}'"
         if escalations:
@@ -262,6 +283,7 @@ class Run:
                 lambda: self.fleet.lake_count(sql) >= escalations,
                 90,
             )
+            self.label_outcomes(live["escalated"], live_truth)
         v2 = self.train(hard_examples=True)
         edge_after = case.quality(
             holdout, _scores(self.artifact(v2["version"], "edge"), holdout.x)[:, 1]
