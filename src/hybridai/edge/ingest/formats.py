@@ -117,7 +117,7 @@ def _plain_json(body: bytes) -> list[dict[str, Any]] | None:
     except orjson.JSONDecodeError:
         return None
     records = data.get("records") if type(data) is dict else None
-    if type(records) is not list or not all(type(r) is dict for r in records):
+    if type(records) is not list or not set(map(type, records)) <= {dict}:
         return None
     return records
 
