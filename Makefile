@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/dataplane.py
 	$(BIN)/python bench/lifecycle.py
 	$(BIN)/python bench/cascade.py
+	$(BIN)/python bench/hard_examples.py
 	$(BIN)/python bench/operations.py
 	$(BIN)/python bench/serving.py
 	$(BIN)/python bench/serving_binary.py
@@ -53,6 +54,7 @@ bench-quick: $(STAMP)
 	$(BIN)/python bench/dataplane.py --quick
 	$(BIN)/python bench/lifecycle.py --quick
 	$(BIN)/python bench/cascade.py --quick
+	$(BIN)/python bench/hard_examples.py --quick
 	$(BIN)/python bench/operations.py --quick
 	$(BIN)/python bench/serving.py --quick
 	$(BIN)/python bench/serving_binary.py --quick
