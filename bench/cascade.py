@@ -181,6 +181,11 @@ def run_fold(x: Array, y: Array, train: Array, valid: Array, test: Array, seed: 
     return Fold(fit, router_onnx, x[test], et_probs, et_ok, ct_ok, conf, escalated)
 
 
+def _mean_finite(values: list[float]) -> float:
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")  # no gap in any fold: NaN
+
+
 def method_figures(folds: list[Fold], method: DeferralMethod) -> dict[str, float]:
     """The method on the pooled test folds (a fold without a router: its plain threshold)."""
     used = [m if m in f.test_conf else DeferralMethod.THRESHOLD for f in folds for m in [method]]
@@ -198,8 +203,8 @@ def method_figures(folds: list[Fold], method: DeferralMethod) -> dict[str, float
         "realised_share": float(esc.mean()),
         "share_error_points": abs(float(esc.mean()) - TARGET_SHARE) * 100,
         "gap_recovered_at_realised": (realised - c.edge_quality) / c.gap if c.gap > 0 else np.nan,
-        "validation_apgr": float(
-            np.nanmean([f.fit.apgr.get(m, np.nan) for f, m in zip(folds, used, strict=True)])
+        "validation_apgr": _mean_finite(
+            [f.fit.apgr.get(m, np.nan) for f, m in zip(folds, used, strict=True)]
         ),
     }
 
