@@ -141,6 +141,8 @@ def evaluate(
                 if usual is not None:
                     usual_rise = values[-1] - usual < rule.min_delta
                     found = None if usual_rise else replace(found, detector="seasonal")
+            if found is None and current is None:
+                continue  # nothing found, nothing open: the state machine would not move
             back = current is not None and recovered(rule, current.evidence, values, checks.policy)
             text = summary(rule, subject, found) if found else ""
             done = apply(
