@@ -302,7 +302,10 @@ def speed(quick: bool) -> tuple[dict[str, float], dict[str, Any]]:
     began = time.perf_counter()
     runs = simulate(day)
     day_s = time.perf_counter() - began
-    hour = example.model_copy(update={"duration_s": 600.0 if quick else 3600.0})
+    every_site = example.simulation.model_copy(update={"max_sites_per_shape": None})
+    hour = example.model_copy(
+        update={"duration_s": 600.0 if quick else 3600.0, "simulation": every_site}
+    )
     hour_aggregated = day.model_copy(update={"duration_s": hour.duration_s})
     began = time.perf_counter()
     [full] = simulate(hour, [PolicyKind.CASCADE])
