@@ -10,7 +10,10 @@ import pytest
 
 from hybridai.cloud.pipelines.hard_examples import decode
 from hybridai.cloud.pipelines.lineage import pack_hashes, row_hashes, unpack_hashes
+from hybridai.cloud.pipelines.retraining import retraining_spec
 from hybridai.cloud.pipelines.training import TrainingError, class_labels, targets
+from hybridai.protocol.lifecycle import RetrainingPolicySpec
+from hybridai.protocol.registry import HardExamplesSpec, TrainingSpec
 
 
 @pytest.mark.parametrize(
@@ -75,3 +78,19 @@ def test_a_hard_example_decodes_to_rows_and_the_clouds_classes() -> None:
     assert decode(None, with_label) is None  # inputs withheld by a data policy
     assert decode(inputs, json.dumps([tensor("label", [1])])) is None  # rows do not match
     assert decode("pseudonymised:abc", with_label) is None
+
+
+def test_a_retraining_adds_hard_examples_when_its_policy_names_a_label_source() -> None:
+    spec = TrainingSpec(model_name="m", query="SELECT 1", features=["x"], label="y", deploy=False)
+    plain = retraining_spec(spec, RetrainingPolicySpec(mode="auto-to-production"))
+    assert plain.deploy and plain.hard_examples is None
+    people = RetrainingPolicySpec(mode="auto-to-staged", hard_example_labels="human")
+    with_hard = retraining_spec(spec, people)
+    assert not with_hard.deploy and with_hard.hard_examples is not None
+    assert with_hard.hard_examples.label_source == "human"
+    kept = spec.model_copy(update={"hard_examples": HardExamplesSpec(max_rows=10)})
+    assert retraining_spec(kept, people).hard_examples == HardExamplesSpec(
+        label_source="human", max_rows=10
+    )
+    with pytest.raises(ValueError):
+        RetrainingPolicySpec(hard_example_labels="the intern")  # type: ignore[arg-type]

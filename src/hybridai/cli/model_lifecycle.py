@@ -93,6 +93,13 @@ def retraining(
     cooldown_s: Annotated[
         float | None, typer.Option(help="Least time between two retrainings.")
     ] = None,
+    hard_example_labels: Annotated[
+        str | None,
+        typer.Option(
+            help="Add the model's hard examples to a retraining's rows, labelled by: cloud, "
+            "human or human-else-cloud."
+        ),
+    ] = None,
     cloud: CloudOpt = DEFAULT_CLOUD,
     token: TokenOpt = None,
     as_json: JsonOpt = False,
@@ -107,6 +114,7 @@ def retraining(
         "hard_examples": hard_examples,
         "min_window": min_window,
         "cooldown_s": cooldown_s,
+        "hard_example_labels": hard_example_labels,
     }
     if mode is not None and mode not in RetrainingMode.__args__:  # type: ignore[attr-defined]
         raise fail("--mode must be manual, auto-to-staged or auto-to-production")
@@ -121,6 +129,11 @@ def retraining(
         f"{name}: {policy['mode']}; PSI > {policy['psi_threshold']}, confidence drop > "
         f"{policy['confidence_shift']}, hard examples >= {policy['hard_examples'] or 'off'}, "
         f"window >= {policy['min_window']}, cool-down {policy['cooldown_s']:.0f}s"
+        + (
+            f", trains on hard examples labelled by {policy['hard_example_labels']}"
+            if policy.get("hard_example_labels")
+            else ""
+        )
     )
     if current.get("last_reason"):
         out.print(f"last: {current['last_reason']} (run {current.get('last_run_id')})")

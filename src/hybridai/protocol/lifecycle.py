@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from hybridai.protocol.registry import HardLabelSource
+
 RetrainingMode = Literal["manual", "auto-to-staged", "auto-to-production"]
 
 
@@ -22,6 +24,9 @@ class RetrainingPolicySpec(BaseModel):
     hard_examples: int = Field(default=0, ge=0)  # 0: hard examples alone never trigger
     min_window: int = Field(default=50, ge=1)  # rows a device must have served to count
     cooldown_s: float = Field(default=300.0, ge=0)
+    # a retraining run adds the model's hard examples to its training rows, labelled by this
+    # source (None: as the deployed version's spec says)
+    hard_example_labels: HardLabelSource | None = None
 
 
 class RetrainingStatus(BaseModel):

@@ -22,7 +22,7 @@ from hybridai.cloud.pipelines import training_runs
 from hybridai.orchestrator.drift import DriftObservation, RetrainingPolicy, retraining_due
 from hybridai.protocol.errors import ApiError, ErrorCode
 from hybridai.protocol.lifecycle import RetrainingPolicySpec, RetrainingStatus
-from hybridai.protocol.registry import TrainingSpec
+from hybridai.protocol.registry import HardExamplesSpec, TrainingSpec
 from hybridai.protocol.stages import StageChange
 from hybridai.storage.tables import (
     DeploymentRow,
@@ -110,6 +110,20 @@ def _spec_of(session: Session, name: str, version: int) -> TrainingSpec | None:
     return TrainingSpec.model_validate(spec) if isinstance(spec, dict) else None
 
 
+def retraining_spec(spec: TrainingSpec, policy: RetrainingPolicySpec) -> TrainingSpec:
+    """The spec a retraining run uses: the deployed version's, deployed per the policy's mode.
+
+    When the policy names a label source, the model's hard examples join the training rows.
+    """
+    update: dict[str, object] = {"deploy": policy.mode == "auto-to-production"}
+    if policy.hard_example_labels is not None:
+        kept = spec.hard_examples or HardExamplesSpec()
+        update["hard_examples"] = kept.model_copy(
+            update={"label_source": policy.hard_example_labels}
+        )
+    return spec.model_copy(update=update)
+
+
 def _stage_finished_run(session: Session, row: RetrainingPolicyRow, now: float) -> None:
     run = session.get(TrainingRunRow, row.last_run_id) if row.last_run_id else None
     if run is None or run.status != "succeeded" or run.version is None:
@@ -128,7 +142,8 @@ def tick(cloud: Cloud, now: float) -> list[str]:
     with cloud.session() as session:
         rows = session.scalars(select(RetrainingPolicyRow)).all()
         for row in rows:
-            policy = RetrainingPolicy(**row.policy)
+            wire = RetrainingPolicySpec.model_validate(row.policy)
+            policy = RetrainingPolicy(**wire.model_dump(exclude={"hard_example_labels"}))
             if policy.mode == "auto-to-staged":
                 _stage_finished_run(session, row, now)
             deployment = session.get(DeploymentRow, row.name)
@@ -154,7 +169,7 @@ def tick(cloud: Cloud, now: float) -> list[str]:
                 row.last_triggered_at = now
                 session.commit()
                 continue
-            spec = spec.model_copy(update={"deploy": policy.mode == "auto-to-production"})
+            spec = retraining_spec(spec, wire)
             session.commit()  # end this read before the run's own unit of work writes
             run = training_runs.start(cloud, spec, ACTOR)
             log.info("retraining %s: %s (run %s)", row.name, decision.reason, run.run_id)
