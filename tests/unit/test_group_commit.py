@@ -38,11 +38,14 @@ def _stored_ns(store: EdgeStore) -> list[int]:
 # -- the de-duplication index --------------------------------------------------------------
 
 
-def test_the_index_answers_as_a_set_would_over_many_batches() -> None:
+@pytest.mark.parametrize("spread", ["narrow", "full"])
+def test_the_index_answers_as_a_set_would_over_many_batches(spread: str) -> None:
     rng = np.random.default_rng(7)
+    # repeats within and across batches; "full": hashes over all 64 bits (the bitmap's prefixes)
+    pool = rng.integers(0, 2**64 - 1 if spread == "full" else 50_000, 300_000, dtype=np.uint64)
     index, held = HashIndex(), set()
-    for size in rng.integers(1, 3000, 120):
-        batch = rng.integers(0, 50_000, size, dtype=np.uint64)  # repeats within and across
+    for size in rng.integers(1, 6000, 150):
+        batch = pool[rng.integers(0, len(pool), size)]
         fresh = index.fresh(batch)
         seen: set[int] = set()
         for value, is_fresh in zip(batch.tolist(), fresh.tolist(), strict=True):
@@ -51,6 +54,9 @@ def test_the_index_answers_as_a_set_would_over_many_batches() -> None:
         index.add(batch[fresh])
         held |= seen
         assert len(index) == len(held)
+    rebuilt = HashIndex([np.array(sorted(held), dtype=np.uint64)])  # as after an eviction
+    probe = pool[:5000]
+    assert rebuilt.fresh(probe).tolist() == index.fresh(probe).tolist()
 
 
 def test_runs_not_yet_committed_count_as_held() -> None:
