@@ -78,6 +78,8 @@ def main() -> None:
                         "records_ingested",
                         "edge_budget_ms",
                         "live_agreement",
+                        "live_degraded",
+                        "live_decided_by",
                         "wire_bytes",
                         "raw_bytes",
                         "holdout_rows",

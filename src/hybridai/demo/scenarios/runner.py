@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -170,7 +171,7 @@ class Run:
         local = threading.local()
         lock = threading.Lock()
 
-        def ask(i: int) -> tuple[bool, bool, float, float]:
+        def ask(i: int) -> tuple[bool, bool, float, float, str]:
             if not hasattr(local, "http"):
                 local.http = httpx.Client(timeout=30)
             body = json.dumps(
@@ -204,7 +205,10 @@ class Run:
                     self.escalated_bytes += len(body)
             outputs = {o["name"]: o for o in answer["outputs"]}
             p = float(outputs["probabilities"]["data"][1])
-            return escalated, bool(parameters.get("degraded")), ms, p
+            how = str(parameters.get("deferral", "threshold"))
+            if parameters.get("escalation_failed"):
+                how = "escalation failed"
+            return escalated, bool(parameters.get("degraded")), ms, p, how
 
         with ThreadPoolExecutor(LIVE_THREADS) as pool:
             answers = list(pool.map(ask, range(len(x))))
@@ -216,6 +220,7 @@ class Run:
             "edge_ms": edge_ms,
             "cloud_ms": [a[2] for a in answers if a[0]],
             "scores": np.asarray([a[3] for a in answers]),
+            "decided_by": dict(Counter(a[4] for a in answers)),
         }
 
     def wire_bytes(self) -> int:
@@ -315,6 +320,7 @@ class Run:
             "live_cloud_share": round(float(live["escalated"].mean()), 4),
             "live_agreement": round(agreement, 4),
             "live_degraded": live["degraded"],
+            "live_decided_by": live["decided_by"],  # threshold, a learned router, or failed
             "calibrated_threshold": round(threshold, 6),
             "edge_p50_ms": _percentile(live["edge_ms"], 50),
             "edge_p99_ms": _percentile(live["edge_ms"], 99),
