@@ -37,7 +37,8 @@ Source = Literal["given", "login", "admin-token", "none"]
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}")
+    # the message is text, not markup: "[test_rows_leak]" and a server's words print as they are
+    err.print(f"[bold red]error:[/] {escape(message)}")
     return typer.Exit(code)
 
 
