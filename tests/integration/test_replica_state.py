@@ -165,3 +165,14 @@ def test_old_misses_are_forgotten_and_their_rows_dropped(metadata_engine: Engine
     with metadata_engine.connect() as connection:
         count = connection.exec_driver_sql("SELECT count(*) FROM login_failures").scalar_one()
     assert count == 1
+
+
+def test_a_name_that_is_a_password_or_hostile_is_counted_not_kept(metadata_engine: Engine) -> None:
+    throttle = StoredLoginThrottle(metadata_engine, free_failures=1, base_s=5.0)
+    for name in ("hunter2-my-real-password", "a\x00b", "x" * 10_000, "ü\udcff"):
+        assert throttle.failure([f"user:{name}"], 10.0) == 5.0  # counted (and locked) all right
+        assert throttle.retry_after([f"user:{name}"], 11.0) == pytest.approx(4.0)
+    with metadata_engine.connect() as connection:
+        keys = connection.exec_driver_sql("SELECT key FROM login_failures").scalars().all()
+    assert len(keys) == 4 and all(k.startswith("user:") and len(k) == 69 for k in keys)
+    assert not any("hunter2" in k for k in keys)

@@ -6,7 +6,7 @@ import json
 import time
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Request, Response, UploadFile
+from fastapi import APIRouter, Depends, Form, Request, Response, UploadFile
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
@@ -142,7 +142,14 @@ def calibrate(
         return calibration.calibrate(session, ctx.blobs, ctx.lake, name, version, body)
 
 
-@router.post("/models/{name}/versions/{version}/calibration/data")
+def _may_train(request: Request) -> None:
+    require(request, "train")
+
+
+# The permission is a dependency, so it is checked before the form: a viewer gets 403, not 400
+@router.post(
+    "/models/{name}/versions/{version}/calibration/data", dependencies=[Depends(_may_train)]
+)
 async def calibrate_on_file(
     name: str,
     version: str,
@@ -154,7 +161,6 @@ async def calibrate_on_file(
 
     ``settings``: the calibration request as JSON (targets, measure, ``label``, ``features``).
     """
-    require(request, "train")
     try:
         body = CalibrationRequest.model_validate_json(settings)
     except ValidationError as error:
@@ -199,10 +205,10 @@ def hard_example_summary(name: str, request: Request) -> HardExampleSummary:
     return hard_examples.summary(cloud_of(request).lake, name)
 
 
-@router.post("/models/{name}/hard-examples/labels")
+@router.post("/models/{name}/hard-examples/labels", dependencies=[Depends(_may_train)])
 def label_hard_examples(name: str, body: HardExampleLabels, request: Request) -> dict[str, int]:
     """Store people's labels for rows of hard examples (training with label_source human)."""
-    who = require(request, "train")
+    who = require(request, "train")  # checked before the body too (the dependency): 403, not 400
     version = hard_examples.add_labels(
         cloud_of(request).lake, name, body.labels, who.name, time.time()
     )

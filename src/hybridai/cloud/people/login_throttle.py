@@ -10,11 +10,24 @@ without bound.
 
 from __future__ import annotations
 
+import hashlib
+
 from sqlalchemy import Engine, case, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 
 from hybridai.governance.throttle import lockout_s
 from hybridai.storage.tables import LoginFailureRow
+
+
+def stored_key(key: str) -> str:
+    """``user:NAME`` as ``user:`` and the name's digest.
+
+    What someone typed as a name (a password, a NUL, 10,000 characters) is neither kept nor
+    able to break the column.
+    """
+    kind, _, value = key.partition(":")
+    digest = hashlib.sha256(value.encode("utf-8", "surrogatepass")).hexdigest()
+    return f"{kind[:16]}:{digest}"
 
 
 class StoredLoginThrottle:
@@ -36,9 +49,10 @@ class StoredLoginThrottle:
 
     def retry_after(self, keys: list[str], now: float) -> float:
         """Seconds until any of ``keys`` may try again; 0 when none is locked."""
+        stored = [stored_key(k) for k in keys]
         with self.engine.connect() as connection:
             until = connection.execute(
-                select(LoginFailureRow.locked_until).where(LoginFailureRow.key.in_(keys))
+                select(LoginFailureRow.locked_until).where(LoginFailureRow.key.in_(stored))
             ).scalars()
             return max([0.0, *(u - now for u in until)])
 
@@ -53,7 +67,7 @@ class StoredLoginThrottle:
                     LoginFailureRow.locked_until <= now,
                 )
             )
-            for key in sorted(keys):  # one order on every replica: no deadlock between two
+            for key in sorted(stored_key(k) for k in keys):  # one order: no deadlock
                 connection.execute(
                     insert(LoginFailureRow)
                     .values(key=key, failures=0, locked_until=0.0, last_failure=now)
@@ -82,4 +96,6 @@ class StoredLoginThrottle:
 
     def success(self, key: str) -> None:
         with self.engine.begin() as connection:
-            connection.execute(delete(LoginFailureRow).where(LoginFailureRow.key == key))
+            connection.execute(
+                delete(LoginFailureRow).where(LoginFailureRow.key == stored_key(key))
+            )
