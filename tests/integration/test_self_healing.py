@@ -450,3 +450,20 @@ def test_an_action_two_alerts_call_for_is_taken_once_and_handed_over(synthetic: 
     synthetic.tick()
     (action,) = [a for a in synthetic.actions() if a.rule == "drain-backlog"]
     assert not action.active and action.lift_at is None
+
+
+def test_slower_answers_during_a_rollout_do_not_roll_it_back(synthetic: Fleet) -> None:
+    """Latency rises with load on old and new versions alike: the built-in rules leave it be."""
+    with synthetic.cloud.session() as session:
+        started = rollout.start(
+            session,
+            RolloutRequest(model="pm", version="2", canary_share=1.0, soak_s=3600 * 24),
+            "ops",
+            synthetic.now,
+        )
+    synthetic.edges["gw-1"].faults.add("latency")
+    synthetic.tick(4)
+    assert [a.kind for a in synthetic.alerts_firing("gw-1")] == ["latency"]
+    assert [a for a in synthetic.actions() if a.rule == "rollback-bad-rollout"] == []
+    with synthetic.cloud.session() as session:
+        assert rollout.get(session, started.rollout_id).status != "aborted"
