@@ -47,7 +47,7 @@ def settings() -> CliSettings:
     try:
         return cli_settings.load()
     except ConfigFileError as exc:
-        raise fail(escape(str(exc))) from None
+        raise fail(str(exc)) from None
     except ValidationError as exc:
         problem = exc.errors()[0]
         name = str(problem["loc"][0]) if problem["loc"] else ""
@@ -59,7 +59,7 @@ def cloud_data_dir() -> Path:
     try:
         return cli_settings.cloud_data_dir()
     except (ConfigFileError, ValidationError) as exc:
-        raise fail(escape(f"cannot read the cloud's settings for its DATA_DIR: {exc}")) from None
+        raise fail(f"cannot read the cloud's settings for its DATA_DIR: {exc}") from None
 
 
 def _defaulted(ctx: typer.Context, param: typer.CallbackParam) -> bool:

@@ -11,7 +11,6 @@ from __future__ import annotations
 from importlib.util import find_spec
 
 import typer
-from rich.markup import escape
 
 from hybridai.cli._api import fail
 from hybridai.protocol.placement import Variant as Tier  # a tier's words, declared once
@@ -50,8 +49,8 @@ def tier_of(module: str | None) -> Tier | None:
 
 
 def not_installed(tier: Tier, modules: list[str]) -> str:
-    """What is absent and the command that fixes it (rich markup escaped: ``[cloud]`` shows)."""
-    return escape(
+    """What is absent and the command that fixes it (``fail`` prints it as text, not markup)."""
+    return (
         f"the {tier} tier is not installed (no module named {modules[0]}): "
         f"pip install 'hybridai[{tier}]' (or 'hybridai[all]')"
     )

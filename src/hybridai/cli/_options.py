@@ -193,7 +193,7 @@ def build(cls: type[S], given: dict[str, Any]) -> S:
     try:
         return cls(**values)
     except ConfigFileError as exc:
-        raise fail(escape(str(exc))) from None
+        raise fail(str(exc)) from None
     except ValidationError as exc:
         problem = exc.errors()[0]
         where = ".".join(str(p) for p in problem["loc"])
