@@ -18,10 +18,12 @@ demo: $(STAMP)
 	$(BIN)/hybridai demo
 
 # One BLAS thread per process: tests run many processes on few cores, and OpenBLAS threads that
-# spin waiting for a core made a small MLP's training take minutes instead of seconds.
+# spin waiting for a core made a small MLP's training take minutes instead of seconds. Three
+# workers, a test file each at a time (module fixtures stay shared): most tests wait on the
+# processes they start, so the run takes well under half its serial time on two cores.
 test: $(STAMP)
 	bash tests/system_packages.sh
-	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest tests -q
+	OPENBLAS_NUM_THREADS=1 $(BIN)/python -m pytest tests -q -n 3 --dist loadfile
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
