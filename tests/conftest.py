@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+# pytest-xdist's workers start with COLUMNS=80 and LINES=24; Rich fixes a console's width from
+# COLUMNS when the console is made (at import), so tests that widen the CLI's tables with
+# COLUMNS would see 80 forever. Without it, every console reads COLUMNS when it prints.
+os.environ.pop("COLUMNS", None)
+os.environ.pop("LINES", None)
 
 from _models import add_vectors_onnx, identity_all_types_onnx, train_classifier_onnx
 

@@ -103,7 +103,14 @@ def test_train_calibrate_cascade_at_the_edge_and_retrain_on_hard_examples(
     escalated = np.asarray([bool(a.get("escalated")) for a in answers])
     # A request the router sent straight to the cloud (its estimates said the edge was busy)
     # skips the cascade: the rule is checked on those the edge answered first.
-    at_edge = np.asarray([a.get("answered_first_by", a["placement"]) != "cloud" for a in answers])
+    # The first answers, before the edge has a cloud estimate, are its own (no_cloud_estimate_yet).
+    at_edge = np.asarray(
+        [
+            a.get("answered_first_by", a["placement"]) != "cloud"
+            and a.get("reason") != "no_cloud_estimate_yet"
+            for a in answers
+        ]
+    )
     threshold = calibrated["threshold"]
     _, p1 = edge_model(fleet, v1["version"]).run(None, {"input": x})
     confidence = CascadeRule(Measure.MARGIN).confidences(p1)

@@ -103,7 +103,7 @@ def test_the_cli_writes_the_report_and_refuses_a_bad_file(tmp_path: Path) -> Non
     assert scenario.name in got.output or "cascade" in got.output
     bad = tmp_path / "bad.yaml"
     bad.write_text(text.replace("kind: edge-server", "kind: mainframe"))
-    refused = runner.invoke(app, ["plan", "simulate", str(bad)])
+    refused = runner.invoke(app, ["plan", "simulate", str(bad)], env={"COLUMNS": "400"})
     assert refused.exit_code == 2
     flat = " ".join(refused.output.split())  # the terminal wraps long lines
     assert f"{bad}:12: sites.0.devices.0.kind: Input should be 'sensor-gateway'" in flat
